@@ -1,0 +1,62 @@
+"""Entry point: `kdcache [--version] COMMAND ...`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kdcache import __version__
+from kdcache.errors import KdcacheError
+
+app = typer.Typer(
+    name="kdcache",
+    help="Distil large monocular-depth teachers into small, fast students: pay for the teacher once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kdcache {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """kdcache: precompute a teacher once, train many students from the cache, evaluate them exactly."""
+
+
+def _register_commands() -> None:
+    # One module per command group, in the order a user meets them.
+    from kdcache.cli import data, precompute, cache, students, train, evaluate, infer, export, demo
+
+    for module in (demo, data, precompute, cache, students, train, evaluate, infer, export):
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a `KdcacheError` becomes one red line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="kdcache")
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KdcacheError as err:
+        from kdcache.console import console
+
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Shared rich console and progress bars, so every long step looks and behaves the same."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+# Progress and logs go to stderr so stdout stays clean for tables and JSON a user may pipe.
+console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. `42.0 img/s`."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s", style="cyan")
+
+
+def progress(unit: str = "img", transient: bool = False, disable: bool | None = None) -> Progress:
+    """A progress bar with count, rate (`unit`/s), elapsed time and ETA.
+
+    Disabled automatically when stderr is not a terminal (CI logs, tests) unless asked otherwise.
+    """
+    if disable is None:
+        disable = not sys.stderr.isatty()
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+        disable=disable,
+    )
+
+
+def log(message: str) -> None:
+    console.print(message, highlight=False)
