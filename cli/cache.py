@@ -1,5 +1,135 @@
-"""(being written)"""
+"""`kdcache cache info STORE` and `kdcache cache verify STORE`: what a cache holds, and is it sound."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdcache.console import log
+
+stdout = Console()  # tables on stdout; logs and progress stay on stderr
 
 
-def register(app):
-    pass
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def manifest_table(manifest: dict) -> Table:
+    table = Table(title="manifest", show_header=False)
+    teacher = manifest.get("teacher") or {}
+    features = manifest.get("features") or {}
+    rows = [
+        ("kdcache version / format", f"{manifest['kdcache_version']} / {manifest['format']}"),
+        ("created", manifest["created"]),
+        ("teacher", teacher.get("name", "none")),
+        ("teacher identity", json.dumps(teacher.get("identity")) if teacher else "-"),
+        ("output space", str(teacher.get("output_space", "-"))),
+        ("precision / flip-TTA", f"{teacher.get('precision', '-')} / {teacher.get('flip_tta', '-')}"),
+        ("resolution", "x".join(map(str, manifest["resolution"]))),
+        ("shard size", str(manifest["shard_size"])),
+    ]
+    for layer, entry in (features.get("per_layer") or {}).items():
+        reduced = f" (PCA of {entry['source_channels']})" if entry["pca"] else ""
+        grid = "x".join(map(str, features["grid"]))
+        rows.append((f"features {layer}", f"{entry['channels']} ch{reduced} at {grid}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def splits_table(infos) -> Table:
+    table = Table(title="splits")
+    for column in ("split", "samples", "labels", "shards", "unreadable", "teacher bad", "stored", "bytes/sample", "ratio"):
+        table.add_column(column, justify="left" if column in ("split", "labels") else "right")
+    for info in infos:
+        done = "complete" if info.shards_done == info.shards_total else "INCOMPLETE"
+        table.add_row(
+            info.spec, str(info.count), info.space or "-", f"{info.shards_done}/{info.shards_total} {done}",
+            str(info.unreadable), str(info.teacher_bad), _mb(info.stored_bytes),
+            f"{info.bytes_per_sample:,.0f}", f"{info.compression:.2f}x",
+        )
+    return table
+
+
+def fields_table(infos) -> Table:
+    table = Table(title="fields (all splits)")
+    for column in ("field", "dtype", "sample shape", "stored", "ratio"):
+        table.add_column(column, justify="left" if column in ("field", "dtype") else "right")
+    totals: dict[str, list] = {}
+    for info in infos:
+        for field in info.fields:
+            entry = totals.setdefault(field.name, [field.dtype, field.shape[1:], 0, 0])
+            entry[2] += field.raw_bytes
+            entry[3] += field.stored_bytes
+    for name, (dtype, shape, raw, stored) in totals.items():
+        table.add_row(name, dtype, "x".join(map(str, shape)) or "-", _mb(stored), f"{raw / max(stored, 1):.2f}x")
+    return table
+
+
+def show_store(url: str) -> None:
+    from kdcache.store.info import store_info
+
+    store, infos = store_info(url)
+    stdout.print(manifest_table(store.manifest))
+    stdout.print(splits_table(infos))
+    stdout.print(fields_table(infos))
+
+
+def verify_table(report) -> Table:
+    table = Table(title=f"verify {report.url}")
+    for column in ("split", "shards", "unreadable", "teacher bad", "non-finite", "recomputed", "field", "max abs", "max rel"):
+        table.add_column(column, justify="left" if column in ("split", "field") else "right")
+    for check in report.splits:
+        head = [check.spec, f"{check.shards_done}/{check.shards_total}", str(check.unreadable), str(check.teacher_bad),
+                str(sum(check.nonfinite.values())), str(check.recomputed)]
+        diffs = list(check.diffs.items()) or [("-", (float("nan"), float("nan")))]
+        for row, (name, (abs_diff, rel_diff)) in enumerate(diffs):
+            prefix = head if row == 0 else [""] * len(head)
+            table.add_row(*prefix, name, f"{abs_diff:.3g}", f"{rel_diff:.3g}")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    cache = typer.Typer(help="Inspect and verify teacher caches.", no_args_is_help=True)
+
+    @cache.command("info")
+    def info(
+        store: str = typer.Argument(..., help="Cache path or fsspec URL (the --out of `kdcache precompute`)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
+    ) -> None:
+        """Manifest, counts, bytes per sample, compression ratio and completeness of a cache."""
+        if as_json:
+            from kdcache.store import open_store
+
+            typer.echo(json.dumps(open_store(store).manifest, indent=2))
+            return
+        show_store(store)
+
+    @cache.command("verify")
+    def verify(
+        store: str = typer.Argument(..., help="Cache path or fsspec URL."),
+        teacher: str = typer.Option(None, "--teacher", help="Teacher to recompute with (default: the cache's)."),
+        sample: int = typer.Option(4, "--sample", min=0, help="Samples per split to recompute (0: skip)."),
+        device: str = typer.Option("cpu", "--device", help="Device for the recomputation."),
+        precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
+        tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
+        seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
+    ) -> None:
+        """Completeness, NaN/inf scan, and a recomputation of K samples with the teacher (non-zero exit on failure)."""
+        from kdcache.precompute import verify_store
+
+        report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
+                              tolerance=tolerance, seed=seed)
+        stdout.print(verify_table(report))
+        for note in report.notes:
+            log(f"[yellow]note:[/] {note}")
+        for problem in report.problems:
+            log(f"[bold red]FAIL:[/] {problem}")
+        if not report.ok:
+            raise typer.Exit(1)
+        log(f"[green]OK[/]: {store} is complete, finite and matches its teacher within {tolerance:g}")
+
+    app.add_typer(cache, name="cache")

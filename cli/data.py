@@ -1,5 +1,88 @@
-"""(being written)"""
+"""`kdcache data list | show | download`: what data is there, what it looks like, and fetching NYU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdcache.console import log
+
+data_app = typer.Typer(help="Datasets: list registered splits, inspect a sample, download NYU Depth v2.",
+                       no_args_is_help=True)
+_stdout = Console()
+
+ROOT_HELP = "Data root (default: $KDCACHE_DATA, else ./data)."
 
 
-def register(app):
-    pass
+@data_app.command("list")
+def list_command(root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP)) -> None:
+    """Table of registered splits: size if the data is present (else 'missing'), labels, GT space."""
+    from kdcache.data.overview import split_statuses
+
+    table = Table(title="kdcache splits")
+    for column in ("split", "images", "labeled", "space"):
+        table.add_column(column)
+    rows = split_statuses(root)
+    for row in rows:
+        count = "pattern" if row.problem == "pattern" else ("missing" if row.count is None else f"{row.count:,}")
+        labeled = "?" if row.labeled is None else ("yes" if row.labeled else "no")
+        table.add_row(row.name, count, labeled, row.space or "-")
+    _stdout.print(table)
+    missing = [row for row in rows if row.count is None and row.problem != "pattern"]
+    if missing:
+        log(f"{len(missing)} split(s) missing; `kdcache data show SPLIT` says where each one is expected")
+
+
+@data_app.command("show")
+def show_command(
+    split: str = typer.Argument(..., help="Split name, e.g. nyu-test, synth-train[:8], folder:/photos."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: ./<split>-<index>.png)."),
+    index: int = typer.Option(0, "--index", help="Which sample to show."),
+    root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP),
+    cmap: str = typer.Option("turbo", "--cmap", help="Matplotlib colormap for depth."),
+) -> None:
+    """Count, image size and depth range of a split; writes RGB | colormapped depth (invalid black) to a PNG."""
+    from kdcache.data.overview import show_split
+
+    view = show_split(split, root, index=index, out=out, cmap=cmap)
+    table = Table(title=f"{view.split} [{view.index}] {view.id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("samples", f"{view.count:,}")
+    table.add_row("image size (HxW)", f"{view.image_size[0]}x{view.image_size[1]}")
+    table.add_row("labeled", "yes" if view.labeled else "no")
+    if view.labeled:
+        table.add_row("GT space", str(view.space))
+        table.add_row("valid pixels", f"{100 * view.valid_fraction:.1f}%")
+        if view.depth_range:
+            r = view.depth_range
+            table.add_row("GT range (p2 / p50 / p98)", f"{r['p2']:.4g} / {r['p50']:.4g} / {r['p98']:.4g}")
+            table.add_row("GT min / max", f"{r['min']:.4g} / {r['max']:.4g}")
+    table.add_row("picture", str(view.out))
+    _stdout.print(table)
+
+
+@data_app.command("download")
+def download_command(
+    dataset: str = typer.Argument(..., help="Dataset to fetch: nyu."),
+    root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP),
+    labeled_url: Optional[str] = typer.Option(None, "--labeled-url", help="Mirror of nyu_depth_v2_labeled.mat "
+                                              "(or $KDCACHE_NYU_LABELED_URL)."),
+    splits_url: Optional[str] = typer.Option(None, "--splits-url", help="Mirror of splits.mat "
+                                             "(or $KDCACHE_NYU_SPLITS_URL)."),
+    force: bool = typer.Option(False, "--force", help="Download again even if valid files are present."),
+) -> None:
+    """Fetch NYU Depth v2 (labeled .mat + splits.mat) into <root>/nyu/, resuming partial downloads."""
+    from kdcache.data.download import download
+
+    options = {"labeled_url": labeled_url, "splits_url": splits_url, "force": force}
+    for path in download(dataset, root, **options):
+        _stdout.print(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

@@ -1,5 +1,82 @@
-"""(being written)"""
+"""`kdcache eval`: students and teachers side by side under a named protocol, with efficiency figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from kdcache.errors import KdcacheError
 
 
-def register(app):
-    pass
+def parse_size(text: Optional[str]) -> tuple[int, int] | None:
+    """`"240x320"` (HxW) -> (240, 320)."""
+    if not text:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise KdcacheError(f"bad size '{text}': use HxW, e.g. 240x320") from None
+    if height <= 0 or width <= 0:
+        raise KdcacheError(f"bad size '{text}': both sides must be positive, e.g. 240x320")
+    return height, width
+
+
+def eval_command(
+    split: Optional[str] = typer.Option(None, "--split", "-s", help="Labeled split, e.g. nyu-test, kitti-eigen-test, synth-test[:100]."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Student run/checkpoint dir or teacher name (dpt-large, hf:PATH); repeat to compare."),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="metric (default), hu, aligned-disparity, aligned-depth; repeatable."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction (ZoeDepth / AdaBins)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps."),
+    precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the models are fed (students default to their training size)."),
+    crop: str = typer.Option("auto", help="auto (Eigen for NYU, Garg for KITTI), none, eigen, garg, eigen-kitti."),
+    max_depth: Optional[float] = typer.Option(None, "--max-depth", help="Override the dataset's depth cap in metres."),
+    efficiency: bool = typer.Option(True, "--efficiency/--no-efficiency", help="Measure params, GFLOPs, latency, throughput, memory."),
+    throughput_batch: int = typer.Option(32, "--throughput-batch", help="Batch size for throughput (halved if memory is short)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown table here."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root (default $KDCACHE_DATA or ./data)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop on an unreadable image instead of skipping it."),
+    list_protocols: bool = typer.Option(False, "--list-protocols", help="Describe the protocols and exit."),
+) -> None:
+    """Score models on a labeled split with the literature's exact protocols."""
+    from kdcache.evaluate import evaluate
+    from kdcache.evaluate.report import print_results, to_json, to_markdown, write_atomic
+
+    if list_protocols:
+        _print_protocols()
+        return
+    if not split or not model:
+        raise KdcacheError("kdcache eval needs --split NAME and at least one --model RUN_DIR_OR_TEACHER")
+    rows = evaluate(
+        model, split, protocol=list(protocol) if protocol else None, flip_tta=flip_tta, device=device,
+        precision=precision, input_size=parse_size(input_size), crop=crop, max_depth=max_depth,
+        efficiency=efficiency, throughput_batch=throughput_batch, root=data_root, strict=strict,
+    )
+    print_results(rows)
+    if json_out:
+        write_atomic(json_out, to_json(rows))
+    if markdown_out:
+        write_atomic(markdown_out, to_markdown(rows))
+
+
+def _print_protocols() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from kdcache.evaluate.protocols import create_protocol, list_protocols
+
+    table = Table(title="evaluation protocols")
+    table.add_column("Name")
+    table.add_column("Scores")
+    table.add_column("Recipe")
+    for name in list_protocols():
+        protocol = create_protocol(name)
+        table.add_row(name, "/".join(protocol.model_spaces), protocol.description)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

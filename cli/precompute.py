@@ -1,5 +1,68 @@
-"""(being written)"""
+"""`kdcache precompute`: run a teacher once over splits into a resumable Zarr v3 cache."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from kdcache.errors import KdcacheError
 
 
-def register(app):
-    pass
+def parse_hw(text: str, option: str) -> tuple[int, int]:
+    """`240x320` -> (240, 320)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise KdcacheError(f"bad {option} '{text}': use HxW, e.g. 240x320") from None
+    return height, width
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`1/4` -> (1, 4)."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise KdcacheError(f"bad --shard '{text}': use i/N, e.g. 0/4") from None
+    return index, count
+
+
+def parse_layers(text: str):
+    if text in ("default", "none"):
+        return text
+    return [layer.strip() for layer in text.split(",") if layer.strip()]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("precompute")
+    def precompute_command(
+        teacher: str = typer.Option(..., "--teacher", help="Teacher name (`kdcache teachers list`), hf:ID, ckpt:PATH or none."),
+        split: List[str] = typer.Option(..., "--split", help="Split to cache (repeatable), e.g. nyu-train, folder:/data/x."),
+        out: str = typer.Option(..., "--out", help="Store path or fsspec URL (file://, s3://, gs://)."),
+        resolution: str = typer.Option("240x320", "--resolution", help="Cache resolution HxW (centre-crop + resize)."),
+        batch_size: int = typer.Option(16, "--batch-size", min=1, help="Teacher batch size."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32|fp16|bf16 (autocast on GPU only)."),
+        features: str = typer.Option("default", "--features", help="Layers to cache: default, none, or LAYER,LAYER."),
+        feature_grid: Optional[str] = typer.Option(None, "--feature-grid", help="Pooled grid HxW (default: 1/8 of the resolution)."),
+        feature_budget: Optional[int] = typer.Option(None, "--feature-budget", help="Feature bytes per sample (default: the image's); PCA reduces channels to fit."),
+        flip_tta: bool = typer.Option(False, "--flip-tta", help="Average the teacher with its horizontally flipped prediction."),
+        shard: str = typer.Option("0/1", "--shard", help="Fill only shards s with s % N == i (run N processes)."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: cores - 1, max 8)."),
+        strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Stop on unreadable samples (default: only for labeled splits)."),
+        shard_size: int = typer.Option(64, "--shard-size", min=1, help="Samples per shard file (unit of writing and resuming)."),
+        data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset root (default: $KDCACHE_DATA or ./data)."),
+    ) -> None:
+        """Run a teacher once over splits into a resumable Zarr v3 cache (rerun the same command to resume)."""
+        from kdcache.cli.cache import show_store
+        from kdcache.precompute import default_workers, precompute
+
+        url = precompute(
+            teacher, split, out, resolution=parse_hw(resolution, "--resolution"), batch_size=batch_size, device=device,
+            precision=precision, feature_layers=parse_layers(features),
+            feature_grid=parse_hw(feature_grid, "--feature-grid") if feature_grid else None,
+            feature_budget=feature_budget, flip_tta=flip_tta, shard=parse_shard(shard),
+            workers=default_workers() if workers is None else workers, strict=strict, shard_size=shard_size,
+            root=data_root,
+        )
+        show_store(url)

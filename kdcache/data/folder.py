@@ -1,1 +1,95 @@
-"""(being written)"""
+"""`folder:PATH`: every image under a folder (recursive), unlabeled, e.g. your own photos for distillation.
+
+Files are matched by extension (jpg, jpeg, png, webp, bmp, tif, tiff; any case) and identified by their
+sorted relative paths. Opening the split probes every file's header: by default files that cannot be read
+(empty, not an image, over the pixel limit) are skipped with a logged reason and a final count;
+`strict=True` raises on the first one instead. Pixel data that turns out corrupt later (a truncated file)
+raises `BadSampleError` from `__getitem__`, which long runs skip and count (`iter_samples`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kdcache.console import log, progress
+from kdcache.data.images import load_rgb, open_image
+from kdcache.data.sample import Sample
+from kdcache.data.splits import register_split
+from kdcache.errors import BadSampleError, KdcacheError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+_LOGGED_SKIPS = 10  # individual reasons logged before only the count is reported
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive, symlinks followed), sorted by relative path."""
+    found = []
+    for directory, _, files in os.walk(folder, followlinks=True):
+        found.extend(Path(directory) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _resolve(path_text: str, root: Path) -> Path:
+    path = Path(path_text).expanduser()
+    if not path.is_absolute() and not path.exists() and (root / path).exists():
+        path = root / path  # `folder:photos` may name a folder inside the data root
+    if not path.is_dir():
+        raise KdcacheError(f"folder split path '{path_text}' is not an existing folder: give a folder of images, "
+                           f"e.g. folder:/data/photos (absolute, or relative to the current directory or data root)")
+    return path
+
+
+class FolderSplit:
+    """Unlabeled images found under a folder; unreadable files are dropped (or raise) when it is opened."""
+
+    labeled = False
+    space = None
+
+    def __init__(self, folder: Path, strict: bool = False, max_pixels: int | None = None):
+        self.folder, self.strict, self.max_pixels = folder, strict, max_pixels
+        self.name = f"folder:{folder}"
+        self.skipped: list[BadSampleError] = []
+        candidates = find_images(folder)
+        self.paths = self._readable(candidates)
+        if not self.paths:
+            raise KdcacheError(f"no readable images under {folder} ({len(candidates)} files with an image extension "
+                               f"{', '.join(sorted(IMAGE_EXTENSIONS))}): point folder: at a folder of images")
+        self.ids = [p.relative_to(folder).as_posix() for p in self.paths]
+
+    def _readable(self, candidates: list[Path]) -> list[Path]:
+        readable = []
+        with progress(unit="file", transient=True) as bar:
+            for path in bar.track(candidates, description=f"checking {self.folder.name}"):
+                try:
+                    open_image(path, self.max_pixels, decode=False).close()
+                except BadSampleError as err:
+                    if self.strict:
+                        raise
+                    self._skip(err)
+                    continue
+                readable.append(path)
+        if self.skipped:
+            log(f"{self.name}: skipped {len(self.skipped)} of {len(candidates)} files that cannot be read "
+                f"(open with strict=True to stop on them instead)")
+        return readable
+
+    def _skip(self, err: BadSampleError) -> None:
+        self.skipped.append(err)
+        if len(self.skipped) <= _LOGGED_SKIPS:
+            log(f"skipping {err.path}: {err.reason}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        path = self.paths[index]
+        image = load_rgb(path, self.max_pixels)
+        return Sample(self.ids[index], image, meta={"dataset": "folder", "source": str(path)})
+
+
+@register_split("folder:", labeled=False, space=None)
+def folder(path_text: str, root: Path, strict: bool = False, max_pixels: int | None = None, **_: Any) -> FolderSplit:
+    """Every image under PATH (recursive), unlabeled; unreadable files skipped unless strict."""
+    return FolderSplit(_resolve(path_text, root), strict=strict, max_pixels=max_pixels)

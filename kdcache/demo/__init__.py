@@ -1,1 +1,119 @@
-"""(being written)"""
+"""`kdcache demo`: the two-stage distillation recipe end to end, offline, on the synthetic world.
+
+1. cache images + GT (`--teacher none`), 2. train a big teacher on GT, 3. precompute that teacher once over
+labeled + aux + aux-far images, 4. distil one small student five ways in one pass over the cache,
+5. evaluate the teacher and the students, 6. write report.md, results.json, gallery.png and curves.png.
+Everything lands under the output folder; a rerun reuses every finished step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdcache.console import log
+from kdcache.demo.findings import check_findings
+from kdcache.demo.plan import DemoPlan, load_plan
+from kdcache.demo.report import ROW_ORDER, render_report, result_row
+from kdcache.demo.steps import DemoSteps, Step, run_steps, write_json, write_text
+from kdcache.errors import KdcacheError
+
+__all__ = ["DemoResult", "run_demo", "load_plan"]
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report: Path
+    results: Path
+    rows: list[dict]
+    findings: list
+
+
+def _models(steps: DemoSteps) -> dict[str, Path]:
+    return {"teacher": steps.teacher_run, **steps.student_runs()}
+
+
+def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
+    models = _models(steps)
+    command = " ".join(
+        ["kdcache eval", f"--split '{plan.splits['test']}'", f"--protocol {plan.eval_protocol}"]
+        + [f"--model {path}" for path in models.values()]
+        + [f"--json {out / 'eval.json'}"]
+    )
+
+    def run() -> dict:
+        from kdcache.evaluate import evaluate
+
+        rows = evaluate([str(p) for p in models.values()], plan.splits["test"], plan.eval_protocol,
+                        throughput_batch=8)
+        named = [result_row(name, row) | {"eval": row} for name, row in zip(models, rows)]
+        write_json(out / "eval.json", {"rows": [row["eval"] for row in named]})
+        return {"rows": named}
+
+    return Step("eval", f"evaluate the teacher and five students on {plan.splits['test']}", command, run, 0.08)
+
+
+def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> Step:
+    def run() -> dict:
+        from kdcache.data import open_split
+        from kdcache.demo.gallery import save_gallery, save_validation_curves
+        from kdcache.evaluate.predictors import load_predictor
+        from kdcache.train.curves import read_metrics
+
+        rows = [{k: v for k, v in row.items() if k != "eval"} for row in results["eval"]["summary"]["rows"]]
+        rows.sort(key=lambda row: ROW_ORDER.index(row["name"]))
+        findings = check_findings(rows)
+        models = _models(steps)
+        students = [row for row in rows if row["name"].startswith("kd-")]
+        best = min(students, key=lambda row: row["abs_rel"])["name"]
+        shown = {"teacher": "teacher", "gt-only": "baseline (gt-only)", best: f"best student ({best})"}
+        predictors = {label: load_predictor(str(models[name])) for name, label in shown.items()}
+        test = open_split(plan.splits["test"])
+        count = min(plan.gallery_images, len(test))
+        save_gallery([test[i * len(test) // count] for i in range(count)], predictors, out / "gallery.png")
+        curves = {name: [(r["step"], r["abs_rel"]) for r in read_metrics(path / "metrics.jsonl")
+                         if r.get("kind") == "val"] for name, path in models.items()}
+        save_validation_curves(curves, out / "curves.png")
+        commands = [(results[key]["title"], results[key]["command"]) for key in results if key != "report"]
+        wall = sum(results[key]["seconds"] for key in results if key != "report")
+        description = results["eval"]["summary"]["rows"][0]["eval"]["protocol_description"]
+        payload = {
+            "scale": plan.scale,
+            "rows": rows,
+            "findings": [f.to_dict() for f in findings],
+            "commands": [{"step": title, "command": command} for title, command in commands],
+            "wall_time_s": round(wall, 1),
+            "config": str(plan.source),
+        }
+        write_json(out / "results.json", payload)
+        write_text(out / "report.md", render_report(plan, rows, findings, commands, wall, description))
+        return {"report": str(out / "report.md")}
+
+    return Step("report", "write report.md, results.json, gallery.png and curves.png", "kdcache demo  # this step",
+                run, 0.02)
+
+
+def run_demo(scale: str = "tiny", out: str | Path = "kdcache-demo", config: str | Path | None = None,
+             workers: int | None = None) -> DemoResult:
+    """Run (or finish) the demo at `scale` into `out`; returns where the report and results are."""
+    plan = load_plan(scale, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"[bold]kdcache demo[/], scale [cyan]{plan.scale}[/]: {plan.summary} -> {out}")
+    steps = DemoSteps(plan, out, workers=workers)
+    results: dict[str, dict] = {}
+    all_steps = steps.steps(_evaluate_step(plan, steps, out), _report_step(plan, steps, out, results))
+    run_steps(all_steps, out, plan.expected_minutes, results)
+    payload = _read_results(out)
+    log(f"[green]done:[/] {out / 'report.md'}")
+    return DemoResult(out, out / "report.md", out / "results.json", payload["rows"], payload["findings"])
+
+
+def _read_results(out: Path) -> dict:
+    import json
+
+    path = out / "results.json"
+    if not path.exists():
+        raise KdcacheError(f"{path} was not written: rerun `kdcache demo --out {out}`")
+    return json.loads(path.read_text())

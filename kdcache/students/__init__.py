@@ -1,1 +1,73 @@
-"""(being written)"""
+"""The student zoo: timm encoders + light decoders, named presets, checkpoints, complexity.
+
+`create_student("mobilevit")` builds a preset; `create_student("resnet34+nnconv5")` any timm encoder with any
+registered decoder; keyword overrides (`encoder=`, `decoder=`, `width=`, `init_depth=`, ...) change a preset.
+See docs/architecture.md section 5 for the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from kdcache.errors import KdcacheError
+from kdcache.students import hu, minidpt, nnconv5  # noqa: F401  (register the decoders)
+from kdcache.students.decoders import DECODERS, list_decoders, register_decoder
+from kdcache.students.encoders import TimmEncoder
+from kdcache.students.model import DepthStudent
+from kdcache.students.presets import STUDENTS, StudentSpec, register_student
+
+__all__ = [
+    "STUDENTS", "DECODERS", "StudentSpec", "DepthStudent", "create_student", "list_students", "list_decoders",
+    "register_student", "register_decoder", "resolve_spec", "save_student", "load_student", "complexity",
+    "student_complexity", "describe_students",
+]
+
+_OVERRIDES = tuple(f.name for f in fields(StudentSpec))
+
+
+def list_students() -> list[str]:
+    """Registered preset names (free `encoder+decoder` combos are accepted too but not listed)."""
+    return STUDENTS.names()
+
+
+def resolve_spec(name: str, **overrides: Any) -> StudentSpec:
+    """The spec of preset `name` (or of an `encoder+decoder` combo) with `overrides` applied."""
+    unknown = sorted(set(overrides) - set(_OVERRIDES))
+    if unknown:
+        raise KdcacheError(f"unknown student option(s) {', '.join(unknown)}: allowed are {', '.join(_OVERRIDES)}.")
+    if "+" in name and name not in STUDENTS:
+        encoder, _, decoder = name.partition("+")
+        spec = StudentSpec(encoder=encoder.strip(), decoder=decoder.strip())
+    elif name in STUDENTS:
+        spec = STUDENTS.create(name)
+    else:
+        try:
+            STUDENTS.resolve(name)
+        except KdcacheError as err:
+            raise KdcacheError(f"{err} Or write ENCODER+DECODER (any timm encoder; decoders: "
+                               f"{', '.join(list_decoders())}).") from None
+    if overrides.get("out_indices") is not None:
+        overrides["out_indices"] = tuple(int(i) for i in overrides["out_indices"])
+    spec = spec.replace(**overrides)
+    DECODERS.resolve(spec.decoder)  # unknown decoder: one line listing the known ones
+    return spec
+
+
+def create_student(name: str = "mobilevit", pretrained: bool = False, **overrides: Any) -> DepthStudent:
+    """Build student `name`; `pretrained` loads ImageNet encoder weights if available (never fails offline)."""
+    spec = resolve_spec(name, **overrides)
+    encoder = TimmEncoder(spec.encoder, pretrained=pretrained, drop_last_block=spec.drop_last_block,
+                          out_indices=spec.out_indices)
+    decoder = DECODERS.create(spec.decoder, encoder.channels, encoder.reductions, width=spec.width)
+    config = {"student": name, "overrides": _jsonable(overrides), "spec": _jsonable(asdict(spec))}
+    return DepthStudent(encoder, decoder, config, init_depth=spec.init_depth, min_depth=spec.min_depth)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+# Imported last: they use create_student.
+from kdcache.students.checkpoint import load_student, save_student  # noqa: E402
+from kdcache.students.complexity import complexity, describe_students, student_complexity  # noqa: E402

@@ -1,0 +1,136 @@
+"""The synthetic splits: rooms rendered on demand from a per-(split, index) seed; no files anywhere.
+
+| split           | labels        | samples | world                                   |
+|-----------------|---------------|---------|-----------------------------------------|
+| `synth-train`   | metric depth  | 20000   | indoor rooms, depth 0.5-10 m            |
+| `synth-test`    | metric depth  | 1000    | same world, disjoint seeds              |
+| `synth-aux`     | none          | 50000   | same world as train (unlabeled pool)    |
+| `synth-aux-far` | none          | 20000   | halls 3-4x larger, depth up to ~30-40 m |
+
+Sample `i` of a split is rendered from `numpy.random.default_rng(salt << 32 | i)`, so it is identical
+across processes, machines and DataLoader workers, and splits never share a seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kdcache.data.sample import Sample
+from kdcache.data.splits import register_split
+from kdcache.data.synth.camera import nyu_intrinsics
+from kdcache.data.synth.render import render
+from kdcache.data.synth.scene import FAR, INDOOR, World, sample_scene
+from kdcache.errors import KdcacheError
+
+DEFAULT_SIZE = (240, 320)
+MIN_DEPTH = 0.5
+_ACCEPTED_OPTIONS = ("size", "strict")
+
+
+class SynthSplit:
+    """A sized, indexable, picklable split of procedurally rendered rooms (see module docstring)."""
+
+    def __init__(self, name: str, salt: int, length: int, world: World, labeled: bool,
+                 size: tuple[int, int] = DEFAULT_SIZE):
+        self.name = name
+        self.salt = salt
+        self.length = length
+        self.world = world
+        self.labeled = labeled
+        self.space = "depth" if labeled else None
+        self.size = _check_size(size)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return f"SynthSplit({self.name!r}, n={self.length}, size={self.size}, world={self.world.name!r})"
+
+    def seed(self, index: int) -> int:
+        return (self.salt << 32) | index
+
+    def depth_range(self, scale: float = 1.0) -> tuple[float, float]:
+        """Range in which depth is valid for a scene of this world at `scale`."""
+        return MIN_DEPTH, self.world.max_depth * scale + 0.2
+
+    def render(self, index: int) -> Sample:
+        """Sample `index` with its ground truth, even for unlabeled splits (previews, tests, debugging)."""
+        index = self._check_index(index)
+        height, width = self.size
+        seed = self.seed(index)
+        rng = np.random.default_rng(seed)
+        scene = sample_scene(rng, self.world)
+        image, depth = render(scene, height, width, rng)
+        low, high = self.depth_range(scene.scale)
+        valid = np.isfinite(depth) & (depth >= low) & (depth <= high)
+        meta = _meta(self, scene, seed, index)
+        return Sample(f"{self.name}/{index:06d}", image, depth, valid, "depth", meta)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.render(index)
+        if not self.labeled:
+            sample.depth = sample.valid = sample.space = None
+        return sample
+
+    def _check_index(self, index: int) -> int:
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"{self.name} has {self.length} samples; index {index} is out of range")
+        return index
+
+
+def _meta(split: SynthSplit, scene, seed: int, index: int) -> dict[str, Any]:
+    pose = scene.pose
+    return {
+        "source": "synth",
+        "split": split.name,
+        "index": index,
+        "seed": seed,
+        "world": split.world.name,
+        "intrinsics": nyu_intrinsics(*split.size).as_dict(),
+        "room_size": [round(s, 4) for s in scene.room.size],
+        "camera": {
+            "position": [round(p, 4) for p in pose.position],
+            "yaw": round(pose.yaw, 5), "pitch": round(pose.pitch, 5), "roll": round(pose.roll, 5),
+        },
+        "n_objects": len(scene.objects),
+    }
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        height, width = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise KdcacheError(f"synthetic split size must be (height, width), got {size!r}: e.g. size=(240, 320)") from None
+    if height < 8 or width < 8 or height > 4096 or width > 4096:
+        raise KdcacheError(f"synthetic split size {height}x{width} is out of range: use 8..4096 per side, e.g. size=(240, 320)")
+    return height, width
+
+
+def _factory(name: str, salt: int, length: int, world: World, labeled: bool):
+    def make(root, size=DEFAULT_SIZE, **opts) -> SynthSplit:
+        # root is unused (nothing on disk); `strict` is accepted because rendering cannot fail per sample.
+        unknown = sorted(set(opts) - set(_ACCEPTED_OPTIONS))
+        if unknown:
+            raise KdcacheError(f"{name} does not take option(s) {', '.join(unknown)}: it accepts size=(H, W)")
+        return SynthSplit(name, salt, length, world, labeled, size)
+
+    make.__name__ = name.replace("-", "_")
+    make.__doc__ = f"{name}: {length} procedurally rendered {'labeled' if labeled else 'unlabeled'} {world.name} rooms."
+    return make
+
+
+# Distinct salts keep the splits' seed streams disjoint; never change them (it would change the data).
+_SPLITS = (
+    ("synth-train", 1, 20000, INDOOR, True),
+    ("synth-test", 2, 1000, INDOOR, True),
+    ("synth-aux", 3, 50000, INDOOR, False),
+    ("synth-aux-far", 4, 20000, FAR, False),
+)
+for _name, _salt, _length, _world, _labeled in _SPLITS:
+    register_split(_name, labeled=_labeled, space="depth" if _labeled else None, world=_world.name,
+                   length=_length)(_factory(_name, _salt, _length, _world, _labeled))

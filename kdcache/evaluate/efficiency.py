@@ -1,0 +1,157 @@
+"""Efficiency of a predictor on the current device: parameters, GFLOPs, latency, throughput, peak memory.
+
+- GFLOPs: `torch.utils.flop_counter.FlopCounterMode` over one batch-1 forward at the eval resolution
+  (matmul / conv / attention ops; 1 multiply-add = 2 FLOPs; element-wise ops are not counted).
+- Latency: median wall time of batch-1 forwards after warm-up (CUDA synchronised).
+- Throughput: images/s at batch 32, halved while it does not fit (CUDA OOM, CPU allocation failure, or
+  an estimate from the batch-1 peak above 80 % of MemAvailable).
+- Peak memory: CUDA `max_memory_allocated` above the memory allocated before the forward. On CPU,
+  tracemalloc does not see torch's allocator, so we reset the kernel's peak-RSS counter
+  (`/proc/self/clear_refs` <- 5, Linux >= 4.0) and report VmHWM - VmRSS before the forward; where
+  that is impossible, the `ru_maxrss` delta (0 if the process peaked higher earlier: a lower bound).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from kdcache.evaluate.predictors import Predictor
+
+MIB = 2**20
+
+
+def count_flops(predictor: Predictor, size: tuple[int, int]) -> float:
+    """FLOPs of one batch-1 forward at `size` (H, W)."""
+    x = torch.rand(1, 3, *size, device=predictor.device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        predictor.forward(x)
+    return float(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def time_forward(predictor: Predictor, batch: int, size: tuple[int, int], warmup: int, repeats: int) -> float:
+    """Median seconds of one forward of `batch` random images after `warmup` untimed ones."""
+    x = torch.rand(batch, 3, *size, device=predictor.device)
+    for _ in range(warmup):
+        predictor.forward(x)
+    _sync(predictor.device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.forward(x)
+        _sync(predictor.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _proc_status(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@torch.no_grad()
+def peak_memory(predictor: Predictor, size: tuple[int, int], batch: int = 1) -> tuple[float, str]:
+    """(MiB above the pre-forward level at the peak of one forward, method used)."""
+    x = torch.rand(batch, 3, *size, device=predictor.device)
+    if predictor.device.type == "cuda":
+        torch.cuda.synchronize(predictor.device)
+        before = torch.cuda.memory_allocated(predictor.device)
+        torch.cuda.reset_peak_memory_stats(predictor.device)
+        predictor.forward(x)
+        torch.cuda.synchronize(predictor.device)
+        return (torch.cuda.max_memory_allocated(predictor.device) - before) / MIB, "cuda max_memory_allocated"
+    if _reset_peak_rss() and _proc_status("VmRSS") is not None:
+        before = _proc_status("VmRSS")
+        predictor.forward(x)
+        return max(_proc_status("VmHWM") - before, 0) / MIB, "process peak RSS (VmHWM reset via clear_refs)"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    predictor.forward(x)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (after - before) * 1024 / MIB, "ru_maxrss delta (lower bound)"
+
+
+def _fits_on_cpu(batch: int, peak_batch1_mib: float) -> bool:
+    available = _meminfo("MemAvailable")
+    return available is None or batch * peak_batch1_mib * MIB < 0.8 * available
+
+
+def _meminfo(field: str) -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def throughput(predictor: Predictor, size: tuple[int, int], batch: int, peak_batch1_mib: float,
+               repeats: int) -> tuple[float, int]:
+    """(images per second, batch actually used), halving the batch until it fits in memory."""
+    while batch > 1 and predictor.device.type == "cpu" and not _fits_on_cpu(batch, peak_batch1_mib):
+        batch //= 2
+    while True:
+        try:
+            seconds = time_forward(predictor, batch, size, warmup=1, repeats=repeats)
+            return batch / seconds, batch
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if batch == 1 or "memory" not in str(err).lower():
+                raise
+            if predictor.device.type == "cuda":
+                torch.cuda.empty_cache()
+            batch //= 2
+
+
+def measure_efficiency(predictor: Predictor, size: tuple[int, int], throughput_batch: int = 32,
+                       warmup: int = 3, repeats: int = 10) -> dict:
+    """All efficiency figures of `predictor` at input `size` (H, W) on its device, as one JSON-able dict."""
+    size = tuple(int(v) for v in (predictor.input_size or size))
+    params = predictor.params
+    latency = time_forward(predictor, 1, size, warmup=warmup, repeats=repeats)
+    peak_mib, method = peak_memory(predictor, size)
+    result = {
+        "device": _device_name(predictor.device),
+        "input_size": list(size),
+        "params": params,
+        "params_m": None if params is None else params / 1e6,
+        "gflops": count_flops(predictor, size) / 1e9,
+        "latency_ms": latency * 1e3,
+        "peak_memory_mib": peak_mib,
+        "memory_method": method,
+        "threads": torch.get_num_threads(),
+    }
+    if throughput_batch > 0:
+        images_per_s, batch = throughput(predictor, size, throughput_batch, peak_mib, max(3, repeats // 3))
+        result.update(throughput_ips=images_per_s, throughput_batch=batch)
+    return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,183 @@
+"""One interface over everything `kdcache eval` / `infer` / `export` can run: students and teachers.
+
+`load_predictor("runs/x")` loads a student run dir / checkpoint (also `ckpt:PATH`); any other name goes
+to the teacher registry (`dpt-large`, `hf:PATH`, ...). A `Predictor` maps RGB images to its output
+space ("depth" metres, or "disparity" up to scale and shift) so protocols never need to know which it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdcache.errors import KdcacheError
+
+_META_SIZE_KEYS = ("input_size", "resolution", "eval_size")
+
+
+class Predictor:
+    """A model ready for inference: `forward(x)` maps (B,3,H,W) [0,1] images to (B,h,w) in `output_space`."""
+
+    kind: str = "model"
+
+    def __init__(self, name: str, output_space: str, device: torch.device, module: torch.nn.Module | None,
+                 input_size: tuple[int, int] | None = None, identity: dict | None = None):
+        if output_space not in ("depth", "disparity"):
+            raise KdcacheError(f"model '{name}' has output space {output_space!r}: expected depth or disparity")
+        self.name, self.output_space, self.device = name, output_space, device
+        self.module, self.input_size = module, input_size
+        self.identity = identity or {"name": name}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> int | None:
+        if self.module is None:
+            return None
+        return sum(p.numel() for p in self.module.parameters())
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, flip_tta: bool = False) -> np.ndarray:
+        """(h, w) float32 prediction for one (H, W, 3) uint8 image; `flip_tta` averages with the mirrored pass."""
+        x = to_tensor(image, self.device)
+        if flip_tta:
+            x = torch.cat([x, torch.flip(x, dims=[-1])])
+        out = self.forward(x).float()
+        if flip_tta:
+            out = 0.5 * (out[:1] + torch.flip(out[1:], dims=[-1]))
+        return out[0].cpu().numpy()
+
+
+def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+
+
+class StudentPredictor(Predictor):
+    """A kdcache student: resizes to its input size (if any), outputs depth or 1/output as disparity."""
+
+    kind = "student"
+
+    def __init__(self, name: str, model: torch.nn.Module, meta: dict, device: torch.device,
+                 input_size: tuple[int, int] | None = None):
+        self.meta = meta
+        space = meta.get("output_space", "depth")
+        size = input_size or _size_from_meta(meta)
+        identity = {"name": name, "student": meta.get("student") or meta.get("name"), "output_space": space}
+        super().__init__(name, space, device, model.eval().to(device), size, identity)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device)
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        depth = self.module(x)[:, 0]
+        # A "disparity" student's output is only meaningful through its inverse (architecture.md §5).
+        return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
+
+
+class TeacherPredictor(Predictor):
+    """A registered teacher; it applies its own resize / normalisation rule and returns full-size maps."""
+
+    kind = "teacher"
+
+    def __init__(self, teacher: Any, input_size: tuple[int, int] | None = None):
+        self.teacher = teacher
+        module = next((m for m in (getattr(teacher, a, None) for a in ("model", "module", "net"))
+                       if isinstance(m, torch.nn.Module)), None)
+        super().__init__(teacher.name, teacher.output_space, teacher.device, module, input_size,
+                         getattr(teacher, "identity", None))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return self.teacher.predict(x).depth
+
+    @property
+    def params(self) -> int | None:
+        return super().params or getattr(self.teacher, "params", None)
+
+
+class OnnxPredictor(Predictor):
+    """An exported student (`kdcache export`) run by onnxruntime on CPU; its space comes from the file's metadata."""
+
+    kind = "onnx"
+
+    def __init__(self, path: str | Path, name: str | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own types for unreadable / invalid models
+            raise KdcacheError(f"cannot load ONNX model {path}: {err}; re-export it with kdcache export") from err
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.input_name = self.session.get_inputs()[0].name
+        size = props.get("input_size")
+        input_size = tuple(int(v) for v in size.split("x")) if props.get("fixed_size") == "1" and size else None
+        super().__init__(name or str(path), props.get("output_space", "depth"), torch.device("cpu"), None,
+                         input_size, {"name": name or str(path), "onnx": str(path), **props})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().cpu()
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        depth = torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])[:, 0]
+        return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
+
+
+def _size_from_meta(meta: dict) -> tuple[int, int] | None:
+    for source in (meta, meta.get("config") or {}):
+        for key in _META_SIZE_KEYS:
+            value = source.get(key) if isinstance(source, dict) else None
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                return int(value[0]), int(value[1])
+    return None
+
+
+def is_student_spec(spec: str) -> bool:
+    return spec.startswith("ckpt:") or Path(spec).expanduser().exists()
+
+
+def load_predictor(spec: str | Predictor, device: str = "cpu", precision: str = "fp32",
+                   input_size: tuple[int, int] | None = None) -> Predictor:
+    """A student run/checkpoint path (or `ckpt:PATH`), else a registered teacher name such as `hf:PATH`."""
+    if isinstance(spec, Predictor):
+        return spec
+    torch_device = _device(device)
+    if spec.endswith(".onnx") and Path(spec).expanduser().is_file():
+        return OnnxPredictor(Path(spec).expanduser(), name=spec)
+    if is_student_spec(spec):
+        from kdcache.students import load_student
+
+        path = Path(spec[5:] if spec.startswith("ckpt:") else spec).expanduser()
+        model, meta = load_student(path)
+        return StudentPredictor(spec, model, dict(meta), torch_device, input_size)
+    from kdcache.teachers import create_teacher
+
+    try:
+        teacher = create_teacher(spec, device=str(torch_device), precision=precision)
+    except KdcacheError as err:
+        if spec.startswith(("hf:", "/", ".", "~")) or "/" in spec:
+            raise
+        raise KdcacheError(f"'{spec}' is neither an existing student run/checkpoint path nor a teacher: {err}") from err
+    if teacher.output_space is None:
+        raise KdcacheError(f"teacher '{spec}' makes no predictions: pass a student run or a real teacher name")
+    return TeacherPredictor(teacher, input_size)
+
+
+def _device(device: str) -> torch.device:
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise KdcacheError(f"bad device '{device}': use cpu, cuda, cuda:1 or mps") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise KdcacheError(f"device '{device}' requested but CUDA is not available: pass --device cpu")
+    return resolved

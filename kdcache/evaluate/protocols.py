@@ -1,0 +1,222 @@
+"""Evaluation protocols: a registry of the literature's exact recipes (reference.md §2).
+
+A protocol decides what the model sees (`prepare`) and how its raw output is turned into a score
+(`score`: upsampling rule, crop, depth range, clamping or per-image alignment). Every result row names
+its protocol, and `resolve_protocol` guarantees that relative-depth models and disparity ground truth
+are never scored with a metric protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kdcache.errors import KdcacheError
+from kdcache.evaluate.align import fit_scale_shift
+from kdcache.evaluate.context import DatasetContext, crop_mask
+from kdcache.metrics import depth_metrics
+from kdcache.registry import Registry
+
+PROTOCOLS: Registry = Registry("protocol", list_command="kdcache eval --list-protocols")
+
+
+@dataclass
+class Prepared:
+    """One sample as a protocol evaluates it: the model's input image and the GT it is scored against.
+
+    `input_key` names the input geometry so that protocols sharing it share one forward pass.
+    """
+
+    image: np.ndarray  # (H, W, 3) uint8
+    gt: np.ndarray  # (h, w) float32, metres or disparity
+    valid: np.ndarray  # (h, w) bool
+    input_key: str = "full"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    model_spaces: tuple[str, ...]  # output spaces it can score ("depth", "disparity")
+    gt_spaces: tuple[str, ...]  # GT spaces it can score
+    scorer: Callable[..., dict]
+    preparer: Callable[..., Prepared] | None = None
+
+    def prepare(self, sample) -> Prepared:
+        if self.preparer is not None:
+            return self.preparer(sample)
+        valid = sample.valid if sample.valid is not None else np.ones(sample.depth.shape, bool)
+        return Prepared(sample.image, np.asarray(sample.depth, np.float32), valid.astype(bool))
+
+    def score(self, pred: np.ndarray, model_space: str, prepared: Prepared, context: DatasetContext,
+              gt_space: str = "depth") -> dict:
+        """Metrics of one image; `pred` is the model's (h, w) output in `model_space` at its own resolution."""
+        if model_space not in self.model_spaces:
+            raise KdcacheError(f"protocol '{self.name}' cannot score a {model_space} model: use aligned-disparity")
+        if gt_space not in self.gt_spaces:
+            raise KdcacheError(f"protocol '{self.name}' cannot score {gt_space} ground truth: use aligned-disparity")
+        return self.scorer(pred, model_space, prepared, context, gt_space)
+
+
+def register_protocol(name: str, **info):
+    """Decorator for a zero-argument factory returning a `Protocol`."""
+    return PROTOCOLS.register(name, **info)
+
+
+def create_protocol(name: str) -> Protocol:
+    return PROTOCOLS.create(name)
+
+
+def list_protocols() -> list[str]:
+    return PROTOCOLS.names()
+
+
+def upsample(pred, shape: tuple[int, int], align_corners: bool) -> np.ndarray:
+    """Bilinear resize of one (h, w) map to `shape` in float32 (no-op when sizes match)."""
+    tensor = torch.as_tensor(np.asarray(pred, dtype=np.float32))[None, None]
+    if tuple(tensor.shape[-2:]) != tuple(shape):
+        tensor = F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=align_corners)
+    return tensor[0, 0].numpy()
+
+
+def clamp_depth(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """ZoeDepth's rule: below/above range -> the bound, inf -> max, nan -> min."""
+    out = np.clip(depth, lo, hi)
+    out[np.isposinf(depth)] = hi
+    out[np.isnan(depth)] = lo
+    return out
+
+
+# ---------------------------------------------------------------- metric (BTS / ZoeDepth)
+
+
+def _score_metric(pred, model_space, prepared, context, gt_space):
+    gt = prepared.gt
+    depth = clamp_depth(upsample(pred, gt.shape, align_corners=True), context.min_depth, context.max_depth)
+    mask = prepared.valid & (gt > context.min_depth) & (gt < context.max_depth) & crop_mask(context.crop, gt.shape)
+    return depth_metrics(depth, gt, mask)
+
+
+@register_protocol("metric")
+def metric() -> Protocol:
+    return Protocol(
+        "metric",
+        "BTS/ZoeDepth metric depth: full-resolution GT, Eigen crop (NYU) / Garg crop (KITTI) / none (synth), "
+        "valid min<g<max (1e-3..10 m NYU, 80 m KITTI), bilinear upsampling align_corners=True, "
+        "clamp to [min, max] (inf->max, nan->min), per-image metrics averaged, δ strict <",
+        ("depth",), ("depth",), _score_metric,
+    )
+
+
+# ---------------------------------------------------------------- Hu et al.
+
+_HU_RESIZED, _HU_CROP = (320, 240), (304, 228)  # (width, height) as PIL takes them
+
+
+def _hu_crop(image: Image.Image) -> Image.Image:
+    (w, h), (cw, ch) = image.size, _HU_CROP
+    left, top = int(round((w - cw) / 2.0)), int(round((h - ch) / 2.0))  # torchvision CenterCrop
+    return image.crop((left, top, left + cw, top + ch))
+
+
+def _prepare_hu(sample) -> Prepared:
+    if sample.image.shape[:2] != (480, 640):
+        raise KdcacheError(f"the hu protocol is defined on 640x480 NYU frames, got {sample.image.shape[1]}x"
+                           f"{sample.image.shape[0]}: use --protocol metric")
+    gt = np.where(sample.valid, sample.depth, 0).astype(np.float32) if sample.valid is not None else sample.depth
+    # PIL bilinear resize of image and GT (their torchvision `Scale`), holes as 0 so that g > 0 masks them.
+    image = _hu_crop(Image.fromarray(sample.image).resize(_HU_RESIZED, Image.BILINEAR))
+    gt_small = _hu_crop(Image.fromarray(np.asarray(gt, np.float32)).resize(_HU_RESIZED, Image.BILINEAR))
+    gt_array = np.asarray(gt_small, dtype=np.float32)
+    return Prepared(np.asarray(image), gt_array, gt_array > 0, input_key="hu-228x304")
+
+
+def _score_hu(pred, model_space, prepared, context, gt_space):
+    # No range cap; predictions are only floored at 1e-3 so that the log metrics stay finite.
+    depth = upsample(pred, prepared.gt.shape, align_corners=True)
+    depth = np.nan_to_num(depth, nan=1e-3, posinf=np.finfo(np.float32).max)
+    return depth_metrics(np.maximum(depth, 1e-3), prepared.gt, prepared.gt > 0, delta_inclusive=True)
+
+
+@register_protocol("hu")
+def hu() -> Protocol:
+    return Protocol(
+        "hu",
+        "Hu et al. (light-weight KD): 640x480 -> 320x240 (PIL bilinear) -> centre crop 304x228 on image and GT, "
+        "metrics at 228x304 with mask g > 0, no cap, no Eigen crop, bilinear align_corners=True; "
+        "δ uses <= (their variant, not the strict < of BTS/ZoeDepth)",
+        ("depth",), ("depth",), _score_hu, _prepare_hu,
+    )
+
+
+# ---------------------------------------------------------------- aligned (MiDaS / DPT zero-shot)
+
+
+def _score_aligned_disparity(pred, model_space, prepared, context, gt_space):
+    pred = upsample(pred, prepared.gt.shape, align_corners=False).astype(np.float64)
+    disparity = pred if model_space == "disparity" else 1.0 / np.maximum(pred, 1e-12)
+    gt = prepared.gt.astype(np.float64)
+    if gt_space == "disparity":
+        # Relative GT (HR-WSI): align to it and score in disparity space, as Depth Anything reports.
+        mask = prepared.valid & (gt > 0) & np.isfinite(disparity)
+        scale, shift = fit_scale_shift(disparity, gt, mask)
+        aligned = np.maximum(scale * disparity + shift, 1e-3 * gt[mask].max())
+        return depth_metrics(aligned, gt, mask)
+    mask = prepared.valid & (gt > 0) & (gt < context.max_depth) & np.isfinite(disparity)
+    target = np.zeros_like(gt)
+    target[mask] = 1.0 / gt[mask]
+    scale, shift = fit_scale_shift(disparity, target, mask)
+    aligned = np.maximum(scale * disparity + shift, 1.0 / context.max_depth)  # disparity clamp >= 1/cap
+    return depth_metrics(1.0 / aligned, gt, mask)
+
+
+@register_protocol("aligned-disparity")
+def aligned_disparity() -> Protocol:
+    return Protocol(
+        "aligned-disparity",
+        "MiDaS/DPT zero-shot: per-image least-squares scale and shift of the prediction's disparity to 1/g, "
+        "aligned disparity clamped at >= 1/max depth, inverted and scored in depth; full resolution, "
+        "valid 0<g<max, no crop, bilinear align_corners=False (disparity GT: aligned and scored in disparity)",
+        ("depth", "disparity"), ("depth", "disparity"), _score_aligned_disparity,
+    )
+
+
+def _score_aligned_depth(pred, model_space, prepared, context, gt_space):
+    depth = upsample(pred, prepared.gt.shape, align_corners=False).astype(np.float64)
+    gt = prepared.gt.astype(np.float64)
+    mask = prepared.valid & (gt > context.min_depth) & (gt < context.max_depth) & np.isfinite(depth)
+    scale, shift = fit_scale_shift(depth, gt, mask)
+    aligned = clamp_depth(scale * depth + shift, context.min_depth, context.max_depth)
+    return depth_metrics(aligned, gt, mask)
+
+
+@register_protocol("aligned-depth")
+def aligned_depth() -> Protocol:
+    return Protocol(
+        "aligned-depth",
+        "per-image least-squares scale and shift in depth space, aligned depth clamped to [min, max]; "
+        "full resolution, valid min<g<max, no crop, bilinear align_corners=False",
+        ("depth",), ("depth",), _score_aligned_depth,
+    )
+
+
+def resolve_protocol(requested: str | None, model_space: str, gt_space: str | None) -> tuple[str, str | None]:
+    """(protocol name, note) for one model on one split; the note says why a request was overridden.
+
+    Relative-depth models (output "disparity") and disparity GT are only ever scored with
+    aligned-disparity; everything else defaults to `metric`.
+    """
+    if requested is not None:
+        PROTOCOLS.resolve(requested)  # one-line error for unknown names
+    if gt_space == "disparity" and requested != "aligned-disparity":
+        return "aligned-disparity", "ground truth is relative disparity: scored with aligned-disparity"
+    if model_space == "disparity" and requested != "aligned-disparity":
+        asked = f" instead of '{requested}'" if requested else ""
+        return "aligned-disparity", (f"relative-depth model (outputs disparity up to scale and shift): "
+                                     f"scored with aligned-disparity{asked}, never with metric")
+    return requested or "metric", None

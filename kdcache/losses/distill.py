@@ -1,0 +1,97 @@
+"""Distillation of the teacher's dense map, in the teacher's own output space.
+
+`kd` — relative teacher (teacher_space "disparity": DPT, Depth Anything): the student's disparity 1/p and the
+teacher map are put in a common scale-and-shift-free space per image (`align="median"`, default: both
+median/MAD-normalised; `align="lstsq"`: student least-squares aligned onto the normalised teacher, MSE as in
+MiDaS), then mean |difference| (median) or mean squared difference (lstsq) over the image. Metric teacher
+(teacher_space "depth", e.g. a `ckpt:` student trained on GT): a direct loss, mean |ln p - ln t| (`depth_loss=
+"log-l1"`, default) or the BTS silog of the `silog` GT loss (`depth_loss="silog"`).
+
+`grad` — MiDaS's multi-scale gradient-matching loss on the residual R in the same space as `kd` (aligned
+disparity difference, or ln p - ln t for a metric teacher): sum over 4 scales (pixel stride 1, 2, 4, 8) of
+mean(|dR/dx| + |dR/dy|) over pixel pairs inside the mask. A constant residual (a global shift in aligned
+disparity, a global scale in metric depth) costs exactly nothing: only relative structure is matched.
+Each image counts once (per-image means, then the mean over images whose teacher is ok).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kdcache.errors import KdcacheError
+from kdcache.losses.align import ALIGNMENTS, aligned_disparity_pair
+from kdcache.losses.masking import EPS, masked_mean_per_image, mean_over_images, pred_depth, teacher_mask
+from kdcache.losses.registry import register_loss
+
+DEPTH_LOSSES = ("log-l1", "silog")
+
+
+def _check_align(loss: str, align: str) -> str:
+    if align not in ALIGNMENTS:
+        raise KdcacheError(f"{loss} align must be one of {', '.join(ALIGNMENTS)}, got {align!r}.")
+    return align
+
+
+def teacher_residual(pred: dict, target: dict, align: str, loss: str):
+    """(residual student - teacher in the comparison space, pixel mask, teacher space, depth anchor)."""
+    depth = pred_depth(pred)
+    teacher, mask, space = teacher_mask(target, depth, loss)
+    if space == "disparity":
+        student, reference = aligned_disparity_pair(1.0 / depth, teacher, mask, align)
+        return student - reference, mask, space, depth
+    return torch.log(depth.clamp_min(EPS)) - torch.log(teacher), mask, space, depth
+
+
+@register_loss("kd", targets=("teacher",))
+class DistillationLoss(nn.Module):
+    def __init__(self, align: str = "median", depth_loss: str = "log-l1", variance_focus: float = 0.85):
+        super().__init__()
+        self.align = _check_align("kd", align)
+        if depth_loss not in DEPTH_LOSSES:
+            raise KdcacheError(f"kd depth_loss must be one of {', '.join(DEPTH_LOSSES)}, got {depth_loss!r}.")
+        self.depth_loss, self.variance_focus = depth_loss, float(variance_focus)
+
+    def forward(self, pred: dict, target: dict) -> torch.Tensor:
+        residual, mask, space, depth = teacher_residual(pred, target, self.align, "kd")
+        if space == "disparity":
+            values = residual.abs() if self.align == "median" else residual * residual
+            per_image, present = masked_mean_per_image(values, mask)
+        elif self.depth_loss == "log-l1":
+            per_image, present = masked_mean_per_image(residual.abs(), mask)
+        else:
+            mean, present = masked_mean_per_image(residual, mask)
+            square, _ = masked_mean_per_image(residual * residual, mask)
+            per_image = 10.0 * torch.sqrt((square - self.variance_focus * mean * mean).clamp_min(1e-12))
+        return mean_over_images(per_image, present, depth)
+
+
+def gradient_matching(residual: torch.Tensor, mask: torch.Tensor, scales: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image sum over scales of mean |grad R| on in-mask pixel pairs; and which images had any pair."""
+    total = torch.zeros(residual.shape[0], device=residual.device, dtype=residual.dtype)
+    present = torch.zeros(residual.shape[0], device=residual.device, dtype=torch.bool)
+    r = torch.where(mask, residual, torch.zeros_like(residual))
+    for scale in range(scales):
+        step = 2 ** scale
+        rs, ms = r[..., ::step, ::step], mask[..., ::step, ::step]
+        pair_x = ms[..., :, 1:] & ms[..., :, :-1]
+        pair_y = ms[..., 1:, :] & ms[..., :-1, :]
+        grad_x = torch.where(pair_x, (rs[..., :, 1:] - rs[..., :, :-1]).abs(), torch.zeros_like(rs[..., :, 1:]))
+        grad_y = torch.where(pair_y, (rs[..., 1:, :] - rs[..., :-1, :]).abs(), torch.zeros_like(rs[..., 1:, :]))
+        count = ms.flatten(1).sum(1).to(residual.dtype).clamp_min(1.0)
+        total = total + (grad_x.flatten(1).sum(1) + grad_y.flatten(1).sum(1)) / count
+        present = present | pair_x.flatten(1).any(1) | pair_y.flatten(1).any(1)
+    return total, present
+
+
+@register_loss("grad", targets=("teacher",))
+class GradientMatchingLoss(nn.Module):
+    def __init__(self, align: str = "median", scales: int = 4):
+        super().__init__()
+        self.align = _check_align("grad", align)
+        self.scales = int(scales)
+
+    def forward(self, pred: dict, target: dict) -> torch.Tensor:
+        residual, mask, _, depth = teacher_residual(pred, target, self.align, "grad")
+        per_image, present = gradient_matching(residual, mask, self.scales)
+        return mean_over_images(per_image, present, depth)

@@ -1,0 +1,82 @@
+"""Decoding and resizing in DataLoader workers, in shard-aligned batches.
+
+Batches never straddle shards: a shard's samples always go through the teacher in the same batches,
+whether the run is fresh, resumed after a kill, or split over `--shard i/N` processes, so every run
+produces the same numbers. Unreadable samples come back as zero records with `readable = False` and
+the reason, and the main thread decides (skip and count, or stop on labeled/strict splits).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from kdcache.errors import BadSampleError
+from kdcache.precompute.resize import resize_image, resize_nearest
+from kdcache.store.layout import shard_range
+
+
+class ResizedSamples(Dataset):
+    """A split seen at the cache resolution: index -> record dict of numpy arrays."""
+
+    def __init__(self, split, resolution: tuple[int, int], labeled: bool):
+        self.split, self.resolution, self.labeled = split, tuple(resolution), labeled
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> dict:
+        height, width = self.resolution
+        try:
+            sample = self.split[index]
+            record = {"index": index, "id": str(sample.id), "readable": True, "reason": "",
+                      "image": resize_image(sample.image, self.resolution)}
+            if self.labeled:
+                if sample.depth is None:
+                    raise BadSampleError(sample.id, "labeled split returned a sample without ground truth")
+                valid = sample.valid if sample.valid is not None else np.isfinite(sample.depth) & (sample.depth > 0)
+                record["gt"] = resize_nearest(sample.depth.astype(np.float32), self.resolution)
+                record["valid"] = resize_nearest(valid.astype(bool), self.resolution)
+        except BadSampleError as err:
+            record = {"index": index, "id": "", "readable": False, "reason": str(err),
+                      "image": np.zeros((height, width, 3), np.uint8)}
+            if self.labeled:
+                record["gt"] = np.zeros((height, width), np.float32)
+                record["valid"] = np.zeros((height, width), bool)
+        if self.labeled:
+            record["valid"] = record["valid"] & np.isfinite(record["gt"])
+            record["gt"] = np.where(record["valid"], record["gt"], 0).astype(np.float32)
+        return record
+
+
+def collate_records(records: list[dict]) -> dict:
+    """Stack records into numpy batches (no tensors: the writer wants numpy, the teacher converts once)."""
+    batch = {key: [r[key] for r in records] for key in records[0]}
+    for key in ("image", "gt", "valid"):
+        if key in batch:
+            batch[key] = np.stack(batch[key])
+    batch["index"] = np.asarray(batch["index"], dtype=np.int64)
+    batch["readable"] = np.asarray(batch["readable"], dtype=bool)
+    return batch
+
+
+def shard_batches(shards: Sequence[int], count: int, shard_size: int, batch_size: int) -> list[list[int]]:
+    """Index batches covering `shards` in order, each inside one shard."""
+    batches = []
+    for shard in shards:
+        start, stop = shard_range(shard, count, shard_size)
+        batches += [list(range(i, min(i + batch_size, stop))) for i in range(start, stop, batch_size)]
+    return batches
+
+
+def make_loader(dataset: ResizedSamples, batches: list[list[int]], workers: int) -> DataLoader:
+    """Workers decode and resize ahead of the teacher (4 batches each in flight)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_records,
+        prefetch_factor=4 if workers > 0 else None,
+    )

@@ -1,0 +1,111 @@
+"""URL -> zarr store, with writes that are atomic *and* durable on local disks.
+
+zarr's `LocalStore` already writes each key to a temporary file and renames it into place, so a killed
+process never leaves a torn chunk or shard. It does not fsync, though: after a power loss the rename
+may be durable while the data is not. kdcache records a shard as done only after its data is written,
+so `DurableLocalStore` fsyncs the file before the rename and the directory after it.
+
+Object stores (s3://, gs://, ...) replace whole objects atomically on PUT, so `FsspecStore` is used as is.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+from zarr.abc.store import Store
+from zarr.core.buffer import Buffer
+from zarr.storage import FsspecStore, LocalStore
+
+from kdcache.errors import KdcacheError
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def _durable_put(path: Path, value: Buffer, exclusive: bool = False) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
+    try:
+        with tmp.open("wb") as handle:
+            written = handle.write(value.as_buffer_like())
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)  # raises FileExistsError instead of overwriting
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return written
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class DurableLocalStore(LocalStore):
+    """`LocalStore` whose writes are fsynced before they are renamed into place."""
+
+    async def _set(self, key: str, value: Buffer, exclusive: bool = False) -> None:
+        import asyncio
+
+        if not self._is_open:
+            await self._open()
+        self._check_writable()
+        await asyncio.to_thread(_durable_put, self.root / key, value, exclusive)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._ensure_open_sync()
+        self._check_writable()
+        _durable_put(self.root / key, value)
+
+
+def local_path(url: str) -> Path | None:
+    """The filesystem path of a plain path or `file://` URL; None for remote URLs."""
+    parsed = urlparse(str(url))
+    if parsed.scheme == "file":
+        return Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:  # "C:" on Windows is a drive, not a scheme
+        return None
+    return Path(url)
+
+
+def open_backend(url: str, read_only: bool) -> Store:
+    """A zarr store for `url`: local paths and file:// get `DurableLocalStore`, anything else fsspec."""
+    path = local_path(url)
+    if path is not None:
+        if read_only and not path.exists():
+            raise KdcacheError(f"no cache store at '{url}': check the path or run `kdcache precompute --out {url}`")
+        return DurableLocalStore(path.expanduser(), read_only=read_only)
+    try:
+        return FsspecStore.from_url(str(url), read_only=read_only)
+    except (ImportError, ValueError) as err:
+        raise KdcacheError(f"cannot open store URL '{url}' ({err}): install the fsspec backend for it, e.g. s3fs") from err
+
+
+def remove_stale_partials(url: str) -> int:
+    """Delete temporary files left by a killed writer (local stores only); returns how many.
+
+    Only safe when no other process writes the store at the same time (i.e. not with `--shard i/N`).
+    """
+    path = local_path(url)
+    if path is None or not path.exists():
+        return 0
+    stale = list(path.rglob(f"*{PARTIAL_SUFFIX}"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return len(stale)

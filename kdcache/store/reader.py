@@ -1,0 +1,229 @@
+"""Reading a kdcache store: `open_store(url) -> CacheStore`, `store.split(name) -> StoredSplit`.
+
+Arrays are opened lazily and re-opened after a fork, so a `StoredSplit` can be handed to DataLoader
+workers. Whole-shard contiguous reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path;
+per-sample random access on sharded arrays pays zarr's per-call overhead for every sample.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+import zarr
+
+from kdcache.errors import KdcacheError
+from kdcache.store import manifest as mf
+from kdcache.store.backend import open_backend
+from kdcache.store.layout import shard_count
+
+
+def _open_root(url: str, read_only: bool = True) -> zarr.Group:
+    store = open_backend(str(url), read_only=read_only)
+    try:
+        return zarr.open_group(store=store, mode="r" if read_only else "r+")
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
+        raise KdcacheError(f"'{url}' is not a zarr store: pass the --out of a `kdcache precompute` run") from err
+
+
+def open_store(url: str) -> "CacheStore":
+    """Open a complete-or-partial kdcache store read-only; `KdcacheError` if `url` is not one."""
+    root = _open_root(str(url))
+    manifest = root.attrs.get(mf.ATTR)
+    if not isinstance(manifest, dict):
+        if mf.CREATING_ATTR in root.attrs:
+            raise KdcacheError(f"'{url}' is still being created: wait for `kdcache precompute` (shard 0) or rerun it")
+        raise KdcacheError(f"'{url}' is a zarr store but not a kdcache cache: pass the --out of `kdcache precompute`")
+    if manifest.get("format", 0) > mf.FORMAT:
+        raise KdcacheError(f"'{url}' was written by a newer kdcache (format {manifest['format']}): upgrade kdcache")
+    return CacheStore(str(url), manifest)
+
+
+class CacheStore:
+    """A kdcache store: manifest plus one `StoredSplit` per precomputed split."""
+
+    def __init__(self, url: str, manifest: dict):
+        self.url = url
+        self.manifest = manifest
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest["splits"])
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return tuple(self.manifest["resolution"])  # type: ignore[return-value]
+
+    @property
+    def teacher(self) -> dict | None:
+        return self.manifest.get("teacher")
+
+    @property
+    def teacher_space(self) -> str | None:
+        return (self.teacher or {}).get("output_space")
+
+    @property
+    def feature_layers(self) -> list[str]:
+        return list((self.manifest.get("features") or {}).get("layers", []))
+
+    def split(self, name: str) -> "StoredSplit":
+        found = mf.split_entry(self.manifest, name)
+        if found is None:
+            raise KdcacheError(
+                f"split '{name}' is not in cache {self.url} (it has {', '.join(self.splits)}): "
+                f"precompute it with `kdcache precompute --split {name}` into a new --out"
+            )
+        spec, entry = found
+        return StoredSplit(self.url, spec, entry, self.manifest)
+
+    def completeness(self) -> dict[str, tuple[int, int]]:
+        """{spec: (shards done, shards total)}."""
+        return {spec: self.split(spec).shards_done() for spec in self.splits}
+
+    def require(
+        self,
+        splits: Iterable[str] = (),
+        resolution: tuple[int, int] | None = None,
+        teacher_space: str | None = None,
+        features: Iterable[str] = (),
+        teacher: str | None = None,
+        complete: bool = True,
+    ) -> "CacheStore":
+        """Refuse a cache made for something else: raises one `KdcacheError` line naming every mismatch."""
+        problems = []
+        fix = "precompute a matching cache with `kdcache precompute` or change the training options"
+        for name in splits:
+            if mf.split_entry(self.manifest, name) is None:
+                problems.append(f"split '{name}' is missing (cache has {', '.join(self.splits)})")
+            elif complete:
+                done, total = self.split(name).shards_done()
+                if done < total:
+                    problems.append(f"split '{name}' is incomplete ({done}/{total} shards): rerun the precompute command")
+        if resolution is not None and tuple(resolution) != self.resolution:
+            problems.append(f"resolution is {self.resolution[0]}x{self.resolution[1]}, asked {resolution[0]}x{resolution[1]}")
+        if teacher is not None and (self.teacher or {}).get("name", "none") != teacher:
+            problems.append(f"teacher is '{(self.teacher or {}).get('name', 'none')}', asked '{teacher}'")
+        if teacher_space is not None and self.teacher_space != teacher_space:
+            problems.append(f"teacher output space is {self.teacher_space}, asked {teacher_space}")
+        missing = [layer for layer in features if layer not in self.feature_layers]
+        if missing:
+            problems.append(f"feature layers {missing} are not cached (cache has {self.feature_layers or 'none'})")
+        if problems:
+            raise KdcacheError(f"cache {self.url} does not match: " + "; ".join(problems) + f"; {fix}")
+        return self
+
+    def __repr__(self) -> str:
+        return f"CacheStore({self.url!r}, splits={self.splits})"
+
+
+class StoredSplit:
+    """One split of a store; `read(start, stop, fields)` returns numpy arrays keyed by field name."""
+
+    def __init__(self, url: str, spec: str, entry: dict, manifest: dict):
+        self.url, self.spec, self.entry, self.manifest = url, spec, entry, manifest
+        self.group = entry["group"]
+        self._arrays: dict[str, zarr.Array] = {}
+        self._pid = None
+
+    # --- description -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.entry["count"])
+
+    @property
+    def labeled(self) -> bool:
+        return bool(self.entry["labeled"])
+
+    @property
+    def space(self) -> str | None:
+        return self.entry.get("space")
+
+    @property
+    def shard_size(self) -> int:
+        return int(self.manifest["shard_size"])
+
+    @property
+    def n_shards(self) -> int:
+        return shard_count(len(self), self.shard_size)
+
+    @property
+    def feature_layers(self) -> list[str]:
+        return list((self.manifest.get("features") or {}).get("layers", []))
+
+    def feature_array(self, layer: str) -> str:
+        return self.manifest["features"]["per_layer"][layer]["array"]
+
+    @property
+    def fields(self) -> list[str]:
+        """Per-sample fields `read` can return; features as `features/<layer>`."""
+        names = ["image", "ids", "readable"]
+        if self.manifest.get("teacher"):
+            names += ["teacher", "teacher_ok"] + [f"features/{layer}" for layer in self.feature_layers]
+        if self.labeled:
+            names += ["gt", "valid"]
+        return names
+
+    # --- access ------------------------------------------------------------------------------------
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_arrays"], state["_pid"] = {}, None
+        return state
+
+    def array(self, field: str) -> zarr.Array:
+        """The zarr array of a field (opened once per process)."""
+        if self._pid != os.getpid():
+            self._arrays, self._pid = {}, os.getpid()
+        if field not in self._arrays:
+            path = field
+            if field.startswith("features/"):
+                path = f"features/{self.feature_array(field.split('/', 1)[1])}"
+            root = _open_root(self.url)
+            self._arrays[field] = root[f"{self.group}/{path}"]
+        return self._arrays[field]
+
+    def read(self, start: int = 0, stop: int | None = None, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Samples [start, stop) as {field: array}; `fields` may say "features" for every cached layer."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        wanted = self._expand(fields)
+        out = {}
+        for field in wanted:
+            values = self.array(field)[start:stop]
+            out[field] = np.array([str(v) for v in values], dtype=str) if field == "ids" else values
+        return out
+
+    def _expand(self, fields: Iterable[str] | None) -> list[str]:
+        if fields is None:
+            return self.fields
+        expanded = []
+        for field in fields:
+            names = [f for f in self.fields if f.startswith("features/")] if field == "features" else [field]
+            for name in names:
+                if name not in self.fields:
+                    raise KdcacheError(f"split '{self.spec}' of {self.url} has no field '{name}' (fields: {', '.join(self.fields)})")
+                expanded.append(name)
+        return expanded
+
+    def shards_done(self) -> tuple[int, int]:
+        done = np.asarray(self.array("shard_done")[:], dtype=bool)
+        return int(done.sum()), int(done.size)
+
+    def shuffled_blocks(self, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, int]]:
+        """Whole-shard (start, stop) blocks in a per-epoch random order, split across `world_size` ranks.
+
+        Every rank gets the same number of blocks (like DistributedSampler, the permutation is padded by
+        wrapping around), so data-parallel ranks run the same number of steps. Shuffle samples *within*
+        a block after reading it; blocks keep reads contiguous and fast.
+        """
+        if not 0 <= rank < world_size:
+            raise KdcacheError(f"rank {rank} is outside world size {world_size}: use 0 <= rank < world_size")
+        order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_shards)
+        per_rank = -(-len(order) // world_size)
+        padded = np.resize(order, per_rank * world_size)
+        blocks = []
+        for shard in padded[rank::world_size]:
+            start = int(shard) * self.shard_size
+            blocks.append((start, min(len(self), start + self.shard_size)))
+        return blocks
+
+    def __repr__(self) -> str:
+        return f"StoredSplit({self.spec!r}, n={len(self)}, fields={self.fields})"

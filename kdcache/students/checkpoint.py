@@ -1,0 +1,159 @@
+"""Student checkpoints: `model.safetensors` + `student.json`, written atomically, loaded without pickle.
+
+A checkpoint directory is written whole under a temporary sibling name and renamed into place, so a reader sees
+the old checkpoint or the new one, never a mix. The JSON (format, architecture config, meta) is also embedded in
+the safetensors header, so a lone `.safetensors` file is enough to rebuild the student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdcache.errors import KdcacheError
+
+WEIGHTS = "model.safetensors"
+DESCRIPTION = "student.json"
+FORMAT = "kdcache-student"
+FORMAT_VERSION = 1
+OUTPUT_SPACES = ("depth", "disparity")
+_HEADER_KEY = "kdcache_student"
+
+
+def _description(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    from kdcache import __version__
+
+    meta = dict(meta or {})
+    meta.setdefault("output_space", "depth")
+    if meta["output_space"] not in OUTPUT_SPACES:
+        raise KdcacheError(f"meta output_space must be one of {', '.join(OUTPUT_SPACES)}, "
+                           f"got {meta['output_space']!r}: fix the caller.")
+    if not hasattr(model, "config"):
+        raise KdcacheError("save_student needs a model built by kdcache.students.create_student (it has no config).")
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kdcache_version": __version__,
+        "config": model.config,
+        "feature_channels": list(getattr(model, "feature_channels", [])),
+        "meta": meta,
+    }
+
+
+def save_student(model: nn.Module, directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write `directory/model.safetensors` and `directory/student.json`, replacing any previous checkpoint."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    description = _description(model, meta or {})
+    text = json.dumps(description, indent=2, sort_keys=True, default=str)
+    # Own, contiguous CPU copies: safetensors refuses shared or strided storage.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt", _HEADER_KEY: text})
+        (staging / DESCRIPTION).write_text(text + "\n")
+        for path in (staging / WEIGHTS, staging / DESCRIPTION):
+            _fsync(path)
+        _swap_into_place(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _swap_into_place(staging: Path, directory: Path) -> None:
+    """Rename `staging` to `directory`; an existing checkpoint is moved aside first and deleted after."""
+    if not directory.exists():
+        os.replace(staging, directory)
+        return
+    retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(directory, retired)
+    os.replace(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The weights file behind `path`: a .safetensors file, a checkpoint dir, or a run dir (best, then last)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise KdcacheError(f"{path} is not a kdcache student checkpoint: pass a run dir, a checkpoint dir "
+                               f"or its {WEIGHTS}.")
+        return path
+    if not path.is_dir():
+        raise KdcacheError(f"student checkpoint {path} does not exist: pass a run dir, a checkpoint dir or a "
+                           f".safetensors file.")
+    for candidate in (path / WEIGHTS, path / "checkpoints" / "best" / WEIGHTS, path / "checkpoints" / "last" / WEIGHTS):
+        if candidate.is_file():
+            return candidate
+    variants = sorted(p.parent.parent.name for p in path.glob(f"*/checkpoints/*/{WEIGHTS}"))
+    if variants:
+        raise KdcacheError(f"{path} holds several student variants ({', '.join(dict.fromkeys(variants))}): "
+                           f"pass one of their directories.")
+    raise KdcacheError(f"no student checkpoint in {path}: expected {WEIGHTS} or checkpoints/best|last/{WEIGHTS} "
+                       f"(was training run long enough to save one?).")
+
+
+def read_description(weights: Path) -> dict[str, Any]:
+    """student.json next to the weights, else the copy in the safetensors header; refuse foreign files."""
+    from safetensors import safe_open
+
+    sidecar = weights.parent / DESCRIPTION
+    try:
+        if sidecar.is_file():
+            description = json.loads(sidecar.read_text())
+        else:
+            with safe_open(str(weights), framework="pt") as handle:
+                header = (handle.metadata() or {}).get(_HEADER_KEY)
+            if header is None:
+                raise KdcacheError(f"{weights} is not a kdcache student checkpoint (no {DESCRIPTION} and no kdcache "
+                                   f"header): to use foreign weights, build the student and load_state_dict yourself.")
+            description = json.loads(header)
+    except (OSError, ValueError) as err:
+        raise KdcacheError(f"cannot read student checkpoint {weights}: {err}; re-save it with save_student.") from err
+    if description.get("format") != FORMAT:
+        raise KdcacheError(f"{sidecar if sidecar.is_file() else weights} is not a kdcache student description "
+                           f"(format {description.get('format')!r}).")
+    if description.get("format_version", 0) > FORMAT_VERSION:
+        raise KdcacheError(f"{weights} was written by a newer kdcache (format {description['format_version']}): "
+                           f"upgrade kdcache.")
+    return description
+
+
+def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(student in eval mode, meta) from a run dir, checkpoint dir or .safetensors file."""
+    from safetensors.torch import load_file
+
+    from kdcache.students import create_student
+
+    weights = find_checkpoint(path)
+    description = read_description(weights)
+    config = description["config"]
+    model = create_student(config["student"], pretrained=False, **config.get("overrides", {}))
+    try:
+        state = load_file(str(weights), device=str(device))
+    except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+        raise KdcacheError(f"cannot read weights {weights}: {err}; the file is damaged, re-save it.") from err
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise KdcacheError(f"{weights} does not match student '{config['student']}' "
+                           f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. "
+                           f"{(missing + unexpected)[0]}): it was saved by a different kdcache/timm version.")
+    meta = dict(description.get("meta", {}))
+    meta.setdefault("output_space", "depth")
+    return model.to(device).eval(), meta

@@ -1,0 +1,143 @@
+"""Student encoders: any timm backbone with `features_only=True`, with its ImageNet normalisation inside.
+
+`pretrained=True` only ever uses weights found on this machine (HF hub cache or torch hub cache) unless the
+hub is reachable; offline, or when the download fails, the encoder logs one line and starts from scratch so a
+training run on an air-gapped node never hangs or dies on a missing backbone checkpoint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from kdcache.console import log
+from kdcache.errors import KdcacheError
+
+# Weight file names timm publishes on the HF hub, safest first (safetensors never runs pickle).
+_HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "KDCACHE_OFFLINE"))
+
+
+def find_local_weights(model_name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The ImageNet weights of timm model `model_name` already on disk (HF hub cache, then torch hub), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        return None
+    cfg = cfg.to_dict()
+    if cfg.get("hf_hub_id"):
+        repo_id, _, revision = cfg["hf_hub_id"].partition("@")
+        for filename in _HUB_WEIGHT_FILES:
+            found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision or None)
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    if cfg.get("url"):
+        candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg["url"])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_name(model_name: str) -> None:
+    if model_name in timm.list_models():
+        return
+    close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise KdcacheError(f"unknown timm encoder '{model_name}'.{hint} Use any name from timm.list_models().")
+
+
+def create_timm_features(model_name: str, pretrained: bool, **timm_kwargs) -> nn.Module:
+    """`timm.create_model(model_name, features_only=True)`, with local-first pretrained weights."""
+    _check_name(model_name)
+    kwargs = dict(features_only=True, **timm_kwargs)
+    if not pretrained:
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+    local = find_local_weights(model_name)
+    if local is not None:
+        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(local)}, **kwargs)
+    if _hub_offline():
+        log(f"[yellow]no local ImageNet weights for encoder '{model_name}' and the hub is offline "
+            "(HF_HUB_OFFLINE): training it from scratch.[/]")
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(model_name, pretrained=True, **kwargs)
+    except Exception as err:  # any network / hub failure: the model is still usable from scratch
+        log(f"[yellow]could not fetch ImageNet weights for encoder '{model_name}' ({type(err).__name__}): "
+            "training it from scratch.[/]")
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+
+
+def _drop_last_block(body: nn.Module, model_name: str) -> None:
+    """Remove the last inverted-residual block of an EfficientNet-family feature net (MobileNetV2's 160->320).
+
+    Hu et al.'s 1.7 M-parameter student stops MobileNetV2 after the 160-channel stage; timm's feature net
+    always runs the final 320-channel block, so we cut it and retarget the last feature tap to the new end.
+    """
+    stage_out = getattr(body, "_stage_out_idx", None)
+    blocks = getattr(body, "blocks", None)
+    if stage_out is None or not isinstance(blocks, nn.Sequential) or max(stage_out) != len(blocks):
+        raise KdcacheError(f"drop_last_block is only supported for timm EfficientNet-family encoders "
+                           f"(mobilenetv2/v3, efficientnet), not '{model_name}': remove the option.")
+    last_index = stage_out.pop(len(blocks))
+    body.blocks = blocks[:-1]
+    stage_out[len(body.blocks)] = last_index
+
+
+def _input_multiple(body: nn.Module, stride: int) -> int:
+    """Input sides must be multiples of this: the stride, times the patch size of MobileViT-style blocks
+    (their unfold needs maps divisible by the patch; otherwise timm resizes inside, which ONNX cannot follow)."""
+    patch = 1
+    for module in body.modules():
+        if type(module).__name__.startswith("MobileVit") and hasattr(module, "patch_size"):
+            size = module.patch_size
+            patch = max(patch, *(size if isinstance(size, tuple) else (size,)))
+    return stride * patch
+
+
+class TimmEncoder(nn.Module):
+    """Normalise [0, 1] RGB with the backbone's own mean/std and return its feature maps, fine to coarse."""
+
+    def __init__(self, model_name: str, pretrained: bool = False, drop_last_block: bool = False,
+                 out_indices: tuple[int, ...] | None = None):
+        super().__init__()
+        timm_kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
+        self.body = create_timm_features(model_name, pretrained, **timm_kwargs)
+        self._was_cut = bool(drop_last_block)
+        if drop_last_block:
+            _drop_last_block(self.body, model_name)
+        self.channels, self.reductions = self._probe_channels()
+        self.stride = max(self.reductions)
+        self.input_multiple = _input_multiple(self.body, self.stride)
+        cfg = self.body.pretrained_cfg
+        # Buffers (not parameters) so they follow .to(device) but are not trained; persistent=False keeps
+        # checkpoints free of constants that the architecture already defines.
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.0,) * 3)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (1.0,) * 3)).view(1, 3, 1, 1), persistent=False)
+
+    def _probe_channels(self) -> tuple[list[int], list[int]]:
+        """Channels and strides of the maps: timm's feature_info, measured instead when the body was cut."""
+        info = self.body.feature_info
+        channels, reductions = list(info.channels()), list(info.reduction())
+        if self._was_cut:
+            device = next(self.body.parameters()).device  # works on the meta device too (complexity tables)
+            was_training = self.body.training
+            self.body.eval()
+            with torch.no_grad():
+                maps = self.body(torch.zeros(1, 3, 64, 64, device=device))
+            self.body.train(was_training)
+            channels = [int(m.shape[1]) for m in maps]
+        return channels, reductions
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body((x - self.mean) / self.std))
+

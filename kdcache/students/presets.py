@@ -1,0 +1,83 @@
+"""Named student presets: one decorated function each, returning the spec `create_student` builds.
+
+Widths were chosen so each preset's decoder costs well under its encoder at 240x320 (`kdcache students` prints
+params and GMACs). `hu-mobilenetv2` cuts MobileNetV2 after its 160-channel stage as Hu et al. do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kdcache.registry import Registry
+
+STUDENTS: Registry = Registry("student", list_command="kdcache students")
+register_student = STUDENTS.register
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What a student is made of; every field can be overridden in `create_student(name, **overrides)`."""
+
+    encoder: str
+    decoder: str
+    width: int | None = None  # decoder width (None: the decoder's own default)
+    init_depth: float = 2.5  # metres predicted everywhere before training
+    min_depth: float = 1e-3  # floor of the softplus output, keeps 1/depth finite
+    drop_last_block: bool = False
+    out_indices: tuple[int, ...] | None = None
+
+    def replace(self, **overrides: Any) -> "StudentSpec":
+        fields = asdict(self)
+        fields.update(overrides)
+        return StudentSpec(**fields)
+
+
+@register_student("mobilevit", description="MobileViT-XS + mini-DPT (the default)")
+def mobilevit() -> StudentSpec:
+    return StudentSpec("mobilevit_xs", "minidpt", width=64)
+
+
+@register_student("mobilevit-s", description="MobileViT-S + mini-DPT")
+def mobilevit_s() -> StudentSpec:
+    return StudentSpec("mobilevit_s", "minidpt", width=96)
+
+
+@register_student("mobilevit-xxs", description="MobileViT-XXS + mini-DPT (smallest)")
+def mobilevit_xxs() -> StudentSpec:
+    return StudentSpec("mobilevit_xxs", "minidpt", width=48)
+
+
+@register_student("mobilevitv2-050", description="MobileViTv2-0.5 + mini-DPT")
+def mobilevitv2_050() -> StudentSpec:
+    return StudentSpec("mobilevitv2_050", "minidpt", width=64)
+
+
+@register_student("hu-mobilenetv2", description="Hu et al.'s KD student: MobileNetV2 (to 160 ch) + MFF decoder")
+def hu_mobilenetv2() -> StudentSpec:
+    return StudentSpec("mobilenetv2_100", "hu", width=16, drop_last_block=True)
+
+
+@register_student("fastdepth", description="FastDepth: MobileNet(v1) + NNConv5 with additive skips")
+def fastdepth() -> StudentSpec:
+    return StudentSpec("mobilenetv1_100", "nnconv5", width=32)
+
+
+@register_student("mobilenetv3-minidpt", description="MobileNetV3-Large + mini-DPT")
+def mobilenetv3_minidpt() -> StudentSpec:
+    return StudentSpec("mobilenetv3_large_100", "minidpt", width=64)
+
+
+@register_student("efficientnet-b0", description="EfficientNet-B0 + mini-DPT")
+def efficientnet_b0() -> StudentSpec:
+    return StudentSpec("efficientnet_b0", "minidpt", width=64)
+
+
+@register_student("resnet18-minidpt", description="ResNet-18 + mini-DPT")
+def resnet18_minidpt() -> StudentSpec:
+    return StudentSpec("resnet18", "minidpt", width=96)
+
+
+@register_student("resnet50-minidpt", description="ResNet-50 + mini-DPT (a large in-house teacher for two-stage KD)")
+def resnet50_minidpt() -> StudentSpec:
+    return StudentSpec("resnet50", "minidpt", width=128)

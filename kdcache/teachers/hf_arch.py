@@ -1,0 +1,93 @@
+"""What kdcache needs to know about a transformers depth architecture, read from its config.
+
+Per family: the input rule (DPT: square, bilinear, mean=std=0.5; Depth Anything: short side 518 rounded to
+a multiple of 14, bicubic, ImageNet mean/std), the patch size, the output space, and the names of the
+tensors the neck consumes (`hidden_K` = output of transformer layer K, i.e. `hidden_states[K]`, so
+DPT-Large's `backbone_out_indices [5, 11, 17, 23]` give hidden_6 ... hidden_24) and produces (`neck_i`).
+Reading these from the config means tiny test configs get their own, correct names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdcache.errors import KdcacheError
+from kdcache.teachers.preprocess import HALF_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, ResizeRule
+
+SUPPORTED_MODEL_TYPES = ("dpt", "depth_anything")
+# Backbones whose stages are plain transformer layers (stage K == hidden_states[K]); others are hierarchical.
+_VIT_LIKE = ("dinov2", "dinov2_with_registers", "beit", "data2vec-vision", "vit")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    rule: ResizeRule
+    patch_size: int
+    output_space: str
+    neck_inputs: list[str]  # names of the tensors fed to `model.neck`, in order
+    neck_outputs: list[str]  # neck_0 (coarsest, first fusion output) ... neck_{n-1} (finest, fed to the head)
+
+    @property
+    def feature_layers(self) -> list[str]:
+        return self.neck_inputs + self.neck_outputs
+
+
+def read_architecture(config, input_size: int | None = None, output_space: str | None = None) -> Architecture:
+    model_type = getattr(config, "model_type", None)
+    if model_type == "dpt":
+        arch = _dpt(config, input_size)
+    elif model_type == "depth_anything":
+        arch = _depth_anything(config, input_size)
+    else:
+        raise KdcacheError(
+            f"teacher architecture '{model_type}' is not supported yet: kdcache knows the exact preprocessing of "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} models; use a DPT or Depth Anything checkpoint"
+        )
+    if output_space is not None:
+        arch = Architecture(**{**arch.__dict__, "output_space": output_space})
+    return arch
+
+
+def _dpt(config, input_size: int | None) -> Architecture:
+    backbone = config.backbone_config
+    if config.is_hybrid:
+        patch, native = _int(config.patch_size), _int(config.image_size)
+        if input_size not in (None, native):
+            # The hybrid embedding refuses any size but config.image_size (no position-embedding interpolation).
+            raise KdcacheError(f"DPT-Hybrid only runs at {native}x{native}: drop input_size or pass input_size={native}")
+        conv_stages = list(backbone.out_features)[:2]
+        inputs = [f"backbone_{stage}" for stage in conv_stages]
+        inputs += [f"hidden_{i + 1}" for i in config.backbone_out_indices[2:]]
+    elif backbone is not None:
+        patch, native = _int(backbone.patch_size), _int(getattr(backbone, "image_size", config.image_size))
+        inputs = _backbone_stage_names(backbone)
+    else:
+        patch, native = _int(config.patch_size), _int(config.image_size)
+        # hidden_states[0] is the embedding output, so index i in backbone_out_indices is layer i + 1.
+        inputs = [f"hidden_{i + 1}" for i in config.backbone_out_indices]
+    rule = ResizeRule("square", input_size or native, patch, "bilinear", HALF_MEAN_STD, HALF_MEAN_STD)
+    return Architecture("dpt", rule, patch, "disparity", inputs, _neck_outputs(config))
+
+
+def _depth_anything(config, input_size: int | None) -> Architecture:
+    patch = _int(config.patch_size)
+    native = _int(getattr(config.backbone_config, "image_size", 518))
+    rule = ResizeRule("short-side", input_size or native, patch, "bicubic", IMAGENET_MEAN, IMAGENET_STD)
+    space = "depth" if config.depth_estimation_type == "metric" else "disparity"
+    inputs = _backbone_stage_names(config.backbone_config)
+    return Architecture("depth_anything", rule, patch, space, inputs, _neck_outputs(config))
+
+
+def _backbone_stage_names(backbone) -> list[str]:
+    """Stage K of a ViT-like HF backbone is hidden_states[K] (stage 0 = embeddings), hence hidden_K."""
+    prefix = "hidden" if backbone.model_type in _VIT_LIKE else "stage"
+    return [f"{prefix}_{i}" for i in backbone.out_indices]
+
+
+def _neck_outputs(config) -> list[str]:
+    return [f"neck_{i}" for i in range(len(config.neck_hidden_sizes))]
+
+
+def _int(value) -> int:
+    return int(value[0] if isinstance(value, (list, tuple)) else value)

@@ -1,0 +1,149 @@
+"""Where HF teacher weights come from: a hub id (cached or downloadable) or a local `save_pretrained` folder.
+
+All the ways loading can fail for a user (no network, offline mode, typo in a path, a folder that is not a
+depth model) become one `KdcacheError` line *before* any image is processed, naming the hub id and the
+way out (`--teacher hf:/path/to/folder`). Weights are never loaded with `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdcache.errors import KdcacheError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class HFSource:
+    """`ref` as given (hub id or path); `local` is the folder when the weights are on disk by path."""
+
+    ref: str
+    local: Path | None
+    revision: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.local is not None
+
+
+def resolve_source(ref: str, revision: str | None = None) -> HFSource:
+    """Decide whether `ref` is a local folder or a hub id; a path that does not exist is a one-line error."""
+    if not ref:
+        raise KdcacheError("empty HF teacher reference: use hf:ORG/NAME (a hub id) or hf:/path/to/folder")
+    path = Path(ref).expanduser()
+    # Hub ids are ORG/NAME; anything rooted, relative-dotted or deeper is meant as a folder.
+    looks_like_path = ref.startswith(("/", ".", "~")) or ref.count("/") > 1 or "\\" in ref
+    if path.exists():
+        if not path.is_dir():
+            raise KdcacheError(f"teacher path {ref} is a file: pass the folder written by save_pretrained")
+        if not (path / "config.json").is_file():
+            raise KdcacheError(
+                f"teacher folder {ref} has no config.json: pass a folder written by save_pretrained "
+                "(config.json + model.safetensors)"
+            )
+        return HFSource(ref, path.resolve(), revision)
+    if looks_like_path:
+        raise KdcacheError(f"teacher folder {ref} does not exist: check the path passed as hf:PATH")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+|[\w.-]+", ref):
+        raise KdcacheError(f"'{ref}' is neither a local folder nor a hub id: use hf:ORG/NAME or hf:/path/to/folder")
+    return HFSource(ref, None, revision)
+
+
+def offline_message(hub_id: str) -> str:
+    from huggingface_hub import constants
+
+    mode = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "the hub is unreachable"
+    return (
+        f"teacher weights for '{hub_id}' are not in the HF cache ({constants.HF_HUB_CACHE}) and {mode}: "
+        f"download once on a connected machine (`hf download {hub_id}`) with HF_HUB_OFFLINE unset, "
+        f"or pass a local folder with --teacher hf:/path/to/folder"
+    )
+
+
+def check_available(source: HFSource) -> None:
+    """Fail fast, before any work, when a hub id cannot possibly be loaded (offline and not cached)."""
+    if source.is_local:
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.ref, "config.json", revision=source.revision)
+    if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+        raise KdcacheError(offline_message(source.ref))
+
+
+def load_pretrained(source: HFSource, model_class):
+    """`model_class.from_pretrained` with every loading failure turned into one clear line."""
+    check_available(source)
+    target = str(source.local) if source.is_local else source.ref
+    try:
+        model = model_class.from_pretrained(target, revision=source.revision, trust_remote_code=False)
+    except (OSError, EnvironmentError) as err:
+        if source.is_local:
+            raise KdcacheError(f"cannot load teacher from {target}: {_first_line(err)}") from err
+        if "not a valid model identifier" in str(err):
+            raise KdcacheError(
+                f"'{source.ref}' is neither a local folder nor a model on the HF hub: check the id "
+                "(`kdcache teachers` lists known ones) or pass hf:/path/to/folder"
+            ) from err
+        raise KdcacheError(offline_message(source.ref)) from err
+    except ValueError as err:
+        # AutoModelForDepthEstimation raises ValueError for configs that are not depth models.
+        raise KdcacheError(
+            f"'{target}' is not a depth-estimation model ({_first_line(err)}): "
+            "use a DPT or Depth Anything checkpoint (`kdcache teachers` lists known ones)"
+        ) from err
+    return model.eval()
+
+
+def weights_sha256(folder: Path) -> str:
+    """One sha256 over the weight files of a local folder (names and bytes, sorted), for the manifest."""
+    return files_sha256(sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)))
+
+
+def files_sha256(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def source_identity(source: HFSource, config) -> dict:
+    """Manifest identity: hub id + commit hash, or folder path + sha256 of its weights."""
+    identity = {"source": source.ref, "model_type": getattr(config, "model_type", None)}
+    commit = getattr(config, "_commit_hash", None)
+    if commit:
+        identity["revision"] = commit
+    elif source.revision:
+        identity["revision"] = source.revision
+    if source.is_local:
+        identity["path"] = str(source.local)
+        identity["weights_sha256"] = weights_sha256(source.local)
+    return identity
+
+
+def card_licence(source: HFSource) -> str | None:
+    """The `license:` field of the model card's YAML front matter, if the card is on disk."""
+    readme = None
+    if source.is_local:
+        readme = source.local / "README.md"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source.ref, "README.md", revision=source.revision)
+        readme = Path(cached) if isinstance(cached, str) else None
+    if readme is None or not readme.is_file():
+        return None
+    match = re.search(r"^license:\s*(\S+)", readme.read_text(errors="replace")[:4000], flags=re.MULTILINE)
+    return match[1] if match else None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

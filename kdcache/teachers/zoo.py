@@ -1,0 +1,121 @@
+"""The built-in teacher names. One decorated function per teacher; the keyword facts feed `kdcache teachers`.
+
+Facts (params, layers, licences) are those of the published checkpoints; the layer names a loaded teacher
+actually exposes are always read from its config (`hf_arch.read_architecture`), and tests check both agree.
+"""
+
+from __future__ import annotations
+
+from kdcache.teachers import register_teacher
+from kdcache.teachers.base import NoTeacher
+
+_DPT_INPUT = "384x384 square, bilinear, mean=std=0.5"
+_DA_INPUT = "short side 518, x14, keep aspect, bicubic, ImageNet"
+_NECK = ["neck_0", "neck_1", "neck_2", "neck_3"]
+
+# Licences of known hub ids, so `hf:<id>` states them even when the model card is not cached.
+HUB_LICENCES = {
+    "Intel/dpt-large": "apache-2.0",
+    "Intel/dpt-hybrid-midas": "apache-2.0",
+    "depth-anything/Depth-Anything-V2-Small-hf": "apache-2.0",
+    "depth-anything/Depth-Anything-V2-Base-hf": "cc-by-nc-4.0",
+    "depth-anything/Depth-Anything-V2-Large-hf": "cc-by-nc-4.0",
+}
+
+
+def _hub(hub_id: str, model_class: str, name: str, device, precision, **options):
+    import transformers
+
+    from kdcache.teachers.hf import create_hf_teacher
+
+    return create_hf_teacher(hub_id, name=name, model_class=getattr(transformers, model_class),
+                             licence=HUB_LICENCES[hub_id], device=device, precision=precision, **options)
+
+
+@register_teacher(
+    "dpt-large", source="Intel/dpt-large", model_class="DPTForDepthEstimation", output_space="disparity",
+    input_rule=_DPT_INPUT, feature_layers=["hidden_6", "hidden_12", "hidden_18", "hidden_24", *_NECK],
+    params=343_000_000, licence=HUB_LICENCES["Intel/dpt-large"],
+)
+def dpt_large(device="cpu", precision="fp32", **options):
+    """DPT-Large (MiDaS v3, ViT-L/16): relative inverse depth."""
+    return _hub("Intel/dpt-large", "DPTForDepthEstimation", "dpt-large", device, precision, **options)
+
+
+@register_teacher(
+    "dpt-hybrid", source="Intel/dpt-hybrid-midas", model_class="DPTForDepthEstimation", output_space="disparity",
+    input_rule=_DPT_INPUT, feature_layers=["backbone_stage1", "backbone_stage2", "hidden_9", "hidden_12", *_NECK],
+    params=123_000_000, licence=HUB_LICENCES["Intel/dpt-hybrid-midas"],
+)
+def dpt_hybrid(device="cpu", precision="fp32", **options):
+    """DPT-Hybrid (ResNet-50 + ViT-B/16): relative inverse depth; runs at 384x384 only."""
+    return _hub("Intel/dpt-hybrid-midas", "DPTForDepthEstimation", "dpt-hybrid", device, precision, **options)
+
+
+@register_teacher(
+    "depth-anything-v2-small", source="depth-anything/Depth-Anything-V2-Small-hf",
+    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
+    feature_layers=["hidden_3", "hidden_6", "hidden_9", "hidden_12", *_NECK], params=24_800_000,
+    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Small-hf"],
+)
+def depth_anything_v2_small(device="cpu", precision="fp32", **options):
+    """Depth Anything V2 Small (DINOv2 ViT-S/14): relative inverse depth."""
+    return _hub("depth-anything/Depth-Anything-V2-Small-hf", "DepthAnythingForDepthEstimation",
+                "depth-anything-v2-small", device, precision, **options)
+
+
+@register_teacher(
+    "depth-anything-v2-base", source="depth-anything/Depth-Anything-V2-Base-hf",
+    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
+    feature_layers=["hidden_3", "hidden_6", "hidden_9", "hidden_12", *_NECK], params=97_500_000,
+    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Base-hf"],
+)
+def depth_anything_v2_base(device="cpu", precision="fp32", **options):
+    """Depth Anything V2 Base (DINOv2 ViT-B/14): relative inverse depth; CC-BY-NC-4.0."""
+    return _hub("depth-anything/Depth-Anything-V2-Base-hf", "DepthAnythingForDepthEstimation",
+                "depth-anything-v2-base", device, precision, **options)
+
+
+@register_teacher(
+    "depth-anything-v2-large", source="depth-anything/Depth-Anything-V2-Large-hf",
+    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
+    feature_layers=["hidden_5", "hidden_12", "hidden_18", "hidden_24", *_NECK], params=335_300_000,
+    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Large-hf"],
+)
+def depth_anything_v2_large(device="cpu", precision="fp32", **options):
+    """Depth Anything V2 Large (DINOv2 ViT-L/14): relative inverse depth; CC-BY-NC-4.0."""
+    return _hub("depth-anything/Depth-Anything-V2-Large-hf", "DepthAnythingForDepthEstimation",
+                "depth-anything-v2-large", device, precision, **options)
+
+
+@register_teacher(
+    "none", source="-", output_space=None, input_rule="-", feature_layers=[], params=0, licence=None,
+    description="no teacher: cache images and ground truth only",
+)
+def none(device="cpu", precision="fp32", **options):
+    """No teacher: a store of images and GT; `output_space` is None and `predict` refuses to run."""
+    return NoTeacher(device, precision)
+
+
+@register_teacher(
+    "hf:", source="ID_OR_PATH", output_space="from config", input_rule="from config",
+    feature_layers="from config", params=None, licence="from model card",
+    description="any DPT / Depth Anything hub id or local save_pretrained folder",
+)
+def hf(ref: str, device="cpu", precision="fp32", **options):
+    """`hf:ORG/NAME` or `hf:/path/to/folder`: a transformers depth model loaded with AutoModelForDepthEstimation."""
+    from kdcache.teachers.hf import create_hf_teacher
+
+    return create_hf_teacher(ref, licence=HUB_LICENCES.get(ref), device=device, precision=precision, **options)
+
+
+@register_teacher(
+    "ckpt:", source="PATH", output_space="from meta", input_rule="native size",
+    feature_layers="feat_{0..n} (fine to coarse)", params=None, licence="from checkpoint",
+    description="a kdcache student checkpoint or run dir (two-stage distillation)",
+)
+def ckpt(ref: str, device="cpu", precision="fp32", **options):
+    """`ckpt:PATH`: a kdcache student as teacher."""
+    from kdcache.teachers.checkpoint import create_checkpoint_teacher
+
+    return create_checkpoint_teacher(ref, device=device, precision=precision, **options)

@@ -1,0 +1,45 @@
+"""Small shared builders for the evaluation / infer / export tests: an in-memory labeled split and a tiny student."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdcache.data import SPLITS, register_split
+from kdcache.data.sample import Sample
+
+SPLIT = "synth-evaltest"  # "synth" prefix: no crop, 10 m cap (kdcache.evaluate.context)
+TINY_STUDENT = "test_efficientnet+nnconv5"  # timm's test encoder: ~180 k params, milliseconds per image
+
+
+class ArraySplit:
+    """A labeled split whose depth is a known function of the image: d = 1 + 5 * red / 255 (metres)."""
+
+    labeled = True
+
+    def __init__(self, name: str = SPLIT, count: int = 3, size=(48, 64), space: str = "depth"):
+        self.name, self.space = name, space
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(0, 256, (count, *size, 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        image = self.images[index]
+        depth = (1.0 + 5.0 * image[..., 0] / 255.0).astype(np.float32)
+        return Sample(f"{index:03d}", image, depth, np.ones(depth.shape, bool), self.space, {"dataset": "synth"})
+
+
+if SPLIT not in SPLITS.names():
+    register_split(SPLIT)(lambda root, **options: ArraySplit(**options))
+
+
+def save_tiny_student(directory, output_space: str = "depth", resolution=(48, 64)):
+    """A random-weight student checkpoint in the real format (save_student)."""
+    from kdcache.students import create_student, save_student
+
+    import torch
+
+    torch.manual_seed(0)
+    model = create_student(TINY_STUDENT)
+    return save_student(model, directory, {"output_space": output_space, "resolution": list(resolution)})

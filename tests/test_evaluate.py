@@ -1,0 +1,103 @@
+"""evaluate(): students and HF teachers side by side, protocol selection, efficiency, reports, `kdcache eval`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import SPLIT, ArraySplit, save_tiny_student
+from kdcache.errors import KdcacheError
+from kdcache.evaluate import Predictor, evaluate, to_markdown
+from kdcache.metrics import METRIC_KEYS
+
+
+class OraclePredictor(Predictor):
+    """Knows ArraySplit's rule (d = 1 + 5 * red): a perfect metric-depth model."""
+
+    def __init__(self, space="depth"):
+        super().__init__(f"oracle-{space}", space, torch.device("cpu"), None)
+
+    def forward(self, images):
+        depth = 1.0 + 5.0 * images[:, 0]
+        return depth if self.output_space == "depth" else 3.0 / depth + 0.1  # disparity up to scale and shift
+
+
+@pytest.fixture(scope="module")
+def tiny_dpt(tmp_path_factory):
+    from tiny_models import make_tiny_dpt
+
+    return make_tiny_dpt(tmp_path_factory.mktemp("dpt") / "tiny-dpt")
+
+
+def test_a_perfect_model_scores_perfectly_under_every_applicable_protocol():
+    rows = evaluate([OraclePredictor("depth"), OraclePredictor("disparity")], ArraySplit(),
+                    protocol=["metric", "aligned-disparity", "aligned-depth"], efficiency=False)
+    got = {(r["name"], r["protocol"]): r for r in rows}
+    # The disparity model is never scored with metric (nor aligned-depth): one aligned-disparity row.
+    assert sorted(got) == [("oracle-depth", "aligned-depth"), ("oracle-depth", "aligned-disparity"),
+                           ("oracle-depth", "metric"), ("oracle-disparity", "aligned-disparity")]
+    for row in rows:
+        assert row["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-5) and row["metrics"]["d1"] == 1.0
+        assert row["images"] == 3 and row["protocol_description"]
+    assert "never with metric" in got[("oracle-disparity", "aligned-disparity")]["note"]
+
+
+def test_flip_tta_averages_with_the_mirrored_prediction():
+    class Ramp(Predictor):
+        def forward(self, images):
+            return 1.0 + torch.arange(images.shape[-1], dtype=torch.float32).expand(images.shape[0], *images.shape[-2:])
+
+    ramp = Ramp("ramp", "depth", torch.device("cpu"), None)
+    out = ramp.predict(np.zeros((2, 4, 3), np.uint8), flip_tta=True)
+    assert np.allclose(out, 2.5)  # mean of 1..4 and its mirror
+
+
+def test_student_and_hf_teacher_side_by_side_with_efficiency(tmp_path, tiny_dpt):
+    run = save_tiny_student(tmp_path / "run")
+    rows = evaluate([str(run), f"hf:{tiny_dpt}"], ArraySplit(count=2), throughput_batch=2)
+    student, teacher = rows
+    assert (student["kind"], student["protocol"], student["note"]) == ("student", "metric", None)
+    # A relative-depth teacher gets the aligned protocol automatically, and the row says so.
+    assert teacher["kind"] == "teacher" and teacher["protocol"] == "aligned-disparity" and teacher["note"]
+    for row in rows:
+        assert set(row["metrics"]) == set(METRIC_KEYS) and all(np.isfinite(list(row["metrics"].values())))
+        eff = row["efficiency"]
+        assert eff["params"] > 0 and eff["gflops"] > 0 and eff["latency_ms"] > 0
+        assert eff["throughput_ips"] > 0 and eff["throughput_batch"] == 2 and eff["peak_memory_mib"] >= 0
+    assert student["efficiency"]["input_size"] == [48, 64]
+    assert student["efficiency"]["params"] == sum(
+        p.numel() for p in __import__("kdcache.students", fromlist=["x"]).load_student(run)[0].parameters())
+    markdown = to_markdown(rows)
+    assert "| Model |" in markdown and "aligned-disparity:" in markdown and str(run) in markdown
+
+
+def test_unlabeled_split_and_unknown_model_are_one_line_errors():
+    unlabeled = ArraySplit()
+    unlabeled.labeled = False
+    with pytest.raises(KdcacheError, match="no ground truth"):
+        evaluate([OraclePredictor()], unlabeled)
+    with pytest.raises(KdcacheError, match="neither an existing student run"):
+        evaluate(["no-such-model"], ArraySplit())
+
+
+def test_kdcache_eval_cli_writes_table_json_and_markdown(tmp_path, run_cli, tiny_dpt):
+    run = save_tiny_student(tmp_path / "run")
+    out, md = tmp_path / "res" / "eval.json", tmp_path / "eval.md"
+    code, stdout, stderr = run_cli("eval", "--split", f"{SPLIT}[:2]", "--model", run, "--model", f"hf:{tiny_dpt}",
+                                   "--throughput-batch", "2", "--json", out, "--markdown", md, "--flip-tta")
+    assert code == 0, stderr
+    assert "aligned-disparity" in stdout and "metric" in stdout and "AbsRel" in stdout
+    payload = json.loads(out.read_text())
+    assert [r["protocol"] for r in payload["results"]] == ["metric", "aligned-disparity"]
+    assert payload["results"][0]["flip_tta"] is True and payload["results"][0]["images"] == 2
+    assert "| Model |" in md.read_text()
+
+
+def test_kdcache_eval_cli_user_errors_exit_2(run_cli, tmp_path):
+    code, _, stderr = run_cli("eval", "--split", SPLIT, "--model", "no-such-model", "--no-efficiency")
+    assert code == 2 and "error:" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli("eval", "--split", SPLIT, "--model", "x", "--protocol", "zoe")
+    assert code == 2 and "unknown protocol" in stderr
+    code, stdout, _ = run_cli("eval", "--list-protocols")
+    assert code == 0 and "aligned-depth" in stdout

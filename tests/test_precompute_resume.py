@@ -1,0 +1,96 @@
+"""Resumability and concurrency: kill -9 then rerun, two `--shard i/N` processes, a torn shard file.
+
+Every scenario must end with a store whose arrays equal an uninterrupted single-process run's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_precompute_fakes import main as run_fake  # noqa: E402
+
+from kdcache.store import open_store  # noqa: E402
+
+FAKES = str(Path(__file__).parent / "test_precompute_fakes.py")
+SPLIT = "kdtest-big"  # 40 samples, shards of 4 -> 10 shards
+
+
+def spawn(out, *args) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, FAKES, str(out), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def all_arrays(url) -> dict[str, np.ndarray]:
+    root = zarr.open_group(str(url), mode="r")
+    return {path: np.asarray(array[...]) for path, array in root.arrays()} | {
+        f"{SPLIT}/{name}": np.asarray(array[...]) for name, array in root[SPLIT].arrays()
+    } | {f"{SPLIT}/features/{name}": np.asarray(array[...]) for name, array in root[f"{SPLIT}/features"].arrays()}
+
+
+def assert_same_store(url, reference) -> None:
+    got, want = all_arrays(url), all_arrays(reference)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert open_store(str(url)).completeness() == {SPLIT: (10, 10)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    url = tmp_path_factory.mktemp("ref") / "ref.zarr"
+    run_fake([str(url)])
+    return url
+
+
+def done_shards(url) -> int:
+    folder = Path(url) / SPLIT / "shard_done" / "c"
+    return len([p for p in folder.iterdir() if not p.name.endswith(".partial")]) if folder.exists() else 0
+
+
+def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_store(tmp_path, reference):
+    out = tmp_path / "killed.zarr"
+    process = spawn(out, "--delay", "0.1")
+    deadline = time.monotonic() + 60
+    while done_shards(out) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stdout.read()
+    assert 2 <= done_shards(out) < 10  # really interrupted in the middle
+    run_fake([str(out)])
+    assert_same_store(out, reference)
+    assert not list(out.rglob("*.partial"))
+
+
+def test_two_concurrent_shard_processes_equal_one_run(tmp_path, reference):
+    out = tmp_path / "sharded.zarr"
+    processes = [spawn(out, "--shard", f"{i}/2", "--delay", "0.02") for i in (1, 0)]  # shard 1 starts first, waits
+    for process in processes:
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 0, output
+    assert_same_store(out, reference)
+
+
+def test_a_torn_unfinished_shard_is_rewritten(tmp_path, reference):
+    import shutil
+
+    out = tmp_path / "torn.zarr"
+    shutil.copytree(reference, out)
+    root = zarr.open_group(str(out), mode="r+")
+    root[f"{SPLIT}/shard_done"][3] = False  # as if killed before the done flag was written
+    shard_file = out / SPLIT / "teacher" / "c" / "3" / "0" / "0"
+    shard_file.write_bytes(shard_file.read_bytes()[:40])  # a torn shard file
+    run_fake([str(out)])
+    assert_same_store(out, reference)

@@ -1,0 +1,161 @@
+"""`kdcache train` end to end on a tiny cache: every mode, multi-variant == separate, resume, refusals, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_train_support import TINY_STUDENT, build_cache
+
+from kdcache.errors import KdcacheError
+from kdcache.train import MODES, config_from_dict, train
+
+SOURCES = {"labeled": "synth-train", "aux": "synth-aux", "aux-far": "synth-aux-far"}
+MIX = {"labeled": 0.5, "aux": 0.25, "aux-far": 0.25}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    return build_cache(root / "tiny.zarr", {"synth-train": 24, "synth-aux": 16, "synth-aux-far": 16, "synth-test": 8})
+
+
+@pytest.fixture(scope="module")
+def gt_only_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache-none")
+    return build_cache(root / "none.zarr", {"synth-train": 16, "synth-test": 8}, teacher=False)
+
+
+def run_config(cache, out, variants, **extra):
+    raw = {"cache": cache, "out": str(out), "sources": dict(SOURCES), "mix": dict(MIX), "batch_size": 4,
+           "steps": 4, "workers": 0, "log_every": 2, "variant": variants, **extra}
+    return config_from_dict(raw)
+
+
+def weights(run_dir, which="last"):
+    return load_file(str(run_dir / "checkpoints" / which / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_trains_and_writes_a_run_dir(cache, tmp_path, mode):
+    config = run_config(cache, tmp_path / mode, [{"mode": mode, **TINY_STUDENT}], val="synth-test")
+    [result] = train(config)
+    run = tmp_path / mode
+    for name in ("config.json", "metrics.jsonl", "curves.png", "checkpoints/last/model.safetensors",
+                 "checkpoints/last/student.json", "checkpoints/best/model.safetensors"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "checkpoints/best/student.json").read_text())
+    expected_space = "disparity" if mode == "kd-aux-only" else "depth"  # the tiny teacher is relative
+    assert result.output_space == expected_space
+    assert json.dumps(meta).count(expected_space) >= 1
+    assert result.steps == 4 and result.best_val_abs_rel is not None and result.best_val_abs_rel > 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train_records] == [2, 4]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in train_records)
+    assert any(r["kind"] == "val" for r in records)
+
+
+def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path):
+    config = config_from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"), "sources": {"labeled": "synth-train"},
+                               "batch_size": 4, "steps": 2, "workers": 0, "variant": [{"mode": "gt-only", **TINY_STUDENT}]})
+    [result] = train(config)
+    assert result.output_space == "depth" and (tmp_path / "run/checkpoints/last/trainer.pt").is_file()
+
+
+def test_distillation_on_a_none_teacher_cache_is_refused(gt_only_cache, tmp_path):
+    config = config_from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"), "sources": {"labeled": "synth-train"},
+                               "batch_size": 4, "steps": 2, "variant": [{"mode": "kd-labeled", **TINY_STUDENT}]})
+    with pytest.raises(KdcacheError, match="no teacher"):
+        train(config)
+
+
+VARIANTS = [
+    {"name": "gt", "mode": "gt-only", "seed": 1, **TINY_STUDENT},
+    {"name": "kd-far", "sources": ["labeled", "aux-far"], "loss": {"silog": 1, "kd": 1, "feature": 0.5},
+     "seed": 2, "ema": 0.9, **TINY_STUDENT},
+    {"name": "aux", "mode": "kd-aux-only", "sources": ["aux"], "seed": 3, **TINY_STUDENT},
+]
+
+
+def test_variants_in_one_pass_equal_separate_runs(cache, tmp_path):
+    train(run_config(cache, tmp_path / "together", VARIANTS))
+    for variant in VARIANTS:
+        train(run_config(cache, tmp_path / variant["name"], [variant]))
+        assert_same_weights(weights(tmp_path / "together" / variant["name"]), weights(tmp_path / variant["name"]))
+
+
+def test_resume_after_a_kill_is_bitwise_equal(cache, tmp_path, monkeypatch):
+    from kdcache.train import variant as variant_module
+
+    options = {"steps": 6, "checkpoint_every": 3, "workers": 2}
+    variants = VARIANTS[1:2]
+    train(run_config(cache, tmp_path / "straight", variants, **options))
+
+    real_step, calls = variant_module.VariantTrainer.train_step, {"n": 0}
+
+    def killed_after_four(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt  # a kill between checkpoints: steps 4.. must be redone
+        return real_step(self, batch)
+
+    monkeypatch.setattr(variant_module.VariantTrainer, "train_step", killed_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        train(run_config(cache, tmp_path / "killed", variants, **options))
+    monkeypatch.setattr(variant_module.VariantTrainer, "train_step", real_step)
+    with pytest.raises(KdcacheError, match="--resume"):
+        train(run_config(cache, tmp_path / "killed", variants, **options))
+    train(run_config(cache, tmp_path / "killed", variants, resume=True, **options))
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "killed"))
+    straight = torch.load(tmp_path / "straight/checkpoints/last/trainer.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "killed/checkpoints/last/trainer.pt", weights_only=False)
+    for key, value in straight["variant"]["core"].items():
+        assert torch.equal(value, resumed["variant"]["core"][key]), key
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed/metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"resolution": (64, 96)}, "resolution is 32x48"),
+    ({"sources": {"labeled": "nyu-train"}, "mix": None}, "split 'nyu-train' is missing"),
+    ({"val": "synth-val"}, "split 'synth-val' is missing"),
+    ({"feature_layers": ["backbone.9"], "variant": [{"loss": {"silog": 1, "feature": 1}, **TINY_STUDENT}]},
+     "feature layers"),
+])
+def test_a_cache_made_for_something_else_is_refused(cache, tmp_path, change, message):
+    raw = {"cache": cache, "out": str(tmp_path / "run"), "sources": dict(SOURCES), "mix": dict(MIX), "batch_size": 4,
+           "steps": 2, "variant": [{"mode": "kd-labeled-aux", **TINY_STUDENT}], **change}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    with pytest.raises(KdcacheError, match=message) as err:
+        train(config_from_dict(raw))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cli_trains_several_students(cache, tmp_path, run_cli):
+    args = ("train", "--student", TINY_STUDENT["student"], "--student", TINY_STUDENT["student"], "--cache", cache,
+            "--labeled", "synth-train", "--aux", "synth-aux", "--aux-ratio", "0.5", "--mode", "kd-labeled-aux",
+            "--val", "synth-test", "--out", tmp_path / "cli", "--steps", "2", "--batch-size", "4", "--workers", "0")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "best val AbsRel" in out and out.count("test_efficientnet+nnconv5") >= 2
+    assert (tmp_path / "cli" / "test_efficientnet+nnconv5-kd-labeled-aux-2" / "checkpoints/best").is_dir()
+    code, out, err = run_cli(*args)  # the same call again must not overwrite the finished run
+    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_user_errors_exit_2(cache, tmp_path, run_cli):
+    code, _, err = run_cli("train", "--student", "mobilevit", "--cache", cache, "--out", tmp_path / "x")
+    assert code == 2 and "--labeled" in err
+    code, _, err = run_cli("train", "--student", "mobilevit", "--cache", cache, "--labeled", "synth-train",
+                           "--mode", "kd-aux-only", "--out", tmp_path / "x")
+    assert code == 2 and "--aux" in err
