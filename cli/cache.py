@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import typer
 from rich.console import Console
@@ -10,7 +11,8 @@ from rich.table import Table
 
 from kdcache.console import log
 
-stdout = Console()  # tables on stdout; logs and progress stay on stderr
+# Tables on stdout (logs and progress stay on stderr); wide enough when piped so no column is truncated.
+stdout = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _mb(n: float) -> str:

@@ -24,13 +24,14 @@ def list_command(root: Optional[Path] = typer.Option(None, "--root", help=ROOT_H
     from kdcache.data.overview import split_statuses
 
     table = Table(title="kdcache splits")
-    for column in ("split", "images", "labeled", "space"):
+    for column in ("split", "images", "expected", "labeled", "space"):
         table.add_column(column)
     rows = split_statuses(root)
     for row in rows:
         count = "pattern" if row.problem == "pattern" else ("missing" if row.count is None else f"{row.count:,}")
         labeled = "?" if row.labeled is None else ("yes" if row.labeled else "no")
-        table.add_row(row.name, count, labeled, row.space or "-")
+        expected = "-" if row.expected is None else f"{row.expected:,}"
+        table.add_row(row.name, count, expected, labeled, row.space or "-")
     _stdout.print(table)
     missing = [row for row in rows if row.count is None and row.problem != "pattern"]
     if missing:

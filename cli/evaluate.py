@@ -63,19 +63,21 @@ def eval_command(
 
 
 def _print_protocols() -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from kdcache.evaluate.protocols import create_protocol, list_protocols
 
     table = Table(title="evaluation protocols")
     table.add_column("Name")
-    table.add_column("Scores")
+    table.add_column("Scores models in")
     table.add_column("Recipe")
     for name in list_protocols():
         protocol = create_protocol(name)
-        table.add_row(name, "/".join(protocol.model_spaces), protocol.description)
-    Console().print(table)
+        table.add_row(name, "/".join(protocol.model_spaces), Text(protocol.description))  # Text: "[min, max]" is no markup
+    from kdcache.evaluate.report import stdout_console
+
+    stdout_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,4 +42,7 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             table.add_row(row["name"], row["encoder"], row["decoder"] + (f" w{row['width']}" if row["width"] else ""),
                           f"{row['params'] / 1e6:.2f}", f"{row['gmacs']:.2f}", row["description"])
-        Console(soft_wrap=True).print(table)
+        console = Console()
+        if not console.is_terminal:  # piped or captured: print whole rows rather than squeeze to 80 columns
+            console = Console(width=160)
+        console.print(table)

@@ -12,8 +12,9 @@ from kdcache.errors import KdcacheError
 
 HELP = """Train students from a cache made by `kdcache precompute`.
 
-One variant per --student (or per [[variant]] of a --config TOML sweep); every batch is read and augmented
-once and fed to all of them. Under torchrun each process trains on its share of the cache (DDP).
+One variant per --student, or per variant table of a --config TOML sweep (configs/train-sweep.toml); \
+every batch is read and augmented once and fed to all of them. \
+Under torchrun each process trains on its share of the cache (DDP).
 """
 
 

@@ -91,6 +91,8 @@ def _parity(session, module, inputs: list[torch.Tensor]) -> float:
 
 def _probe_inputs(samples: torch.Tensor, dynamic: bool) -> list[torch.Tensor]:
     """The sample batch, then (if dynamic) batch 2 and a different, odd size to prove the axes really are dynamic."""
+    if not dynamic:  # a fixed graph takes batch 1 at the export size only
+        return [samples[i:i + 1] for i in range(len(samples))]
     probes = [samples[:1], samples]
     if dynamic:
         h, w = samples.shape[-2:]

@@ -117,3 +117,10 @@ def test_cli_turns_a_user_error_into_one_line_and_exit_2(run_cli):
     code, _, err = run_cli("data", "show", "no-such-split")
     assert code == 2
     assert "unknown split 'no-such-split'" in err
+
+
+def test_a_sliced_split_pickles_for_spawned_workers():
+    import pickle
+
+    view = pickle.loads(pickle.dumps(open_split("synth-train[2:4]", size=(24, 32))))
+    assert len(view) == 2 and view[0].image.shape == (24, 32, 3)

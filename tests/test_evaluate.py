@@ -72,6 +72,13 @@ def test_student_and_hf_teacher_side_by_side_with_efficiency(tmp_path, tiny_dpt)
     assert "| Model |" in markdown and "aligned-disparity:" in markdown and str(run) in markdown
 
 
+def test_real_synth_split_gets_metric_with_its_own_cap(tmp_path):
+    run = save_tiny_student(tmp_path / "run", resolution=(32, 40))
+    row = evaluate([str(run)], "synth-test[:2]", split_options={"size": (48, 64)}, efficiency=False)[0]
+    assert (row["protocol"], row["images"], row["split"]) == ("metric", 2, "synth-test[:2]")
+    assert 0 < row["metrics"]["abs_rel"] < 10 and row["eval_size"] == [48, 64]
+
+
 def test_unlabeled_split_and_unknown_model_are_one_line_errors():
     unlabeled = ArraySplit()
     unlabeled.labeled = False

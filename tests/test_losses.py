@@ -94,6 +94,17 @@ def test_only_included_samples_count(name):
     torch.testing.assert_close(before, after)
 
 
+@pytest.mark.parametrize("name", list_losses())
+def test_loss_declares_the_targets_it_reads(name):
+    """Training loads only the fields its losses read (LOSSES.info(name)["targets"])."""
+    targets = set(LOSSES.info(name)["targets"])
+    assert targets and targets <= {"gt", "teacher", "features"}
+    target = make_target()
+    for field in {"gt": ["gt"], "teacher": ["teacher"], "features": ["features"]}.keys() - targets:
+        target.pop(field)  # fields a loss does not declare are never needed
+    create(name)(make_pred(), target)
+
+
 # --- known answers ---------------------------------------------------------------------------------------------
 
 def test_silog_of_a_constant_scale_prediction():

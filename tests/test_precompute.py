@@ -161,3 +161,9 @@ def test_verify_passes_on_a_good_cache_and_catches_a_corrupted_sample(tmp_path):
     zarr.open_group(url, mode="r+")["kdtest-labeled/teacher"][4] = 7.0
     report = verify_store(url, teacher=FakeTeacher(), samples=20)
     assert not report.ok and "'teacher' differs" in report.problems[0]
+
+
+def test_the_pca_fit_pass_is_not_paid_twice(tmp_path):
+    teacher = FakeTeacher()
+    run(tmp_path / "c.zarr", teacher=teacher, feature_budget=2 * 2 * (4 * 6 * 2) * 5, pca_fit_samples=8)
+    assert teacher.calls == 5 * 2  # 5 shards of 4 in batches of 3 and 1: every batch runs exactly once

@@ -169,3 +169,15 @@ def test_dataset_context_defaults_and_overrides():
     assert dataset_context("kitti-eigen-test", crop="eigen-kitti", max_depth=50).max_depth == 50
     with pytest.raises(KdcacheError, match="crop"):
         dataset_context("nyu-test", crop="square")
+
+
+def test_kitti_metric_feeds_the_kb_crop_and_pastes_it_back():
+    depth = np.full((375, 1242), 20.0, np.float32)
+    sample = Sample("k", np.zeros((375, 1242, 3), np.uint8), depth, depth > 0, "depth", {"dataset": "kitti"})
+    kitti = dataset_context("kitti-eigen-test")
+    protocol = create_protocol("metric")
+    view = protocol.prepare(sample, kitti)
+    assert view.image.shape[:2] == (352, 1216) and view.offset == (23, 13) and view.input_key == "kb-crop"
+    # A perfect prediction of the window scores perfectly: the Garg crop lies inside the KB window.
+    assert protocol.score(np.full((176, 608), 20.0, np.float32), "depth", view, kitti)["abs_rel"] == pytest.approx(0)
+    assert protocol.prepare(sample, NYU).offset is None

@@ -170,3 +170,26 @@ def test_crop_box_and_nearest_resize_never_blend():
     depth = np.random.default_rng(0).uniform(1, 10, (37, 61)).astype(np.float32)
     small = resize_nearest(depth, (16, 24))
     assert small.shape == (16, 24) and set(np.unique(small)) <= set(np.unique(depth))
+
+
+def test_fast_whole_shard_reads_equal_zarr_reads_including_unwritten_chunks(store_url):
+    from kdcache.store.shardread import read_shard
+
+    split = open_store(store_url).split("kdtest-unlabeled")  # samples 3 and 17 unreadable: all-zero chunks
+    sharded = [f for f in split.fields if split.array(f).shards]
+    assert {"image", "teacher", "features/stem", "features/deep"} <= set(sharded)
+    for field in sharded:
+        for shard in range(split.n_shards):
+            fast = read_shard(split.array(field), shard)
+            assert fast is not None, field
+            np.testing.assert_array_equal(fast, split.array(field)[shard * 4:(shard + 1) * 4], err_msg=field)
+    assert not split.read(0, 4, ["teacher"])["teacher"][3].any()
+
+
+def test_fast_path_declines_a_layout_it_does_not_know(tmp_path):
+    from kdcache.store.shardread import read_shard
+
+    root = zarr.open_group(str(tmp_path / "z.zarr"), mode="w")
+    plain = root.create_array("x", shape=(8, 4), chunks=(1, 4), shards=(4, 4), dtype="f4")  # default zstd codec
+    plain[:] = 1.0
+    assert read_shard(plain, 0) is None

@@ -84,6 +84,24 @@ def test_hub_name_offline_error_names_hub_id(name, tmp_path, monkeypatch):
     assert "\n" not in message
 
 
+
+def test_cached_hub_weights_load_offline_with_their_commit_hash(tmp_path, monkeypatch):
+    """A hub id found in the HF cache loads offline; the manifest identity pins the snapshot's commit."""
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--Intel--dpt-large"
+    make_tiny_dpt(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    teacher = create_teacher("dpt-large")
+    assert teacher.name == "dpt-large" and teacher.licence == "apache-2.0"
+    assert teacher.identity["source"] == "Intel/dpt-large" and teacher.identity["revision"] == commit
+    assert "weights_sha256" not in teacher.identity  # the commit already pins hub weights
+    assert teacher.predict(_images()).depth.shape == (2, 40, 60)
+
 def _published_config(name):
     """The published checkpoints' architecture hyper-parameters (no weights), to check the zoo's static facts."""
     from transformers import BitConfig, DepthAnythingConfig, Dinov2Config, DPTConfig

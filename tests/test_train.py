@@ -64,11 +64,13 @@ def test_every_mode_trains_and_writes_a_run_dir(cache, tmp_path, mode):
     assert any(r["kind"] == "val" for r in records)
 
 
-def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path):
+@pytest.mark.parametrize("mode", [{"mode": "gt-only"}, {}], ids=["gt-only", "default-losses"])
+def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path, mode):
     config = config_from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"), "sources": {"labeled": "synth-train"},
-                               "batch_size": 4, "steps": 2, "workers": 0, "variant": [{"mode": "gt-only", **TINY_STUDENT}]})
+                               "batch_size": 4, "steps": 2, "workers": 0, "variant": [{**mode, **TINY_STUDENT}]})
     [result] = train(config)
     assert result.output_space == "depth" and (tmp_path / "run/checkpoints/last/trainer.pt").is_file()
+    assert json.loads((tmp_path / "run/config.json").read_text())["variant"]["loss"] == {"silog": 1.0}
 
 
 def test_distillation_on_a_none_teacher_cache_is_refused(gt_only_cache, tmp_path):

@@ -27,6 +27,7 @@ class SplitStatus:
     labeled: bool | None
     space: str | None
     problem: str = ""
+    expected: int | None = None  # the full dataset's size, where its registration states it
 
 
 def split_statuses(root: str | os.PathLike | None = None) -> list[SplitStatus]:
@@ -40,9 +41,9 @@ def split_statuses(root: str | os.PathLike | None = None) -> list[SplitStatus]:
         try:
             dataset = open_split(name, root)
         except KdcacheError as err:
-            rows.append(SplitStatus(name, None, info.get("labeled"), info.get("space"), str(err)))
+            rows.append(SplitStatus(name, None, info.get("labeled"), info.get("space"), str(err), info.get("count")))
             continue
-        rows.append(SplitStatus(name, len(dataset), dataset.labeled, dataset.space))
+        rows.append(SplitStatus(name, len(dataset), dataset.labeled, dataset.space, expected=info.get("count")))
     return rows
 
 

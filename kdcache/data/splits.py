@@ -55,7 +55,10 @@ class SlicedSplit(Sequence[Sample]):
         return self.base[self.start + index % len(self)]
 
     def __getattr__(self, attr: str) -> Any:
-        # Reader specific helpers (e.g. `ids`, `paths`) stay reachable through the view.
+        # Reader specific helpers (e.g. `ids`, `paths`) stay reachable through the view. `base` itself is
+        # not there yet while unpickling (spawned DataLoader workers): no recursion then.
+        if attr == "base":
+            raise AttributeError(attr)
         return getattr(self.base, attr)
 
 
@@ -96,10 +99,16 @@ def list_splits() -> list[str]:
     return SPLITS.names(include_prefixes=True)
 
 
-def iter_samples(dataset: SplitDataset, strict: bool = False, skipped: list | None = None) -> Iterator[Sample]:
-    """Iterate a split, skipping unreadable samples unless `strict` (their reasons go to `skipped`)."""
+def iter_samples(dataset: SplitDataset, strict: bool | None = None, skipped: list | None = None) -> Iterator[Sample]:
+    """Iterate a split, skipping unreadable samples unless `strict` (their reasons go to `skipped`).
+
+    `strict=None` follows the split's own policy (`dataset.strict`): labeled splits stop on a bad sample,
+    `folder:` aux data skips and counts.
+    """
     from kdcache.errors import BadSampleError
 
+    if strict is None:
+        strict = bool(getattr(dataset, "strict", False))
     for index in range(len(dataset)):
         try:
             yield dataset[index]

@@ -35,8 +35,8 @@ class DatasetContext:
 
 
 def dataset_kind(split_name: str, meta: Mapping[str, Any] | None = None) -> str:
-    """`nyu` / `kitti` / `synth` / `other`, from the sample meta's `dataset` or the split name."""
-    declared = str((meta or {}).get("dataset", "")).lower()
+    """`nyu` / `kitti` / `synth` / `other`, from the sample meta's `dataset` (or `source`) or the split name."""
+    declared = str((meta or {}).get("dataset") or (meta or {}).get("source") or "").lower()
     for text in (declared, split_name.lower()):
         for kind in ("nyu", "kitti", "synth"):
             if text.startswith(kind):

@@ -6,15 +6,20 @@
 - Throughput: images/s at batch 32, halved while it does not fit (CUDA OOM, CPU allocation failure, or
   an estimate from the batch-1 peak above 80 % of MemAvailable).
 - Peak memory: CUDA `max_memory_allocated` above the memory allocated before the forward. On CPU,
-  tracemalloc does not see torch's allocator, so we reset the kernel's peak-RSS counter
-  (`/proc/self/clear_refs` <- 5, Linux >= 4.0) and report VmHWM - VmRSS before the forward; where
-  that is impossible, the `ru_maxrss` delta (0 if the process peaked higher earlier: a lower bound).
+  tracemalloc does not see torch's allocator and RSS deltas read ~0 once the allocator holds freed pages
+  from an earlier, bigger model, so we replay torch.profiler's memory events (every allocation and free
+  of torch's CPU allocator, in time order, at operator granularity) and report the peak of live bytes.
+  If the profiler is unavailable: the kernel's peak RSS (VmHWM reset via `/proc/self/clear_refs`)
+  above the RSS before the forward.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -85,6 +90,10 @@ def peak_memory(predictor: Predictor, size: tuple[int, int], batch: int = 1) -> 
         predictor.forward(x)
         torch.cuda.synchronize(predictor.device)
         return (torch.cuda.max_memory_allocated(predictor.device) - before) / MIB, "cuda max_memory_allocated"
+    try:
+        return _profiled_cpu_peak(predictor, x) / MIB, "torch CPU allocator peak (torch.profiler memory events)"
+    except Exception:  # profiler unavailable in this build: fall back to the kernel's counters
+        pass
     if _reset_peak_rss() and _proc_status("VmRSS") is not None:
         before = _proc_status("VmRSS")
         predictor.forward(x)
@@ -93,6 +102,34 @@ def peak_memory(predictor: Predictor, size: tuple[int, int], batch: int = 1) -> 
     predictor.forward(x)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return (after - before) * 1024 / MIB, "ru_maxrss delta (lower bound)"
+
+
+@contextlib.contextmanager
+def _quiet_stderr_fd():
+    """Silence fd 2 (kineto prints start/stop banners from C++); Python exceptions are unaffected."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _profiled_cpu_peak(predictor: Predictor, x: torch.Tensor) -> int:
+    """Peak bytes of live tensors during one forward, replaying the profiler's allocation events in order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    with _quiet_stderr_fd(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        predictor.forward(x)
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def _fits_on_cpu(batch: int, peak_batch1_mib: float) -> bool:
@@ -134,12 +171,14 @@ def measure_efficiency(predictor: Predictor, size: tuple[int, int], throughput_b
     params = predictor.params
     latency = time_forward(predictor, 1, size, warmup=warmup, repeats=repeats)
     peak_mib, method = peak_memory(predictor, size)
+    flops = count_flops(predictor, size)
     result = {
         "device": _device_name(predictor.device),
         "input_size": list(size),
         "params": params,
         "params_m": None if params is None else params / 1e6,
-        "gflops": count_flops(predictor, size) / 1e9,
+        "gflops": flops / 1e9,
+        "gmacs": flops / 2e9,  # what FastDepth / Hu et al. / timm tables call "GFLOPs"
         "latency_ms": latency * 1e3,
         "peak_memory_mib": peak_mib,
         "memory_method": method,

@@ -59,7 +59,7 @@ def _score_sample(sample, plans: list[_Plan], split_name: str, gt_space: str, op
     for plan in plans:
         protocol = plan.protocol
         if protocol.name not in prepared:
-            prepared[protocol.name] = protocol.prepare(sample)
+            prepared[protocol.name] = protocol.prepare(sample, context)
         view = prepared[protocol.name]
         key = (id(plan.predictor), view.input_key)
         if key not in outputs:

@@ -55,7 +55,7 @@ class Predictor:
 
 def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(device).float().div_(255.0)
 
 
 class StudentPredictor(Predictor):
@@ -129,7 +129,10 @@ class OnnxPredictor(Predictor):
         x = images.float().cpu()
         if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
             x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
-        depth = torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])[:, 0]
+        # A fixed-size export also has a fixed batch of 1: feed it image by image.
+        batches = [x[i:i + 1] for i in range(len(x))] if self.input_size is not None else [x]
+        outputs = [self.session.run(None, {self.input_name: b.numpy()})[0] for b in batches]
+        depth = torch.from_numpy(np.concatenate(outputs))[:, 0]
         return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
 
 

@@ -36,6 +36,7 @@ class Prepared:
     gt: np.ndarray  # (h, w) float32, metres or disparity
     valid: np.ndarray  # (h, w) bool
     input_key: str = "full"
+    offset: tuple[int, int] | None = None  # where the model's input window sits in the GT frame (KB crop)
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,10 @@ class Protocol:
     scorer: Callable[..., dict]
     preparer: Callable[..., Prepared] | None = None
 
-    def prepare(self, sample) -> Prepared:
+    def prepare(self, sample, context: DatasetContext | None = None) -> Prepared:
         if self.preparer is not None:
-            return self.preparer(sample)
-        valid = sample.valid if sample.valid is not None else np.ones(sample.depth.shape, bool)
-        return Prepared(sample.image, np.asarray(sample.depth, np.float32), valid.astype(bool))
+            return self.preparer(sample, context)
+        return full_frame(sample)
 
     def score(self, pred: np.ndarray, model_space: str, prepared: Prepared, context: DatasetContext,
               gt_space: str = "depth") -> dict:
@@ -76,6 +76,11 @@ def list_protocols() -> list[str]:
     return PROTOCOLS.names()
 
 
+def full_frame(sample) -> Prepared:
+    valid = sample.valid if sample.valid is not None else np.ones(sample.depth.shape, bool)
+    return Prepared(sample.image, np.asarray(sample.depth, np.float32), valid.astype(bool))
+
+
 def upsample(pred, shape: tuple[int, int], align_corners: bool) -> np.ndarray:
     """Bilinear resize of one (h, w) map to `shape` in float32 (no-op when sizes match)."""
     tensor = torch.as_tensor(np.asarray(pred, dtype=np.float32))[None, None]
@@ -95,9 +100,34 @@ def clamp_depth(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
 # ---------------------------------------------------------------- metric (BTS / ZoeDepth)
 
 
+_KB_CROP = (352, 1216)  # KITTI benchmark crop: the model sees the bottom-centre 352x1216 window
+
+
+def _prepare_metric(sample, context: DatasetContext | None) -> Prepared:
+    """Full frame; on KITTI the model sees the KB crop (BTS / AdaBins / ZoeDepth `do_kb_crop`)."""
+    view = full_frame(sample)
+    height, width = sample.image.shape[:2]
+    if context is None or context.kind != "kitti" or height < _KB_CROP[0] or width < _KB_CROP[1]:
+        return view
+    top, left = height - _KB_CROP[0], (width - _KB_CROP[1]) // 2
+    view.image = sample.image[top:top + _KB_CROP[0], left:left + _KB_CROP[1]]
+    view.offset, view.input_key = (top, left), "kb-crop"
+    return view
+
+
+def _to_gt_frame(pred, prepared: Prepared, align_corners: bool) -> np.ndarray:
+    """The prediction on the GT grid; a cropped input is pasted back into a zero canvas as ZoeDepth does."""
+    if prepared.offset is None:
+        return upsample(pred, prepared.gt.shape, align_corners)
+    canvas = np.zeros(prepared.gt.shape, np.float32)
+    (top, left), (h, w) = prepared.offset, prepared.image.shape[:2]
+    canvas[top:top + h, left:left + w] = upsample(pred, (h, w), align_corners)
+    return canvas
+
+
 def _score_metric(pred, model_space, prepared, context, gt_space):
     gt = prepared.gt
-    depth = clamp_depth(upsample(pred, gt.shape, align_corners=True), context.min_depth, context.max_depth)
+    depth = clamp_depth(_to_gt_frame(pred, prepared, align_corners=True), context.min_depth, context.max_depth)
     mask = prepared.valid & (gt > context.min_depth) & (gt < context.max_depth) & crop_mask(context.crop, gt.shape)
     return depth_metrics(depth, gt, mask)
 
@@ -106,10 +136,10 @@ def _score_metric(pred, model_space, prepared, context, gt_space):
 def metric() -> Protocol:
     return Protocol(
         "metric",
-        "BTS/ZoeDepth metric depth: full-resolution GT, Eigen crop (NYU) / Garg crop (KITTI) / none (synth), "
-        "valid min<g<max (1e-3..10 m NYU, 80 m KITTI), bilinear upsampling align_corners=True, "
-        "clamp to [min, max] (inf->max, nan->min), per-image metrics averaged, δ strict <",
-        ("depth",), ("depth",), _score_metric,
+        "BTS/ZoeDepth metric depth: full-resolution GT, Eigen crop (NYU) / Garg crop (KITTI, model input = KB crop "
+        "352x1216 pasted back) / none (synth), valid min<g<max (1e-3..10 m NYU, 80 m KITTI), bilinear upsampling "
+        "align_corners=True, clamp to [min, max] (inf->max, nan->min), per-image metrics averaged, δ strict <",
+        ("depth",), ("depth",), _score_metric, _prepare_metric,
     )
 
 
@@ -124,7 +154,7 @@ def _hu_crop(image: Image.Image) -> Image.Image:
     return image.crop((left, top, left + cw, top + ch))
 
 
-def _prepare_hu(sample) -> Prepared:
+def _prepare_hu(sample, context: DatasetContext | None = None) -> Prepared:
     if sample.image.shape[:2] != (480, 640):
         raise KdcacheError(f"the hu protocol is defined on 640x480 NYU frames, got {sample.image.shape[1]}x"
                            f"{sample.image.shape[0]}: use --protocol metric")

@@ -107,12 +107,15 @@ def results_tables(rows: list[dict]) -> list[Table]:
     return tables
 
 
+def stdout_console() -> Console:
+    """A console for result tables on stdout; piped to a file it is wide enough not to fold columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def print_results(rows: list[dict], console: Console | None = None) -> None:
-    """The tables on stdout (logs and progress bars stay on stderr); wide enough when piped to a file."""
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=200)
+    """The tables on stdout (logs and progress bars stay on stderr)."""
+    console = console or stdout_console()
     for table in results_tables(rows):
         console.print(table)
 

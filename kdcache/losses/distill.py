@@ -5,7 +5,7 @@ teacher map are put in a common scale-and-shift-free space per image (`align="me
 median/MAD-normalised; `align="lstsq"`: student least-squares aligned onto the normalised teacher, MSE as in
 MiDaS), then mean |difference| (median) or mean squared difference (lstsq) over the image. Metric teacher
 (teacher_space "depth", e.g. a `ckpt:` student trained on GT): a direct loss, mean |ln p - ln t| (`depth_loss=
-"log-l1"`, default) or the BTS silog of the `silog` GT loss (`depth_loss="silog"`).
+"log-l1"`, default) or the BTS silog formula of the `silog` GT loss, per image (`depth_loss="silog"`).
 
 `grad` — MiDaS's multi-scale gradient-matching loss on the residual R in the same space as `kd` (aligned
 disparity difference, or ln p - ln t for a metric teacher): sum over 4 scales (pixel stride 1, 2, 4, 8) of

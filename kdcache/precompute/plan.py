@@ -12,17 +12,18 @@ import json
 import math
 
 import numpy as np
+import torch
 import zarr
 
 from kdcache.errors import KdcacheError
-from kdcache.precompute.features import POOLING, PcaBasis, cell_vectors, plan_channels
-from kdcache.precompute.loader import ResizedSamples, collate_records
+from kdcache.precompute.features import PCA_MAX_VECTORS, POOLING, PcaBasis, cell_vectors, plan_channels
+from kdcache.precompute.loader import ResizedSamples, collate_records, shard_batches
 from kdcache.precompute.targets import FeaturePlan, TargetMaker
 from kdcache.store import layout
 from kdcache.store import manifest as mf
 from kdcache.store.writer import create_store
 
-PCA_FIT_SAMPLES = 64
+PCA_FIT_SAMPLES = 32
 
 
 def _jsonable(value):
@@ -66,35 +67,47 @@ def requested_manifest(teacher, precision, flip_tta, resolution, shard_size, dat
     )
 
 
-def _first_readable_batches(dataset, resolution, labeled, limit: int, batch_size: int):
-    samples = ResizedSamples(dataset, resolution, labeled)
-    records = [samples[i] for i in range(min(len(samples), limit * 4))]  # skip a few unreadable ones
-    records = [r for r in records if r["readable"]][:limit]
-    if not records:
-        raise KdcacheError("no readable sample among the first ones of the first split: check the --split paths")
-    for start in range(0, len(records), batch_size):
-        yield collate_records(records[start:start + batch_size])
+def _first_batches(dataset, manifest: dict, batch_size: int):
+    """The first split's batches exactly as the main loop will form them (shard-aligned, same sizes)."""
+    labeled = next(iter(manifest["splits"].values()))["labeled"]
+    samples = ResizedSamples(dataset, manifest["resolution"], labeled=labeled)
+    count, shard_size = len(dataset), manifest["shard_size"]
+    for shard in range(layout.shard_count(count, shard_size)):
+        for indices in shard_batches([shard], count, shard_size, batch_size):
+            yield collate_records([samples[i] for i in indices])
 
 
-def fit_features(maker: TargetMaker, dataset, manifest: dict, batch_size: int, fit_samples: int):
-    """Run the teacher on the first samples: per-layer channels, the channel plan and PCA bases."""
+def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_size: int, fit_samples: int):
+    """Run the teacher on the first samples: per-layer channels, the channel plan and PCA bases.
+
+    These batches and their raw teacher outputs are kept in `maker.prefilled`, so the main loop does not
+    decode or run them twice (the batches are the main loop's own, so the numbers are identical either way).
+    """
     request = manifest["features"]
     grid, budget = tuple(request["grid"]), request["budget_bytes"]
-    per_sample = max(1, math.ceil(16384 / fit_samples))
+    per_sample = max(1, math.ceil(PCA_MAX_VECTORS / fit_samples))
     vectors: dict[str, list[np.ndarray]] = {layer: [] for layer in request["layers"]}
     source: dict[str, tuple] = {}
     keep: dict[str, int] = {}
-    for batch in _first_readable_batches(dataset, manifest["resolution"], False, fit_samples, batch_size):
-        _, pooled = maker.raw(batch["image"])
+    seen = 0
+    for batch in _first_batches(dataset, manifest, batch_size):
+        depth, pooled = maker.raw(batch["image"])
+        maker.prefilled[(spec, *batch["index"].tolist())] = (batch, depth, pooled)
+        usable = batch["readable"].copy()
+        for values in pooled.values():
+            usable &= np.isfinite(values.cpu().numpy().reshape(len(usable), -1)).all(axis=1)
+        if not usable.any():
+            continue
         for layer, values in pooled.items():
-            if not np.isfinite(values.cpu().numpy()).all():
-                raise KdcacheError(f"teacher layer '{layer}' returned non-finite features on the first samples: "
-                                   "check the teacher weights or use --precision fp32")
             source[layer] = tuple(values.shape[1:])
-            vectors[layer].append(cell_vectors(values, per_sample))
+            vectors[layer].append(cell_vectors(values[torch.from_numpy(usable)], per_sample))
+        seen += int(usable.sum())
         keep = plan_channels({layer: shape[0] for layer, shape in source.items()}, grid, budget)
-        if all(keep[layer] == source[layer][0] for layer in keep):
-            break  # nothing to reduce: no PCA, no need to look at more samples
+        if seen >= fit_samples or all(keep[layer] == source[layer][0] for layer in keep):
+            break  # enough samples, or nothing to reduce (no PCA needed)
+    if not source:
+        raise KdcacheError("no readable sample with finite teacher features in the first split: check the "
+                           "--split paths and the teacher weights")
     per_layer, bases = {}, {}
     for layer in request["layers"]:
         array = layout.feature_array_name(layer)
@@ -105,7 +118,7 @@ def fit_features(maker: TargetMaker, dataset, manifest: dict, batch_size: int, f
             "components": f"pca/{array}/components" if reduce else None,
             "mean": f"pca/{array}/mean" if reduce else None,
         }
-    features = dict(request, per_layer=per_layer, pca_fit_samples=fit_samples, reconstruct=mf.RECONSTRUCT)
+    features = dict(request, per_layer=per_layer, pca_fit_samples=seen, reconstruct=mf.RECONSTRUCT)
     return features, bases
 
 
@@ -113,8 +126,8 @@ def create_new_store(url, manifest, maker, datasets, batch_size, fit_samples=PCA
     """Create arrays (and PCA bases) for `manifest`; returns the manifest as written."""
     bases = {}
     if manifest["features"] is not None:
-        first = next(iter(datasets.values()))
-        manifest["features"], bases = fit_features(maker, first, manifest, batch_size, fit_samples)
+        spec, first = next(iter(datasets.items()))
+        manifest["features"], bases = fit_features(maker, spec, first, manifest, batch_size, fit_samples)
 
     def build(root: zarr.Group) -> None:
         features = manifest["features"] or {"per_layer": {}, "grid": [1, 1]}

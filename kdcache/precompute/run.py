@@ -10,6 +10,7 @@ kill -9 continues where it stopped. `shard=(i, N)` processes fill disjoint shard
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import defaultdict
 
@@ -135,6 +136,8 @@ def precompute(
     try:
         for spec, dataset in datasets.items():
             _run_split(spec, dataset, manifest, maker, writer, batch_size, shard, workers, strict)
+            if maker is not None:
+                maker.prefilled.clear()  # fit-time outputs of shards another --shard process owns
     finally:
         writer.close()
     return str(out)
@@ -154,13 +157,16 @@ def _run_split(spec, dataset, manifest, maker, writer, batch_size, shard, worker
         return
     strict = entry["labeled"] if strict is None else strict
     samples = ResizedSamples(dataset, manifest["resolution"], entry["labeled"])
-    loader = make_loader(samples, shard_batches(todo, count, shard_size, batch_size), workers)
+    warm = _prefilled_batches(maker, spec, set(todo), shard_size)
+    warm_indices = {tuple(batch["index"].tolist()) for batch in warm}
+    batches = [b for b in shard_batches(todo, count, shard_size, batch_size) if tuple(b) not in warm_indices]
+    loader = make_loader(samples, batches, workers) if batches else []
     pending: dict[int, list[dict]] = defaultdict(list)
     stats = {"unreadable": 0, "teacher_bad": 0}
     total = sum(shard_range(s, count, shard_size)[1] - shard_range(s, count, shard_size)[0] for s in todo)
     with progress(unit="img") as bar:
         task = bar.add_task(spec, total=total)
-        for batch in loader:
+        for batch in itertools.chain(warm, loader):  # warm batches are the first ones, so order is kept
             record = _process_batch(spec, batch, maker, strict, stats)
             shard_index = int(batch["index"][0]) // shard_size
             pending[shard_index].append(record)
@@ -171,6 +177,14 @@ def _run_split(spec, dataset, manifest, maker, writer, batch_size, shard, worker
             bar.advance(task, len(batch["index"]))
     log(f"{spec}: wrote {len(todo)} shards ({total} samples); unreadable {stats['unreadable']}, "
         f"teacher output not finite {stats['teacher_bad']}")
+
+
+def _prefilled_batches(maker, spec: str, todo: set, shard_size: int) -> list[dict]:
+    """Batches decoded and run while fitting PCA that this process must write, in index order."""
+    if maker is None:
+        return []
+    keys = sorted((k for k in maker.prefilled if k[0] == spec and k[1] // shard_size in todo), key=lambda k: k[1])
+    return [maker.prefilled[k][0] for k in keys]
 
 
 def _process_batch(spec: str, batch: dict, maker, strict: bool, stats: dict) -> dict:
@@ -184,7 +198,7 @@ def _process_batch(spec: str, batch: dict, maker, strict: bool, stats: dict) -> 
     if "gt" in batch:
         record["gt"], record["valid"] = batch["gt"], batch["valid"]
     if maker is not None:
-        outputs, problems = maker(batch["image"], readable)
+        outputs, problems = maker(batch["image"], readable, key=(spec, *batch["index"].tolist()))
         for position, reason in problems.items():
             _report(stats, "teacher_bad", f"{spec}: sample {batch['id'][position]!r} marked invalid: {reason}")
         record.update(outputs)

@@ -41,6 +41,8 @@ class TargetMaker:
         self.teacher, self.plan, self.flip_tta = teacher, plan, flip_tta
         self.device = torch.device(device)
         self.precision = precision
+        # (split, *indices) -> (batch, depth, pooled) computed while fitting the PCA basis
+        self.prefilled: dict[tuple, tuple] = {}
 
     def _autocast(self):
         dtype = AUTOCAST_DTYPES.get(self.precision)
@@ -69,20 +71,29 @@ class TargetMaker:
             stored[layer] = basis.project(values) if basis is not None else values
         return stored
 
-    def __call__(self, images: np.ndarray, readable: np.ndarray) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-        depth, pooled = self.raw(images)
-        with np.errstate(over="ignore"):  # float16 overflow becomes inf, caught just below
-            outputs = {"teacher": depth.cpu().numpy().astype(np.float16)}
-            for layer, values in self.stored_features(pooled).items():
-                outputs[f"features/{self.plan.arrays[layer]}"] = values.cpu().numpy().astype(np.float16)
-        ok = np.asarray(readable, dtype=bool).copy()
+    def __call__(self, images: np.ndarray, readable: np.ndarray, key: tuple | None = None):
+        """Stored arrays for one batch and {position: reason} for samples marked invalid.
+
+        `key` (the batch's sample indices) picks up outputs already computed while fitting the PCA basis.
+        """
+        cached = self.prefilled.pop(key, None) if key is not None else None
+        depth, pooled = cached[1:] if cached is not None else self.raw(images)
+        # Cast to float16 and check on the teacher's device (torch's cast is vectorised, numpy's is not);
+        # a float16 overflow becomes inf and is caught by the same finiteness check.
+        halves = {"teacher": depth.half()}
+        for layer, values in self.stored_features(pooled).items():
+            halves[f"features/{self.plan.arrays[layer]}"] = values.half()
+        ok = torch.from_numpy(np.asarray(readable, dtype=bool).copy()).to(depth.device)
         problems: dict[int, str] = {}
-        for name, values in outputs.items():
-            finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-            for index in np.flatnonzero(ok & ~finite):
+        for name, values in halves.items():
+            finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
+            for index in torch.nonzero(ok & ~finite).flatten().tolist():
                 problems[int(index)] = f"non-finite or float16-overflowing teacher output in '{name}'"
             ok &= finite
-        for values in outputs.values():
+        outputs = {}
+        for name, values in halves.items():
             values[~ok] = 0  # invalid samples are stored as zeros, flagged by teacher_ok
+            outputs[name] = values.cpu().numpy()
+        ok = ok.cpu().numpy()
         outputs["teacher_ok"] = ok
         return outputs, problems

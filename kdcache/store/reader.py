@@ -1,8 +1,9 @@
 """Reading a kdcache store: `open_store(url) -> CacheStore`, `store.split(name) -> StoredSplit`.
 
 Arrays are opened lazily and re-opened after a fork, so a `StoredSplit` can be handed to DataLoader
-workers. Whole-shard contiguous reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path;
-per-sample random access on sharded arrays pays zarr's per-call overhead for every sample.
+workers. Whole-shard reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path (one GET
+per shard and field, see shardread.py); per-sample random access on sharded arrays pays zarr's
+per-call overhead for every sample.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
 from kdcache.store.backend import open_backend
 from kdcache.store.layout import shard_count
+from kdcache.store.shardread import read_shard
 
 
 def _open_root(url: str, read_only: bool = True) -> zarr.Group:
@@ -185,9 +187,12 @@ class StoredSplit:
         """Samples [start, stop) as {field: array}; `fields` may say "features" for every cached layer."""
         stop = len(self) if stop is None else min(stop, len(self))
         wanted = self._expand(fields)
+        whole_shard = start % self.shard_size == 0 and stop == min(len(self), start + self.shard_size)
         out = {}
         for field in wanted:
-            values = self.array(field)[start:stop]
+            values = read_shard(self.array(field), start // self.shard_size) if whole_shard else None
+            if values is None:
+                values = self.array(field)[start:stop]
             out[field] = np.array([str(v) for v in values], dtype=str) if field == "ids" else values
         return out
 

@@ -36,22 +36,37 @@ def resolve_spec(name: str, **overrides: Any) -> StudentSpec:
     unknown = sorted(set(overrides) - set(_OVERRIDES))
     if unknown:
         raise KdcacheError(f"unknown student option(s) {', '.join(unknown)}: allowed are {', '.join(_OVERRIDES)}.")
-    if "+" in name and name not in STUDENTS:
+    if name in STUDENTS:
+        spec = STUDENTS.create(name)
+    elif "+" in name:
         encoder, _, decoder = name.partition("+")
         spec = StudentSpec(encoder=encoder.strip(), decoder=decoder.strip())
-    elif name in STUDENTS:
-        spec = STUDENTS.create(name)
     else:
-        try:
-            STUDENTS.resolve(name)
-        except KdcacheError as err:
-            raise KdcacheError(f"{err} Or write ENCODER+DECODER (any timm encoder; decoders: "
-                               f"{', '.join(list_decoders())}).") from None
+        raise KdcacheError(_unknown_student_message(name))
     if overrides.get("out_indices") is not None:
         overrides["out_indices"] = tuple(int(i) for i in overrides["out_indices"])
     spec = spec.replace(**overrides)
     DECODERS.resolve(spec.decoder)  # unknown decoder: one line listing the known ones
+    _check_spec(spec)
     return spec
+
+
+def _unknown_student_message(name: str) -> str:
+    try:
+        STUDENTS.resolve(name)
+    except KdcacheError as err:
+        return (f"{err} Or write ENCODER+DECODER (any timm encoder; decoders: "
+                f"{', '.join(list_decoders())}).")
+    return f"unknown student '{name}'."
+
+
+def _check_spec(spec: StudentSpec) -> None:
+    if spec.width is not None and (not isinstance(spec.width, int) or spec.width < 4):
+        raise KdcacheError(f"student width must be an integer >= 4, got {spec.width!r}.")
+    if not (isinstance(spec.min_depth, (int, float)) and isinstance(spec.init_depth, (int, float))
+            and spec.init_depth > spec.min_depth > 0):
+        raise KdcacheError(f"student needs init_depth > min_depth > 0 (metres), got init_depth={spec.init_depth!r}, "
+                           f"min_depth={spec.min_depth!r}.")
 
 
 def create_student(name: str = "mobilevit", pretrained: bool = False, **overrides: Any) -> DepthStudent:

@@ -101,7 +101,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     for candidate in (path / WEIGHTS, path / "checkpoints" / "best" / WEIGHTS, path / "checkpoints" / "last" / WEIGHTS):
         if candidate.is_file():
             return candidate
-    variants = sorted(p.parent.parent.name for p in path.glob(f"*/checkpoints/*/{WEIGHTS}"))
+    variants = sorted(p.relative_to(path).parts[0] for p in path.glob(f"*/checkpoints/*/{WEIGHTS}"))
     if variants:
         raise KdcacheError(f"{path} holds several student variants ({', '.join(dict.fromkeys(variants))}): "
                            f"pass one of their directories.")
@@ -139,21 +139,44 @@ def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """(student in eval mode, meta) from a run dir, checkpoint dir or .safetensors file."""
     from safetensors.torch import load_file
 
-    from kdcache.students import create_student
-
     weights = find_checkpoint(path)
     description = read_description(weights)
     config = description["config"]
-    model = create_student(config["student"], pretrained=False, **config.get("overrides", {}))
+    model = _rebuild(config)
     try:
         state = load_file(str(weights), device=str(device))
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
         raise KdcacheError(f"cannot read weights {weights}: {err}; the file is damaged, re-save it.") from err
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise KdcacheError(f"{weights} does not match student '{config['student']}' "
-                           f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. "
-                           f"{(missing + unexpected)[0]}): it was saved by a different kdcache/timm version.")
+    problem = _state_mismatch(model, state)
+    if problem:
+        raise KdcacheError(f"{weights} does not match student '{config['student']}' ({problem}): it was saved by "
+                           f"a different kdcache/timm version or its {DESCRIPTION} was edited.")
+    model.load_state_dict(state, strict=True)
     meta = dict(description.get("meta", {}))
     meta.setdefault("output_space", "depth")
     return model.to(device).eval(), meta
+
+
+def _rebuild(config: dict[str, Any]) -> nn.Module:
+    """The architecture described by `config`, from its fully resolved spec when present: a checkpoint keeps
+    loading even if its preset's defaults change or the preset is renamed later."""
+    from kdcache.students import STUDENTS, create_student
+
+    spec = config.get("spec")
+    if not spec:
+        return create_student(config["student"], pretrained=False, **config.get("overrides", {}))
+    name = config["student"] if config["student"] in STUDENTS else f"{spec['encoder']}+{spec['decoder']}"
+    model = create_student(name, pretrained=False, **spec)
+    model.config = dict(config)
+    return model
+
+
+def _state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """'' if `state` fits `model` exactly, else a short description of the first differences."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    parts = [f"{len(keys)} {label}, e.g. {keys[0]}" for keys, label in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "with another shape")) if keys]
+    return "; ".join(parts)

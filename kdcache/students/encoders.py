@@ -19,7 +19,7 @@ from kdcache.console import log
 from kdcache.errors import KdcacheError
 
 # Weight file names timm publishes on the HF hub, safest first (safetensors never runs pickle).
-_HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
+_HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _hub_offline() -> bool:
@@ -49,7 +49,7 @@ def find_local_weights(model_name: str, cache_dir: str | os.PathLike | None = No
 
 
 def _check_name(model_name: str) -> None:
-    if model_name in timm.list_models():
+    if timm.is_model(model_name):  # also accepts pretrained tags, e.g. resnet50.a1_in1k
         return
     close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -55,7 +55,9 @@ def _dpt(config, input_size: int | None) -> Architecture:
         patch, native = _int(config.patch_size), _int(config.image_size)
         if input_size not in (None, native):
             # The hybrid embedding refuses any size but config.image_size (no position-embedding interpolation).
-            raise KdcacheError(f"DPT-Hybrid only runs at {native}x{native}: drop input_size or pass input_size={native}")
+            raise KdcacheError(
+                f"DPT-Hybrid only runs at {native}x{native}: drop input_size or pass input_size={native}"
+            )
         conv_stages = list(backbone.out_features)[:2]
         inputs = [f"backbone_{stage}" for stage in conv_stages]
         inputs += [f"hidden_{i + 1}" for i in config.backbone_out_indices[2:]]

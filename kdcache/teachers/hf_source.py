@@ -117,15 +117,30 @@ def files_sha256(files: list[Path]) -> str:
 def source_identity(source: HFSource, config) -> dict:
     """Manifest identity: hub id + commit hash, or folder path + sha256 of its weights."""
     identity = {"source": source.ref, "model_type": getattr(config, "model_type", None)}
-    commit = getattr(config, "_commit_hash", None)
-    if commit:
-        identity["revision"] = commit
-    elif source.revision:
-        identity["revision"] = source.revision
     if source.is_local:
         identity["path"] = str(source.local)
         identity["weights_sha256"] = weights_sha256(source.local)
+    else:
+        identity["revision"] = hub_commit(source) or source.revision
     return identity
+
+
+def hub_commit(source: HFSource) -> str | None:
+    """The commit hash the loaded hub weights came from (read after loading, so the cache already has it)."""
+    try:  # transformers >= 5 resolves revisions itself; older ones stored config._commit_hash
+        from transformers.utils.hub import resolve_revision
+
+        resolved = getattr(resolve_revision(source.ref, source.revision, local_files_only=True), "resolved", None)
+        if resolved:
+            return str(resolved)
+    except ImportError:
+        pass
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.ref, "config.json", revision=source.revision)
+    if isinstance(cached, str) and Path(cached).parent.parent.name == "snapshots":
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    return None
 
 
 def card_licence(source: HFSource) -> str | None:

@@ -22,7 +22,7 @@ HALF_MEAN_STD = (0.5, 0.5, 0.5)
 # "square": always SIZExSIZE (DPT's ViT path reshapes tokens as a square grid).
 # "short-side": short side SIZE, long side keeps the aspect, both rounded to a multiple (Depth Anything's
 #   `lower_bound` rule: never below SIZE, so 518 stays 518).
-# "native": the image as it comes (students take any H, W), optionally padded-free rounding to a multiple.
+# "native": the image as it comes (students take any H, W), rounded to a multiple when one is set.
 SIZE_RULES = ("square", "short-side", "native")
 FILTERS = ("bilinear", "bicubic")
 
@@ -42,7 +42,9 @@ class ResizeRule:
         if self.filter not in FILTERS:
             raise ValueError(f"unknown resize filter {self.filter!r}; expected one of {FILTERS}")
         if self.rule != "native" and (self.size is None or self.size <= 0):
-            raise KdcacheError(f"teacher input size must be a positive integer, got {self.size}: pass e.g. input_size=384")
+            raise KdcacheError(
+                f"teacher input size must be a positive integer, got {self.size}: pass e.g. input_size=384"
+            )
         if self.size is not None and self.size % self.multiple:
             raise KdcacheError(
                 f"teacher input size {self.size} is not a multiple of the patch size {self.multiple}: "

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdcache.train.config import MODES, TrainConfig, VariantConfig, config_from_dict, load_toml
+
+if TYPE_CHECKING:
+    from kdcache.train.loop import VariantResult
 
 __all__ = ["train", "TrainConfig", "VariantConfig", "VariantResult", "MODES", "config_from_dict", "load_toml"]
 

@@ -46,6 +46,9 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
     teacher = manifest.get("teacher")
     if teacher and teacher.get("name") == "none":
         teacher = None
+    if teacher is None:
+        _drop_default_distillation(config)
+        targets = {t for v in config.variants for name in v.loss for t in loss_targets(name)}
     if teacher is None and targets & {"teacher", "features"}:
         users = [v.name for v in config.variants if any(loss_targets(n) & {"teacher", "features"} for n in v.loss)]
         raise KdcacheError(
@@ -72,6 +75,18 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
     if config.val and not store.split(config.val).labeled:
         raise KdcacheError(f"--val {config.val} has no ground truth: pick a labeled split of the cache")
     return info
+
+
+def _drop_default_distillation(config: TrainConfig) -> None:
+    """Variants that did not choose their losses train on GT alone from a teacher-less cache."""
+    for variant in config.variants:
+        if variant.default_loss:
+            variant.loss = {n: w for n, w in variant.loss.items() if not loss_targets(n) & {"teacher", "features"}}
+            if not variant.loss:
+                raise KdcacheError(
+                    f"variant '{variant.name}' has no labeled source and the cache has no teacher: nothing to "
+                    "learn from; pass --labeled SPLIT or use a cache made with a teacher"
+                )
 
 
 def _space(split) -> str | None:

@@ -52,6 +52,7 @@ class VariantConfig:
     student_overrides: dict[str, Any] = field(default_factory=dict)
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {kd = {align = "lstsq"}}
     mode: str | None = None
+    default_loss: bool = False  # no mode/loss given: GT + KD, minus KD when the cache has no teacher
 
 
 @dataclass
@@ -160,8 +161,10 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
     missing = [s for s in variant_sources if s not in sources]
     if missing:
         raise KdcacheError(f"variant {index} trains on unknown source(s) {missing}: known sources are {sources}")
-    if not loss:
-        loss = dict(DEFAULT_GT_LOSS) if variant_sources == ["labeled"] else {**DEFAULT_GT_LOSS, **DEFAULT_KD_LOSS}
+    default_loss = not loss
+    if default_loss:
+        # GT where there is GT, distillation everywhere; a cache without a teacher drops the latter later.
+        loss = {**(DEFAULT_GT_LOSS if "labeled" in variant_sources else {}), **DEFAULT_KD_LOSS}
     name = merged.get("name") or (f"{merged['student']}-{mode}" if mode else merged["student"])
     return VariantConfig(
         name=name,
@@ -175,6 +178,7 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
         student_overrides=dict(merged.get("student_overrides", {})),
         loss_options={k: dict(v) for k, v in merged.get("loss_options", {}).items()},
         mode=mode,
+        default_loss=default_loss,
     )
 
 

@@ -45,8 +45,10 @@ class VariantResult:
     best_step: int | None
     final_loss: float | None
     wall_time_s: float  # the whole run's wall time (shared by all variants of the pass)
+    train_time_s: float  # the step loop: wall minus set-up, loader start-up, validation, checkpoints, curves
     compute_time_s: float  # this variant's own forward/backward/step time
-    data_wait_fraction: float
+    data_wait_fraction: float  # share of the step loop spent waiting for the loader (after its first batch)
+    loader_startup_s: float  # wait for the first batch (workers starting, first windows read)
 
 
 def train_config(config: TrainConfig) -> list[VariantResult]:
@@ -77,6 +79,7 @@ def row_indices(plan: LoaderPlan, sources: list[str]) -> torch.Tensor:
 
 class Run:
     def __init__(self, config: TrainConfig, ctx: DistContext):
+        self.created = time.perf_counter()
         self.config, self.ctx = config, ctx
         self.info: CacheInfo = inspect_cache(config)
         self.per_epoch = steps_per_epoch(config, self.info, ctx.world_size)
@@ -94,6 +97,8 @@ class Run:
         self.best = [(s.get("best_val"), s.get("best_step")) for s in self.states] or [(None, None)] * len(self.dirs)
         self.logs = [self._open_log(d) for d in self.dirs] if ctx.is_main else []
         self.data_wait = 0.0
+        self.loader_startup: float | None = None
+        self.epoch_end_time = 0.0
 
     # --- set-up -------------------------------------------------------------------------------------------
     def _trainer(self, variant) -> VariantTrainer:
@@ -166,49 +171,66 @@ class Run:
     def execute(self) -> list[VariantResult]:
         if self.ctx.is_main:
             self._write_configs()
-        started = time.perf_counter()
         pin = self.ctx.device.type == "cuda"
         loader = make_loader(self.plan, self.start_step, self.total, self.workers, pin)
+        started = time.perf_counter()
         samples_per_step = self.config.batch_size * self.ctx.world_size
         sums = [dict() for _ in self.trainers]
-        with progress(unit="img", disable=None if self.config.progress is None else not self.config.progress) as bar:
+        with progress(unit="img", disable=self._progress_disabled()) as bar:
             task = bar.add_task("train", total=self.total * samples_per_step,
                                 completed=self.start_step * samples_per_step)
             interval_start, waited = time.perf_counter(), time.perf_counter()
             for step, batch in loader:
-                self.data_wait += time.perf_counter() - waited
+                if self.loader_startup is None:  # worker start-up and first reads: paid once per run
+                    self.loader_startup = time.perf_counter() - waited
+                else:
+                    self.data_wait += time.perf_counter() - waited
                 batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
                 for trainer, acc in zip(self.trainers, sums):
-                    loss = trainer.train_step(batch)
-                    if not math.isfinite(loss):
-                        raise KdcacheError(f"variant '{trainer.variant.name}' loss became {loss} at step {step + 1}: "
-                                           "lower its lr, or use --amp off if it only happens with AMP")
-                    for key, value in trainer.last_parts.items():
-                        acc[key] = acc.get(key, 0.0) + value
+                    # Loss terms stay on the device until the log step: no per-step host sync on GPUs.
+                    for key, value in trainer.train_step(batch).items():
+                        acc[key] = acc[key] + value if key in acc else value.clone()
                 done = step + 1
-                bar.update(task, advance=samples_per_step, description=self._describe())
+                bar.update(task, advance=samples_per_step)
                 if done % self.config.log_every == 0 or done == self.total:
+                    self._check_finite(done)
+                    bar.update(task, description=self._describe())
                     elapsed = time.perf_counter() - interval_start
                     count = (done - 1) % self.config.log_every + 1
                     self._log_train(done, sums, count, count * samples_per_step / max(elapsed, 1e-9), started)
                     sums = [dict() for _ in self.trainers]
                     interval_start = time.perf_counter()
+                pause = time.perf_counter()
                 if done % self.per_epoch == 0 or done == self.total:
                     self._end_epoch(done)
                 elif self.config.checkpoint_every and done % self.config.checkpoint_every == 0:
                     self._save(done, validate=False)
+                self.epoch_end_time += time.perf_counter() - pause
                 waited = time.perf_counter()
         self.best = broadcast_object(self.best, self.ctx)  # only rank 0 validated
         return self._results(time.perf_counter() - started)
 
+    def _progress_disabled(self) -> bool | None:
+        """Rank 0 only; None lets the console decide (a terminal shows it, CI logs do not)."""
+        if not self.ctx.is_main:
+            return True
+        return None if self.config.progress is None else not self.config.progress
+
+    def _check_finite(self, step: int) -> None:
+        for trainer in self.trainers:
+            loss = trainer.last_loss()
+            if not math.isfinite(loss):
+                raise KdcacheError(f"variant '{trainer.variant.name}' loss became {loss} by step {step}: "
+                                   "lower its lr, or use --amp off if it only happens with AMP")
+
     def _describe(self) -> str:
-        losses = "/".join(f"{t.last_parts.get('loss', float('nan')):.3g}" for t in self.trainers)
+        losses = "/".join(f"{t.last_loss():.3g}" for t in self.trainers)
         return f"train loss {losses} lr {self.trainers[0].lr:.2e}"
 
     def _log_train(self, step: int, sums, count: int, rate: float, started: float) -> None:
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - started - self.epoch_end_time - (self.loader_startup or 0.0)
         for index, (trainer, acc) in enumerate(zip(self.trainers, sums)):
-            means = {k: v / count for k, v in acc.items()}
+            means = {k: float(v) / count for k, v in acc.items()}
             means = _mean_across_ranks(means, self.ctx)
             if self.ctx.is_main:
                 self.logs[index].append({
@@ -219,8 +241,8 @@ class Run:
     def _end_epoch(self, step: int) -> None:
         self._save(step, validate=bool(self.config.val))
         if self.ctx.is_main:
-            for directory in self.dirs:
-                write_curves(directory / "metrics.jsonl", directory / "curves.png", directory.name)
+            for directory, trainer in zip(self.dirs, self.trainers):
+                write_curves(directory / "metrics.jsonl", directory / "curves.png", trainer.variant.name)
         barrier(self.ctx)
 
     def _validate(self) -> list[float]:
@@ -283,13 +305,18 @@ class Run:
         }
 
     def _results(self, wall: float) -> list[VariantResult]:
+        startup = self.loader_startup or 0.0
+        loop = max(wall - self.epoch_end_time - startup, 1e-9)
+        wall = time.perf_counter() - self.created
         results = []
         for trainer, directory, (best_val, best_step) in zip(self.trainers, self.dirs, self.best):
             results.append(VariantResult(
                 name=trainer.variant.name, student=trainer.variant.student, run_dir=str(directory),
                 output_space=trainer.output_space, steps=self.total, epochs=self.total / self.per_epoch,
-                best_val_abs_rel=best_val, best_step=best_step, final_loss=trainer.last_parts.get("loss"),
-                wall_time_s=wall, compute_time_s=trainer.wall, data_wait_fraction=self.data_wait / max(wall, 1e-9),
+                best_val_abs_rel=best_val, best_step=best_step,
+                final_loss=trainer.last_loss() if trainer.last_parts else None,
+                wall_time_s=wall, train_time_s=loop, compute_time_s=trainer.wall, data_wait_fraction=self.data_wait / loop,
+                loader_startup_s=startup,
             ))
         return results
 

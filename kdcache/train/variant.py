@@ -127,7 +127,7 @@ class VariantTrainer:
         # A private RNG stream per (variant, rank): dropout / drop-path never depend on other variants.
         self.rng_state = _fresh_rng_state(variant.seed * 1_000_003 + ctx.rank, ctx.device)
         self.wall = 0.0
-        self.last_parts: dict[str, float] = {}
+        self.last_parts: dict[str, torch.Tensor] = {}
 
     @property
     def eval_model(self) -> nn.Module:
@@ -150,7 +150,8 @@ class VariantTrainer:
             "features": {k.split("/", 1)[1]: pick(k) for k in batch if k.startswith("features/")},
         }
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimizer step on this variant's rows; returns detached loss terms (no device sync)."""
         started = time.perf_counter()
         restore_rng(self.rng_state, self.ctx.device)
         self.model.train()
@@ -166,9 +167,13 @@ class VariantTrainer:
         if self.ema:
             self.ema.update(self.student)
         self.rng_state = capture_rng(self.ctx.device)
-        self.last_parts = {"loss": float(total.detach()), **{f"loss/{k}": float(v) for k, v in parts.items()}}
+        self.last_parts = {"loss": total.detach(), **{f"loss/{k}": v.detach() for k, v in parts.items()}}
         self.wall += time.perf_counter() - started
-        return self.last_parts["loss"]
+        return self.last_parts
+
+    def last_loss(self) -> float:
+        value = self.last_parts.get("loss")
+        return float("nan") if value is None else float(value)
 
     @property
     def lr(self) -> float:

@@ -7,9 +7,8 @@ splits (datasets), preview (a contact sheet for the docs).
 """
 
 from kdcache.data.synth.camera import Intrinsics, Pose, nyu_intrinsics
-from kdcache.data.synth.render import render
 from kdcache.data.synth.scene import FAR, INDOOR, Scene, World, sample_scene
 from kdcache.data.synth.splits import SynthSplit
 
-__all__ = ["FAR", "INDOOR", "Intrinsics", "Pose", "Scene", "SynthSplit", "World", "nyu_intrinsics", "render",
-           "sample_scene"]
+# `render` is not re-exported: the name would shadow the `kdcache.data.synth.render` module.
+__all__ = ["FAR", "INDOOR", "Intrinsics", "Pose", "Scene", "SynthSplit", "World", "nyu_intrinsics", "sample_scene"]

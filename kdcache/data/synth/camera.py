@@ -93,11 +93,19 @@ class Pose:
         return np.stack([right, down, forward], axis=1)
 
 
+@lru_cache(maxsize=32)
+def _homogeneous_rays(height: int, width: int) -> np.ndarray:
+    """(3, H*W) float32 stack of (x/z, y/z, 1) per pixel, for one matrix product per image."""
+    slope_x, slope_y = camera_rays(height, width)
+    rays = np.stack([slope_x.ravel(), slope_y.ravel(), np.ones(height * width, np.float32)])
+    rays.flags.writeable = False
+    return rays
+
+
 def world_rays(pose: Pose, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World-frame ray directions (dx, dy, dz), each (H, W) float32, scaled so t == z-depth."""
-    slope_x, slope_y = camera_rays(height, width)
-    rot = pose.rotation().astype(np.float32)
-    return tuple(slope_x * rot[i, 0] + slope_y * rot[i, 1] + rot[i, 2] for i in range(3))  # type: ignore[return-value]
+    rays = pose.rotation().astype(np.float32) @ _homogeneous_rays(height, width)
+    return tuple(row.reshape(height, width) for row in rays)  # type: ignore[return-value]
 
 
 def project(points: np.ndarray, pose: Pose, k: Intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

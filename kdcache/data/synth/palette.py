@@ -5,12 +5,11 @@ from __future__ import annotations
 import colorsys
 import math
 
-import numpy as np
-
+from kdcache.data.synth.draws import Draws
 from kdcache.data.synth.textures import Material
 
 
-def pick(rng: np.random.Generator, options, p=None):
+def pick(rng: Draws, options, p=None):
     """One of `options` (with probabilities `p`); plain Python, ~20x faster than `rng.choice`."""
     if p is None:
         return options[int(rng.integers(len(options)))]
@@ -28,13 +27,13 @@ def _linear(h: float, s: float, v: float) -> tuple[float, float, float]:
     return r**2.2, g**2.2, b**2.2
 
 
-def _pair(rng: np.random.Generator, h: float, s: float, v: float, contrast: float):
+def _pair(rng: Draws, h: float, s: float, v: float, contrast: float):
     """Two related colours: same family, one darker (and slightly shifted in hue)."""
     dh = rng.normal(0, 0.03)
     return _linear(h, s, v), _linear(h + dh, s * rng.uniform(0.8, 1.2), v * (1 - contrast))
 
 
-def floor_material(rng: np.random.Generator, scale: float) -> Material:
+def floor_material(rng: Draws, scale: float) -> Material:
     kind = pick(rng, ["wood", "checker", "noise", "plain"], [0.4, 0.25, 0.25, 0.1])
     if kind == "wood":
         a, b = _pair(rng, rng.uniform(0.05, 0.11), rng.uniform(0.35, 0.7), rng.uniform(0.45, 0.8), 0.45)
@@ -49,7 +48,7 @@ def floor_material(rng: np.random.Generator, scale: float) -> Material:
     return Material(str(kind), a, b, period=rng.uniform(0.6, 2.0), grain=rng.uniform(0.15, 0.3))
 
 
-def wall_material(rng: np.random.Generator) -> Material:
+def wall_material(rng: Draws) -> Material:
     kind = pick(rng, ["plain", "stripes", "noise"], [0.6, 0.25, 0.15])
     hue, sat, val = rng.uniform(0, 1), rng.uniform(0.03, 0.3), rng.uniform(0.65, 0.95)
     a, b = _pair(rng, hue, sat, val, rng.uniform(0.1, 0.3))
@@ -57,14 +56,14 @@ def wall_material(rng: np.random.Generator) -> Material:
                     offset=(rng.uniform(0, 50), rng.uniform(0, 50)))
 
 
-def ceiling_material(rng: np.random.Generator) -> Material:
+def ceiling_material(rng: Draws) -> Material:
     v = rng.uniform(0.82, 0.97)
     a = _linear(rng.uniform(0.05, 0.15), rng.uniform(0, 0.08), v)
     return Material("plain", a, _linear(0.1, 0.05, v * 0.9), period=1.5, grain=0.04,
                     offset=(rng.uniform(0, 50), rng.uniform(0, 50)))
 
 
-def object_material(rng: np.random.Generator, scale: float) -> Material:
+def object_material(rng: Draws, scale: float) -> Material:
     kind = pick(rng, ["plain", "checker", "stripes", "noise", "wood"], [0.3, 0.15, 0.2, 0.15, 0.2])
     if kind == "wood":
         a, b = _pair(rng, rng.uniform(0.04, 0.12), rng.uniform(0.35, 0.75), rng.uniform(0.3, 0.8), 0.5)
@@ -77,7 +76,7 @@ def object_material(rng: np.random.Generator, scale: float) -> Material:
                     grain=rng.uniform(0.03, 0.15), offset=(rng.uniform(0, 50), rng.uniform(0, 50)))
 
 
-def picture_material(rng: np.random.Generator) -> Material:
+def picture_material(rng: Draws) -> Material:
     """Framed pictures / posters: busy, saturated noise or stripes."""
     kind = pick(rng, ["noise", "stripes", "checker"], [0.6, 0.25, 0.15])
     a = _linear(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.4, 1.0))

@@ -9,8 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from kdcache.data.splits import open_split
 
 
@@ -26,8 +24,10 @@ def save_grid(path: str | os.PathLike = "docs/images/synth_grid.png", rows: int 
     far = open_split("synth-aux-far", size=size)
     cols = indoor_cols + far_cols
     height, width = size
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 2 * 2.6 * height / width + 0.6),
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 2 * (2.6 * height / width + 0.25) + 0.5),
                              squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.65 / fig.get_figheight(), wspace=0.04,
+                        hspace=0.18)
     for col in range(cols):
         split, offset = (indoor, col) if col < indoor_cols else (far, col - indoor_cols)
         for row in range(rows):
@@ -36,14 +36,14 @@ def save_grid(path: str | os.PathLike = "docs/images/synth_grid.png", rows: int 
             top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
             top.imshow(sample.image)
             vmax = 10.0 if split is indoor else 40.0
-            shown = bottom.imshow(sample.depth, cmap="turbo", vmin=0.0, vmax=vmax)
+            bottom.imshow(sample.depth, cmap="turbo", vmin=0.0, vmax=vmax)
             top.set_title(f"{split.name}[{index}]", fontsize=7)
             bottom.set_title(f"depth {sample.depth.min():.1f}-{sample.depth.max():.1f} m", fontsize=7)
             for ax in (top, bottom):
                 ax.set_xticks([])
                 ax.set_yticks([])
-        fig.colorbar(shown, ax=axes[:, col], fraction=0.04, pad=0.01, shrink=0.3, label="m")
-    fig.suptitle("kdcache synthetic world: RGB above z-depth (turbo; indoor 0-10 m, far 0-40 m)", fontsize=9)
+    fig.suptitle("kdcache synthetic world: RGB above z-depth (turbo colour map, blue = near; 0-10 m for "
+                 "synth-train, 0-40 m for synth-aux-far)", fontsize=9, y=1 - 0.15 / fig.get_figheight())
     return _save_atomic(fig, Path(path))
 
 
@@ -61,8 +61,3 @@ def _save_atomic(fig, path: Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def side_by_side(samples) -> np.ndarray:
-    """Quick look without matplotlib: images of equal size concatenated horizontally (uint8)."""
-    return np.concatenate([s.image for s in samples], axis=1)

@@ -10,12 +10,13 @@ Two guarantees keep every depth inside the world's range (NYU's 0.5-10 m indoors
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from kdcache.data.synth import palette
 from kdcache.data.synth.camera import Pose
+from kdcache.data.synth.draws import Draws
 from kdcache.data.synth.shapes import Box, Cylinder, Light, Room, Sphere
 
 
@@ -32,7 +33,7 @@ class World:
 
 INDOOR = World("indoor")
 # Halls 3-4x larger than rooms with building-sized blocks: depth reaches 30-40 m, an outdoor-like range.
-FAR = World("far", scale_range=(3.0, 4.0), objects=(4, 10))
+FAR = World("far", scale_range=(3.0, 4.0))
 
 _KINDS = ("box", "box_wall", "table", "cylinder", "sphere")
 _KIND_WEIGHTS = (0.25, 0.25, 0.15, 0.17, 0.18)
@@ -52,7 +53,10 @@ class Scene:
     scale: float
 
 
-def sample_scene(rng: np.random.Generator, world: World = INDOOR) -> Scene:
+def sample_scene(rng: Draws | np.random.Generator, world: World = INDOOR) -> Scene:
+    """A random scene of `world`; a pure function of the generator's state."""
+    if not isinstance(rng, Draws):
+        rng = Draws(rng)
     scale = float(rng.uniform(*world.scale_range))
     size, pose = _room_and_pose(rng, world, scale)
     room = Room(size, _room_materials(rng, scale))
@@ -62,16 +66,16 @@ def sample_scene(rng: np.random.Generator, world: World = INDOOR) -> Scene:
     return Scene(room, tuple(objects), _lights(rng, size, scale), pose, float(rng.uniform(0.15, 0.3)), tint, scale)
 
 
-def _room_and_pose(rng: np.random.Generator, world: World, scale: float):
-    width = rng.uniform(3.0, 7.0) * scale
-    depth = rng.uniform(3.5, 8.5) * scale
+def _room_and_pose(rng: Draws, world: World, scale: float):
+    width = rng.uniform(3.0, 7.5) * scale
+    depth = rng.uniform(3.5, 9.5) * scale
     height = rng.uniform(2.4, 3.2) * (1.0 if scale == 1.0 else scale * 0.8)
     cam_h = rng.uniform(1.1, 1.7)
     margin = WALL_CLEARANCE * scale
     cam_x_frac, cam_z_frac = rng.uniform(0.25, 0.75), rng.uniform(0.0, 1.0)
-    yaw = float(np.clip(rng.normal(0.0, math.radians(18)), -math.radians(40), math.radians(40)))
+    yaw = min(max(rng.normal(0.0, math.radians(18)), -math.radians(40)), math.radians(40))
     pitch = float(rng.uniform(math.radians(-24), math.radians(6)))
-    roll = float(np.clip(rng.normal(0.0, math.radians(1.5)), -math.radians(4), math.radians(4)))
+    roll = min(max(rng.normal(0.0, math.radians(1.5)), -math.radians(4)), math.radians(4))
     limit = world.max_depth * scale
     while True:
         # Camera near the back wall (z = 0), looking into the room like a person entering it.
@@ -87,7 +91,7 @@ def _room_and_pose(rng: np.random.Generator, world: World, scale: float):
     return (float(width), float(height), float(depth)), pose
 
 
-def _room_materials(rng: np.random.Generator, scale: float):
+def _room_materials(rng: Draws, scale: float):
     wall = palette.wall_material(rng)
     walls = [wall] * 4
     if rng.random() < 0.3:  # an accent wall
@@ -95,7 +99,7 @@ def _room_materials(rng: np.random.Generator, scale: float):
     return (palette.floor_material(rng, scale), palette.ceiling_material(rng), *walls)
 
 
-def _furnish(rng: np.random.Generator, world: World, size, pose: Pose, scale: float) -> list:
+def _furnish(rng: Draws, world: World, size, pose: Pose, scale: float) -> list:
     """Furniture-like objects on the floor, a few things on top of them, pictures on the walls."""
     placed: list = []
     footprints: list[tuple[float, float, float]] = []  # (x, z, radius) of everything on the floor
@@ -114,16 +118,17 @@ def _furnish(rng: np.random.Generator, world: World, size, pose: Pose, scale: fl
 def _place(rng, kind, size, pose, scale, footprints):
     """Try a few random spots for one object (or object group); [] if the room has no room for it."""
     width, _, depth = size
+    material = palette.object_material(rng, scale)
     for _ in range(12):
         if kind == "box_wall":
-            made = [_wall_box(rng, width, depth, scale)]
+            made = [_wall_box(rng, width, depth, scale, material)]
             x, z, radius = made[0].center[0], made[0].center[2], made[0].footprint_radius
         else:
-            parts = _make(rng, kind, scale)
+            parts = _make(rng, kind, scale, material)
             radius = max(math.hypot(p.center[0], p.center[2]) + p.footprint_radius for p in parts)
             if width <= 2 * radius or depth <= 2 * radius:
                 continue
-            x, z = rng.uniform(radius, width - radius), rng.uniform(radius, depth - radius)
+            x, z = _spot(rng, pose, radius, width, depth)
             made = [_shift(p, x, z) for p in parts]
         if _clear(x, z, radius, pose, scale, footprints):
             footprints.append((x, z, radius))
@@ -131,11 +136,28 @@ def _place(rng, kind, size, pose, scale, footprints):
     return []
 
 
+def _spot(rng, pose: Pose, radius: float, width: float, depth: float) -> tuple[float, float]:
+    """A floor position keeping `radius` off the walls; mostly inside the camera's view, as a
+    photographer frames a room's contents (uniform positions leave many views empty)."""
+    lo_x, hi_x, lo_z, hi_z = radius, width - radius, radius, depth - radius
+    if rng.random() < 0.75:
+        cam_x, _, cam_z = pose.position
+        heading = pose.yaw + rng.uniform(-0.45, 0.45)  # about the horizontal half field of view
+        distance = rng.uniform(1.0, max(1.0, depth - cam_z))
+        x, z = cam_x + distance * math.sin(heading), cam_z + distance * math.cos(heading)
+        if lo_x <= x <= hi_x and lo_z <= z <= hi_z:
+            return float(x), float(z)
+    return float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_z, hi_z))
+
+
 def _shift(obj, x: float, z: float):
+    """`obj` moved by (x, z) on the floor (built directly: dataclasses.replace is slow in a hot loop)."""
     if isinstance(obj, Cylinder):
-        return replace(obj, x=obj.x + x, z=obj.z + z)
+        return Cylinder(obj.x + x, obj.z + z, obj.y0, obj.y1, obj.radius, obj.material)
     cx, cy, cz = obj.center
-    return replace(obj, center=(float(cx + x), cy, float(cz + z)))
+    if isinstance(obj, Sphere):
+        return Sphere((cx + x, cy, cz + z), obj.radius, obj.material)
+    return Box((cx + x, cy, cz + z), obj.half, obj.yaw, obj.material)
 
 
 def _clear(x, z, radius, pose, scale, footprints) -> bool:
@@ -145,9 +167,8 @@ def _clear(x, z, radius, pose, scale, footprints) -> bool:
     return all(math.hypot(x - fx, z - fz) > 0.85 * (radius + fr) for fx, fz, fr in footprints)
 
 
-def _make(rng, kind, scale):
+def _make(rng, kind, scale, mat):
     """One free-standing object (or a table's parts) centred on x = z = 0."""
-    mat = palette.object_material(rng, scale)
     if kind == "box":
         hx, hy, hz = rng.uniform(0.2, 1.0) * scale, rng.uniform(0.15, 1.0) * scale, rng.uniform(0.2, 0.6) * scale
         yaw = palette.pick(rng, (0.0, math.pi / 2)) if rng.random() < 0.7 else float(rng.uniform(0, math.pi))
@@ -161,11 +182,11 @@ def _make(rng, kind, scale):
     return [Sphere((0.0, r, 0.0), r, mat)]
 
 
-def _wall_box(rng, width, depth, scale):
+def _wall_box(rng, width, depth, scale, material):
     """Cabinets and shelves: tall-ish boxes standing with their back to a wall."""
     hx, hy, hz = rng.uniform(0.3, 1.1) * scale, rng.uniform(0.3, 1.1) * scale, rng.uniform(0.15, 0.35) * scale
     yaw, x, z = _against_wall(rng, width, depth, hx, hz)
-    return Box((float(x), hy, float(z)), (hx, hy, hz), yaw, palette.object_material(rng, scale))
+    return Box((float(x), hy, float(z)), (hx, hy, hz), yaw, material)
 
 
 def _against_wall(rng, width, depth, hx, hz):
@@ -188,7 +209,8 @@ def _table(rng, scale, mat):
     leg_half_height = (height - 2 * top) / 2
     for lx in (-hx + 2 * leg, hx - 2 * leg):
         for lz in (-hz + 2 * leg, hz - 2 * leg):
-            parts.append(Box((c * lx + s * lz, leg_half_height, -s * lx + c * lz), (leg, leg_half_height, leg), yaw, mat))
+            centre = (c * lx + s * lz, leg_half_height, -s * lx + c * lz)
+            parts.append(Box(centre, (leg, leg_half_height, leg), yaw, mat))
     return parts
 
 
@@ -224,7 +246,7 @@ def _pictures(rng, size, pose, scale, budget):
     return pictures
 
 
-def _lights(rng: np.random.Generator, size, scale: float) -> tuple[Light, ...]:
+def _lights(rng: Draws, size, scale: float) -> tuple[Light, ...]:
     """One or two ceiling lamps; the first is the main one."""
     width, height, depth = size
     lights = []

@@ -7,8 +7,9 @@
 | `synth-aux`     | none          | 50000   | same world as train (unlabeled pool)    |
 | `synth-aux-far` | none          | 20000   | halls 3-4x larger, depth up to ~30-40 m |
 
-Sample `i` of a split is rendered from `numpy.random.default_rng(salt << 32 | i)`, so it is identical
-across processes, machines and DataLoader workers, and splits never share a seed.
+Sample `i` of a split is rendered from `numpy.random.default_rng(salt << 32 | i)` (via `Draws`), so it is identical
+across processes and DataLoader workers (scene geometry and depth also across machines; pixel values up to the
+last-bit rounding of numpy's vectorised sin/exp on other CPUs), and splits never share a seed.
 """
 
 from __future__ import annotations
@@ -20,21 +21,25 @@ import numpy as np
 from kdcache.data.sample import Sample
 from kdcache.data.splits import register_split
 from kdcache.data.synth.camera import nyu_intrinsics
+from kdcache.data.synth.draws import Draws
 from kdcache.data.synth.render import render
 from kdcache.data.synth.scene import FAR, INDOOR, World, sample_scene
 from kdcache.errors import KdcacheError
 
 DEFAULT_SIZE = (240, 320)
 MIN_DEPTH = 0.5
-_ACCEPTED_OPTIONS = ("size", "strict")
+# Options other readers take that generic callers may pass to every split; rendering has no use for them
+# (it cannot fail per sample, and its ground truth is exact), anything else is a typo worth reporting.
+_CROSS_READER_OPTIONS = ("gt", "max_pixels")
 
 
 class SynthSplit:
     """A sized, indexable, picklable split of procedurally rendered rooms (see module docstring)."""
 
     def __init__(self, name: str, salt: int, length: int, world: World, labeled: bool,
-                 size: tuple[int, int] = DEFAULT_SIZE):
+                 size: tuple[int, int] = DEFAULT_SIZE, strict: bool | None = None):
         self.name = name
+        self.strict = labeled if strict is None else bool(strict)  # iter_samples' policy; nothing can fail
         self.salt = salt
         self.length = length
         self.world = world
@@ -60,7 +65,7 @@ class SynthSplit:
         index = self._check_index(index)
         height, width = self.size
         seed = self.seed(index)
-        rng = np.random.default_rng(seed)
+        rng = Draws(np.random.default_rng(seed))
         scene = sample_scene(rng, self.world)
         image, depth = render(scene, height, width, rng)
         low, high = self.depth_range(scene.scale)
@@ -105,19 +110,23 @@ def _check_size(size) -> tuple[int, int]:
     try:
         height, width = (int(s) for s in size)
     except (TypeError, ValueError):
-        raise KdcacheError(f"synthetic split size must be (height, width), got {size!r}: e.g. size=(240, 320)") from None
-    if height < 8 or width < 8 or height > 4096 or width > 4096:
-        raise KdcacheError(f"synthetic split size {height}x{width} is out of range: use 8..4096 per side, e.g. size=(240, 320)")
+        raise KdcacheError(
+            f"synthetic split size must be (height, width), got {size!r}: pass e.g. size=(240, 320)"
+        ) from None
+    if not (8 <= height <= 4096 and 8 <= width <= 4096):
+        raise KdcacheError(
+            f"synthetic split size {height}x{width} is out of range: use 8..4096 pixels per side, e.g. size=(240, 320)"
+        )
     return height, width
 
 
 def _factory(name: str, salt: int, length: int, world: World, labeled: bool):
-    def make(root, size=DEFAULT_SIZE, **opts) -> SynthSplit:
-        # root is unused (nothing on disk); `strict` is accepted because rendering cannot fail per sample.
-        unknown = sorted(set(opts) - set(_ACCEPTED_OPTIONS))
+    def make(root, size=DEFAULT_SIZE, strict=None, **opts) -> SynthSplit:
+        # root is unused: nothing is on disk.
+        unknown = sorted(set(opts) - set(_CROSS_READER_OPTIONS))
         if unknown:
             raise KdcacheError(f"{name} does not take option(s) {', '.join(unknown)}: it accepts size=(H, W)")
-        return SynthSplit(name, salt, length, world, labeled, size)
+        return SynthSplit(name, salt, length, world, labeled, size, strict)
 
     make.__name__ = name.replace("-", "_")
     make.__doc__ = f"{name}: {length} procedurally rendered {'labeled' if labeled else 'unlabeled'} {world.name} rooms."

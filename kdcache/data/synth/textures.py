@@ -81,7 +81,9 @@ def _square_wave_mean(x: np.ndarray, width: np.ndarray) -> np.ndarray:
     hi = (x + F32(0.5) * width) * F32(0.5)
     lo = np.abs(lo - np.floor(lo) - F32(0.5))  # x - floor(x): np.mod is ~30x slower
     hi = np.abs(hi - np.floor(hi) - F32(0.5))
-    return F32(2.0) * (lo - hi) / width
+    wave = F32(2.0) * (lo - hi) / width
+    # float32 rounding of large coordinates over a tiny width can overshoot +-1 a little.
+    return np.minimum(np.maximum(wave, F32(-1.0)), F32(1.0))
 
 
 @dataclass(frozen=True)
@@ -125,28 +127,28 @@ def plain(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     return F32(0.12) + F32(0.12) * wave
 
 
-@PATTERNS.register("checker")
+@PATTERNS.register("checker", filtered=True)
 def checker(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Tiles: filtered 2D checkerboard, one square per half period."""
-    sx = _square_wave_mean(su * np.float32(2.0), width)
-    sy = _square_wave_mean(sv * np.float32(2.0), width)
-    return np.float32(0.5) - np.float32(0.5) * sx * sy
+    sx = _square_wave_mean(su * F32(2.0), width)
+    sy = _square_wave_mean(sv * F32(2.0), width)
+    return F32(0.5) - F32(0.5) * sx * sy
 
 
-@PATTERNS.register("stripes")
+@PATTERNS.register("stripes", filtered=True)
 def stripes(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Wallpaper / fabric stripes along v, filtered across u."""
-    return np.float32(0.5) - np.float32(0.5) * _square_wave_mean(su * np.float32(2.0), width)
+    return F32(0.5) - F32(0.5) * _square_wave_mean(su * F32(2.0), width)
 
 
 @PATTERNS.register("noise")
 def noise(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Stone / carpet: fractal value noise at the material period, contrast-stretched."""
-    n = sample_noise(su * np.float32(8.0), sv * np.float32(8.0))
-    return np.clip((n - np.float32(0.5)) * np.float32(2.2) + np.float32(0.5), 0.0, 1.0)
+    n = sample_noise(su * F32(8.0), sv * F32(8.0))
+    return np.clip((n - F32(0.5)) * F32(2.2) + F32(0.5), 0.0, 1.0)
 
 
-@PATTERNS.register("wood")
+@PATTERNS.register("wood", filtered=True)
 def wood(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Planks along v (one per period across u) with growth-ring bands, per-plank tone and dark seams."""
     plank = np.floor(su)
@@ -156,6 +158,10 @@ def wood(su: np.ndarray, sv: np.ndarray, width: np.ndarray) -> np.ndarray:
     wobble = sample_noise(su * F32(3.0), sv * F32(0.4) + tone * F32(97.0)) * F32(5.0)
     rings = F32(0.5) + F32(0.5) * np.sin((across * F32(6.0) + wobble) * F32(6.2832))
     rings *= rings
+    # Band-limit like the filtered patterns: rings (3 per width unit) and plank tones (1 per 2) average
+    # out once a pixel spans several of them.
+    rings = F32(0.375) + (rings - F32(0.375)) / (F32(1.0) + (width * F32(3.0)) ** 2)
+    tone = F32(0.5) + (tone - F32(0.5)) / (F32(1.0) + (width * F32(0.5)) ** 2)
     # Seams fade out once a pixel covers a good part of a plank.
     seam_visible = np.maximum(F32(1.0) - width * F32(2.0), F32(0.0))
     seam = (np.minimum(across, F32(1.0) - across) < F32(0.025)) * seam_visible

@@ -1,0 +1,80 @@
+"""Dynamic int8 quantization of an exported student (onnxruntime.quantization.quantize_dynamic), with its cost.
+
+Dynamic quantization stores weights as int8 and quantizes activations on the fly, so it needs no calibration
+data; what it costs in accuracy is measured right away: on a labeled split (`--split`), both ONNX models are
+scored with the split's protocol and the metric deltas reported; otherwise the int8 output is compared with the
+fp32 output on the sample images (mean and max relative difference).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdcache.console import log
+from kdcache.errors import KdcacheError
+
+
+def _quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.onnx")
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    # quantize_dynamic logs "consider pre-processing" on the root logger; its symbolic shape inference
+    # cannot handle dynamic H/W graphs, so the advice does not apply here.
+    root_logger.setLevel(logging.ERROR)
+    try:
+        # QUInt8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8 only.
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QUInt8)
+        os.replace(tmp, target)
+    except Exception as err:  # onnxruntime.quantization raises assorted types on unsupported graphs
+        raise KdcacheError(f"int8 quantization of {source} failed ({type(err).__name__}: {err}): "
+                           f"export without --int8") from err
+    finally:
+        root_logger.setLevel(level)
+        tmp.unlink(missing_ok=True)
+
+
+def _output_difference(fp32: Path, int8: Path, inputs: torch.Tensor) -> dict:
+    from kdcache.export import _session
+
+    feed = {"image": inputs.numpy()}
+    reference = _session(fp32).run(None, feed)[0]
+    quantized = _session(int8).run(None, feed)[0]
+    relative = np.abs(quantized - reference) / np.maximum(np.abs(reference), 1e-6)
+    return {"on": f"{len(inputs)} sample image(s)", "mean_rel_diff_vs_fp32": float(relative.mean()),
+            "max_rel_diff_vs_fp32": float(relative.max())}
+
+
+def _metric_change(fp32: Path, int8: Path, split: str, root) -> dict:
+    from kdcache.evaluate import evaluate
+    from kdcache.evaluate.predictors import OnnxPredictor
+
+    rows = evaluate([OnnxPredictor(fp32, "fp32"), OnnxPredictor(int8, "int8")], split, efficiency=False, root=root)
+    before, after = rows[0]["metrics"], rows[1]["metrics"]
+    return {"on": split, "protocol": rows[0]["protocol"], "fp32": before, "int8": after,
+            "delta": {key: after[key] - before[key] for key in before}}
+
+
+def quantize_int8(fp32: Path, module: torch.nn.Module, inputs: torch.Tensor, split: str | None = None,
+                  root=None) -> dict:
+    """Write `<name>.int8.onnx` next to `fp32`; report its size, latency and accuracy change."""
+    from kdcache.data import open_split
+    from kdcache.export import _median_seconds, _session
+
+    target = fp32.with_name(f"{fp32.stem}.int8.onnx")
+    _quantize(fp32, target)
+    session = _session(target, threads=torch.get_num_threads())
+    feed = {"image": inputs[:1].numpy()}
+    report = {"onnx": str(target), "size_mb": target.stat().st_size / 1e6,
+              "onnx_latency_ms": 1e3 * _median_seconds(lambda: session.run(None, feed))}
+    labeled = bool(split) and open_split(split, root=root).labeled
+    if split and not labeled:
+        log(f"[yellow]note:[/] split '{split}' has no ground truth: int8 accuracy is compared with fp32 outputs")
+    report["accuracy"] = _metric_change(fp32, target, split, root) if labeled else _output_difference(fp32, target, inputs)
+    return report

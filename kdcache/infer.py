@@ -1,0 +1,192 @@
+"""`infer`: depth for images, folders and videos with any student, teacher or exported ONNX model.
+
+Outputs per image (`formats`): `color` -> `<stem>_depth.png` (colormapped, near = bright), `side` ->
+`<stem>_side.png` (RGB | depth), `png16` -> `<stem>_depth16.png` (uint16 millimetres, 0..65.535 m, the NYU /
+KITTI-style format; metric models only), `npy` -> `<stem>_depth.npy` (float32 metres) or `<stem>_disparity.npy`
+for relative models. A video gives `<stem>_depth.<ext>` with RGB | depth frames at the source frame rate, and
+its processing speed in frames per second. Folders keep their sub-folder layout under `out`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from kdcache.console import log, progress
+from kdcache.errors import BadSampleError, KdcacheError
+from kdcache.evaluate.predictors import Predictor, load_predictor
+from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, count_frames, is_video, read_frames, video_fps
+
+FORMATS = ("color", "side", "png16", "npy")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """(file, output stem relative to `out`) for every image/video named or found (recursively) in folders."""
+    found = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            wanted = IMAGE_EXTENSIONS | FFMPEG_EXTENSIONS
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith("."))
+            found += [(p, p.relative_to(path).with_suffix("")) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        else:
+            raise KdcacheError(f"input {path} does not exist: pass image files, folders or video files")
+    if not found:
+        raise KdcacheError("no image or video found in the inputs: pass .jpg/.png files, folders or .mp4/.gif videos")
+    return found
+
+
+def to_nearness(pred: np.ndarray, space: str) -> np.ndarray:
+    """Larger = nearer, for display: 1/depth for metric predictions, disparity as is."""
+    return 1.0 / np.maximum(pred, 1e-6) if space == "depth" else pred
+
+
+def display_range(nearness: np.ndarray) -> tuple[float, float]:
+    """Robust colour range: 2nd and 98th percentiles (a few extreme pixels do not wash out the map)."""
+    lo, hi = np.percentile(nearness[np.isfinite(nearness)], [2, 98]) if np.isfinite(nearness).any() else (0.0, 1.0)
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def colorize(nearness: np.ndarray, lo: float, hi: float, cmap: str = "inferno") -> np.ndarray:
+    """(H, W, 3) uint8 colour image of `nearness` mapped through a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    if cmap not in colormaps:
+        raise KdcacheError(f"unknown colormap '{cmap}': use e.g. inferno, magma, viridis, turbo, gray")
+    scaled = np.clip((nearness - lo) / (hi - lo), 0.0, 1.0)
+    return (colormaps[cmap](np.nan_to_num(scaled))[..., :3] * 255).astype(np.uint8)
+
+
+def full_size(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of the model output to the input image size."""
+    if pred.shape == tuple(shape):
+        return pred
+    tensor = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None, None]
+    return F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float32))
+    return buffer.getvalue()
+
+
+def write_outputs(image: np.ndarray, pred: np.ndarray, space: str, stem: Path, formats: Sequence[str],
+                  cmap: str) -> list[Path]:
+    """Write the requested files for one image; returns their paths."""
+    written = []
+    nearness = to_nearness(pred, space)
+    color = colorize(nearness, *display_range(nearness), cmap=cmap)
+    files = {
+        "color": (stem.with_name(stem.name + "_depth.png"), lambda: _png_bytes(color)),
+        "side": (stem.with_name(stem.name + "_side.png"), lambda: _png_bytes(np.concatenate([image, color], axis=1))),
+        "png16": (stem.with_name(stem.name + "_depth16.png"),
+                  lambda: _png_bytes(np.clip(np.round(pred * 1000.0), 0, 65535).astype(np.uint16))),
+        "npy": (stem.with_name(stem.name + ("_depth.npy" if space == "depth" else "_disparity.npy")),
+                lambda: _npy_bytes(pred)),
+    }
+    for name in formats:
+        path, encode = files[name]
+        _write_atomic(path, encode())
+        written.append(path)
+    return written
+
+
+def _check_formats(formats: Sequence[str], space: str) -> None:
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise KdcacheError(f"unknown output format(s) {', '.join(unknown) or 'none given'}: use {', '.join(FORMATS)}")
+    if "png16" in formats and space != "depth":
+        raise KdcacheError("png16 stores millimetres but this model predicts relative disparity: use --format npy")
+
+
+def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: str, flip_tta: bool, bar) -> dict:
+    fps = video_fps(path)
+    target = out / stem.with_name(stem.name + "_depth" + path.suffix.lower())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = VideoWriter(target, fps)
+    task = bar.add_task(f"video {path.name}", total=count_frames(path))
+    frames, model_seconds, start, window = 0, 0.0, time.perf_counter(), None
+    try:
+        for frame in read_frames(path):
+            tick = time.perf_counter()
+            pred = full_size(predictor.predict(frame, flip_tta=flip_tta), frame.shape[:2])
+            model_seconds += time.perf_counter() - tick
+            nearness = to_nearness(pred, predictor.output_space)
+            # Smoothed colour range: per-frame ranges would make the video flicker.
+            current = np.array(display_range(nearness))
+            window = current if window is None else 0.9 * window + 0.1 * current
+            writer.append(np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1))
+            frames += 1
+            bar.advance(task)
+    finally:
+        if frames:
+            writer.close()
+    if not frames:
+        raise KdcacheError(f"video {path} has no frames: check the file")
+    total = time.perf_counter() - start
+    return {"input": str(path), "output": str(target), "frames": frames, "source_fps": fps,
+            "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
+
+
+def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+          formats: Sequence[str] = ("color", "side"), *, device: str = "cpu", precision: str = "fp32",
+          input_size: tuple[int, int] | None = None, flip_tta: bool = False, cmap: str = "inferno") -> dict:
+    """Run `model` on images / folders / videos and write depth outputs under `out`; returns a summary dict."""
+    predictor = load_predictor(model, device=device, precision=precision, input_size=input_size)
+    _check_formats(formats, predictor.output_space)
+    out = Path(out).expanduser()
+    items = expand_inputs(inputs)
+    videos = [(p, s) for p, s in items if is_video(p)]
+    images = [(p, s) for p, s in items if (p, s) not in videos]
+    from kdcache.data.images import load_rgb
+
+    summary = {"model": predictor.name, "output_space": predictor.output_space, "out": str(out), "images": 0,
+               "skipped": [], "videos": []}
+    model_seconds = 0.0
+    with progress(unit="img") as bar:
+        task = bar.add_task("infer", total=len(images))
+        for path, stem in images:
+            try:
+                image = load_rgb(path)
+            except BadSampleError as err:
+                summary["skipped"].append(str(err))
+                log(f"[yellow]skipped:[/] {err}")
+                bar.advance(task)
+                continue
+            tick = time.perf_counter()
+            pred = full_size(predictor.predict(image, flip_tta=flip_tta), image.shape[:2])
+            model_seconds += time.perf_counter() - tick
+            write_outputs(image, pred, predictor.output_space, out / stem, formats, cmap)
+            summary["images"] += 1
+            bar.advance(task)
+        for path, stem in videos:
+            summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
+    if summary["images"]:
+        summary["images_per_s"] = summary["images"] / model_seconds
+    return summary

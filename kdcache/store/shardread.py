@@ -1,0 +1,74 @@
+"""Fast whole-shard reads: one GET per shard, then Blosc-decode its chunks directly.
+
+zarr-python decodes every inner chunk through its async codec pipeline, which costs about as much as
+the decompression itself for one-sample chunks. A training loader reads whole shards (`shuffled_blocks`),
+so for the layout kdcache writes (sharding codec, inner chunks `bytes` + `blosc`, index `bytes` + `crc32c`
+at the end; zarr v3 spec) this module reads the shard file once, checks the index checksum, and decodes
+each chunk with numcodecs. Any other layout (or anything unexpected) returns None and the caller falls
+back to zarr, so results never depend on which path ran (tests compare both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+from numcodecs import Blosc
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
+from zarr.codecs.sharding import ShardingCodecIndexLocation
+from zarr.core.buffer import default_buffer_prototype
+
+MISSING = np.uint64(2**64 - 1)  # index entry of a chunk that was never written (all fill value)
+_BLOSC = Blosc()
+
+
+def _sharding_codec(array: zarr.Array) -> ShardingCodec | None:
+    codecs = getattr(array.metadata, "codecs", ())
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return None
+    sharding = codecs[0]
+    inner_ok = [type(c) for c in sharding.codecs] == [BytesCodec, BloscCodec]
+    index_ok = [type(c) for c in sharding.index_codecs] == [BytesCodec, Crc32cCodec]
+    if not (inner_ok and index_ok and sharding.index_location == ShardingCodecIndexLocation.end):
+        return None
+    return sharding
+
+
+def read_shard(array: zarr.Array, shard: int) -> np.ndarray | None:
+    """Samples of shard `shard` (along axis 0) as one array, or None when the fast path does not apply."""
+    sharding = _sharding_codec(array)
+    if sharding is None or tuple(sharding.chunk_shape[1:]) != tuple(array.shape[1:]) or sharding.chunk_shape[0] != 1:
+        return None
+    shard_len = array.shards[0]
+    start = shard * shard_len
+    count = min(array.shape[0], start + shard_len) - start
+    dtype = np.dtype(array.dtype).newbyteorder("<") if np.dtype(array.dtype).itemsize > 1 else np.dtype(array.dtype)
+    out = np.full((count, *array.shape[1:]), array.fill_value, dtype=dtype)
+    key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+    path = f"{array.store_path.path}/{key}" if array.store_path.path else key
+    buffer = zarr.core.sync.sync(array.store_path.store.get(path, prototype=default_buffer_prototype()))
+    if buffer is None:
+        return out  # the shard was all fill value
+    raw = buffer.as_numpy_array().view(np.uint8).reshape(-1)  # no copy of the (large) shard bytes
+    index_bytes = shard_len * 16
+    if raw.size < index_bytes + 4:
+        return None
+    index_raw = raw[raw.size - index_bytes - 4:raw.size - 4]
+    if not _checksum_ok(index_raw.tobytes(), raw[raw.size - 4:].tobytes()):
+        return None
+    index = index_raw.view("<u8").reshape(shard_len, 2)
+    sample_bytes = int(np.prod(array.shape[1:])) * dtype.itemsize
+    for position in range(count):
+        offset, nbytes = index[position]
+        if offset == MISSING:
+            continue
+        chunk = _BLOSC.decode(raw[int(offset):int(offset + nbytes)])
+        if len(chunk) != sample_bytes:
+            return None
+        out[position] = np.frombuffer(chunk, dtype=dtype).reshape(array.shape[1:])
+    return out.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _checksum_ok(payload: bytes, stored: bytes) -> bool:
+    import google_crc32c
+
+    return np.uint32(google_crc32c.value(payload)).tobytes() == stored

@@ -1,0 +1,122 @@
+"""Video frames in and out for `kdcache infer` (recorded-feed demos).
+
+Two backends: animated GIF through Pillow (always available), and every ffmpeg format (.mp4, .avi, .mov,
+.mkv, .webm) through `imageio` + `imageio-ffmpeg`, which ships its own ffmpeg binary (`pip install imageio
+imageio-ffmpeg`). A missing backend is a one-line error naming that command.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from kdcache.errors import KdcacheError
+
+FFMPEG_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+VIDEO_EXTENSIONS = FFMPEG_EXTENSIONS | {".gif"}
+
+
+def is_video(path: Path) -> bool:
+    """Video containers by extension; a GIF only when it has more than one frame."""
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        try:
+            with Image.open(path) as image:
+                return getattr(image, "n_frames", 1) > 1
+        except OSError:
+            return False
+    return suffix in FFMPEG_EXTENSIONS
+
+
+def _imageio():
+    try:
+        import imageio.v2 as imageio  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise KdcacheError("reading/writing .mp4 and other ffmpeg videos needs imageio + imageio-ffmpeg: "
+                           "pip install imageio imageio-ffmpeg (or use an animated .gif)") from None
+    return imageio
+
+
+def video_fps(path: Path) -> float:
+    """Frames per second declared by the file (GIF: from its frame durations)."""
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            duration = image.info.get("duration") or 100
+        return 1000.0 / float(duration)
+    reader = _imageio().get_reader(str(path), "ffmpeg")
+    try:
+        return float(reader.get_meta_data().get("fps") or 25.0)
+    finally:
+        reader.close()
+
+
+def count_frames(path: Path) -> int | None:
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    reader = _imageio().get_reader(str(path), "ffmpeg")
+    try:
+        frames = reader.count_frames()
+        return int(frames) if frames and frames > 0 else None
+    except Exception:  # some containers do not know their length; the progress bar then has no total
+        return None
+    finally:
+        reader.close()
+
+
+def read_frames(path: Path) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames."""
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            for index in range(getattr(image, "n_frames", 1)):
+                image.seek(index)
+                yield np.asarray(image.convert("RGB"))
+        return
+    reader = _imageio().get_reader(str(path), "ffmpeg")
+    try:
+        for frame in reader:
+            yield np.asarray(frame)[..., :3]
+    except OSError as err:
+        raise KdcacheError(f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from err
+    finally:
+        reader.close()
+
+
+class VideoWriter:
+    """Collects frames into `path` through a temp file renamed into place on `close()` (never half a video)."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        self.frames: list[Image.Image] = []
+        self.writer = None
+        if path.suffix.lower() != ".gif":
+            # yuv420p/libx264 want even sizes: `append` pads odd frames by one black pixel instead of resizing.
+            self.writer = _imageio().get_writer(str(self.tmp), format="FFMPEG", mode="I", fps=fps,
+                                                codec="libx264", quality=8, macro_block_size=1)
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            self.frames.append(Image.fromarray(frame))
+        else:
+            pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
+            self.writer.append_data(np.pad(frame, pad) if any(p[1] for p in pad) else frame)
+
+    def close(self) -> None:
+        try:
+            if self.writer is None:
+                if self.frames:
+                    duration = int(round(1000.0 / self.fps))
+                    self.frames[0].save(self.tmp, save_all=True, append_images=self.frames[1:], duration=duration,
+                                        loop=0)
+            else:
+                self.writer.close()
+            os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()

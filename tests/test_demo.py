@@ -1,0 +1,73 @@
+"""`kdcache demo --scale micro`: the whole recipe end to end in seconds, plus the report's logic."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from kdcache.demo.findings import check_findings
+from kdcache.demo.plan import SCALES, load_plan
+from kdcache.demo.report import ROW_ORDER
+from kdcache.demo.steps import to_toml
+from kdcache.errors import KdcacheError
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_scale_has_a_valid_plan(scale):
+    plan = load_plan(scale)
+    assert plan.scale == scale
+    assert plan.teacher.preset and plan.student.preset
+    assert len(plan.cached_splits) == 4
+
+
+def test_unknown_scale_is_one_clear_line():
+    with pytest.raises(KdcacheError, match="unknown demo scale 'huge'"):
+        load_plan("huge")
+
+
+def test_to_toml_round_trips_a_training_config():
+    import tomllib
+
+    config = {"cache": "c.zarr", "epochs": 2, "resolution": [32, 48], "sources": {"labeled": "synth-train[:4]"},
+              "variant": [{"name": "a", "student": "s", "loss": {"silog": 1.0}, "sources": ["labeled"]}]}
+    assert tomllib.loads(to_toml(config)) == config
+
+
+def _rows(**abs_rel):
+    return [{"name": name, "abs_rel": abs_rel[name.replace("-", "_")]} for name in ROW_ORDER]
+
+
+def test_findings_report_what_the_numbers_say():
+    rows = _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.18, kd_labeled_aux=0.15, kd_aux_only=0.19,
+                 kd_labeled_aux_far=0.17)
+    assert all(f.holds for f in check_findings(rows))
+    rows = _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.14, kd_labeled_aux=0.15, kd_aux_only=0.19,
+                 kd_labeled_aux_far=0.13)
+    holds = {f.claim.split(":")[0]: f.holds for f in check_findings(rows)}
+    assert not holds["Auxiliary unlabeled images help"]
+    assert not holds["Scene scale matters"]
+    assert "0.1500" in check_findings(rows)[2].evidence
+
+
+@pytest.mark.slow
+def test_micro_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path, run_cli):
+    out = tmp_path / "demo"
+    code, stdout, stderr = run_cli("demo", "--scale", "micro", "--out", out, "--workers", "0")
+    assert code == 0, stderr
+    results = json.loads((out / "results.json").read_text())
+    assert [row["name"] for row in results["rows"]] == ROW_ORDER
+    for row in results["rows"]:
+        for key in ("abs_rel", "rmse", "d1", "params", "latency_ms"):
+            assert math.isfinite(row[key]), (row["name"], key)
+    assert len(results["findings"]) == 5
+    report = (out / "report.md").read_text()
+    assert "kdcache precompute --teacher none" in report and "kdcache train --config" in report
+    assert (out / "gallery.png").stat().st_size > 1000 and (out / "curves.png").stat().st_size > 1000
+    assert "report:" in stdout
+
+    # A rerun reuses every finished step.
+    code, _, stderr = run_cli("demo", "--scale", "micro", "--out", out, "--workers", "0")
+    assert code == 0
+    assert stderr.count("complete, reused") == 6

@@ -1,0 +1,64 @@
+"""ONNX export of a tiny student: parity with PyTorch, dynamic axes, int8, fail-loudly, `kdcache export`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eval_helpers import SPLIT, ArraySplit, save_tiny_student
+from kdcache.errors import KdcacheError
+from kdcache.evaluate import evaluate
+from kdcache.evaluate.predictors import OnnxPredictor
+from kdcache.export import export_onnx, relative_error
+from kdcache.students import load_student
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return save_tiny_student(tmp_path_factory.mktemp("export") / "run")
+
+
+def test_kdcache_export_default_exporter_is_dynamic_and_matches_pytorch(run, run_cli, tmp_path):
+    out = tmp_path / "onnx" / "student.onnx"
+    code, stdout, stderr = run_cli("export", "--model", run, "--onnx", out, "--int8", "--split", f"{SPLIT}[:2]",
+                                   "--json", tmp_path / "export.json")
+    assert code == 0, stderr
+    assert "parity vs PyTorch" in stdout and "onnxruntime" in stdout and "int8 accuracy" in stdout
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["exporter"] == "dynamo" and report["opset"] == 18
+    assert report["dynamic_axes"] == ["batch", "height", "width"] and report["parity_rel_error"] < 1e-3
+    assert report["int8"]["accuracy"]["protocol"] == "metric" and set(report["int8"]["accuracy"]["delta"])
+    assert out.with_name("student.int8.onnx").is_file()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    # Another batch and an odd size, straight through onnxruntime, against PyTorch.
+    model, _ = load_student(run)
+    onnx = OnnxPredictor(out)
+    x = torch.rand(3, 3, 37, 83)
+    with torch.no_grad():
+        assert relative_error(onnx.forward(x).numpy(), model(x)[:, 0].numpy()) < 1e-3
+    # The exported file is a model like any other for `evaluate`.
+    row = evaluate([str(out)], ArraySplit(count=1), efficiency=False)[0]
+    assert row["kind"] == "onnx" and row["protocol"] == "metric"
+
+
+def test_static_fallback_records_its_fixed_size(run, tmp_path):
+    report = export_onnx(run, tmp_path / "static.onnx", exporter="torchscript-static", input_size=(32, 48))
+    assert report["dynamic_axes"] == [] and report["parity_rel_error"] < 1e-3
+    onnx = OnnxPredictor(tmp_path / "static.onnx")
+    assert onnx.input_size == (32, 48) and onnx.predict(np.zeros((50, 70, 3), np.uint8)).shape == (32, 48)
+
+
+def test_parity_failure_is_loud_and_leaves_no_file(run, tmp_path, monkeypatch):
+    import kdcache.export as export
+
+    monkeypatch.setattr(export, "_parity", lambda *args: 0.01)
+    with pytest.raises(KdcacheError, match="differs from PyTorch"):
+        export_onnx(run, tmp_path / "bad.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_relative_error_and_cli_errors(run_cli, tmp_path):
+    assert relative_error(np.array([1.0, 2.002]), np.array([1.0, 2.0])) == pytest.approx(1e-3)
+    code, _, stderr = run_cli("export", "--model", tmp_path / "missing", "--onnx", tmp_path / "x.onnx")
+    assert code == 2 and "does not exist" in stderr

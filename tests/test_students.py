@@ -1,0 +1,266 @@
+"""The student zoo: every preset builds, handles any input size, round-trips through a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from kdcache.errors import KdcacheError
+from kdcache.students import (DECODERS, complexity, create_student, list_decoders, list_students, load_student,
+                              resolve_spec, save_student, student_complexity)
+from kdcache.students.checkpoint import DESCRIPTION, WEIGHTS
+
+TINY = "test_efficientnet+nnconv5"  # timm's 82 k-parameter test encoder: milliseconds per forward
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_preset(name, tmp_path):
+    """One test per preset (each big model is built once): shapes at two sizes, positivity, features,
+    gradients reaching every parameter (DDP needs that), save/load round trip."""
+    torch.manual_seed(0)
+    model = create_student(name)
+    assert model.config["student"] == name
+
+    model.train()
+    x = torch.rand(2, 3, 64, 80)
+    depth, features = model(x, return_features=True)
+    assert depth.shape == (2, 1, 64, 80)
+    assert [f.shape[1] for f in features] == model.feature_channels
+    assert [f.shape[-2:] for f in features] == [(ceil_div(64, r), ceil_div(80, r)) for r in model.feature_reductions]
+    (depth.mean() + sum(f.mean() for f in features)).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters outside the graph: {no_grad[:3]}"
+
+    model.eval()
+    with torch.no_grad():
+        odd = model(torch.rand(2, 3, 60, 76))  # not a multiple of the encoder stride
+        assert odd.shape == (2, 1, 60, 76)
+        assert torch.isfinite(odd).all() and (odd > 0).all()
+        # an untrained student predicts about init_depth metres everywhere
+        assert odd.mean().item() == pytest.approx(2.5, abs=0.25)
+
+        directory = save_student(model, tmp_path / "ckpt", {"output_space": "depth", "epoch": 3})
+        loaded, meta = load_student(directory)
+        assert meta == {"output_space": "depth", "epoch": 3}
+        assert loaded.config == model.config and not loaded.training
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_overrides_and_free_combinations_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = create_student("mobilevit-xxs", encoder="test_efficientnet", decoder="hu", width=8, init_depth=4.0)
+    assert model.config["spec"]["decoder"] == "hu" and model.config["overrides"]["width"] == 8
+    combo = create_student(TINY, width=8, out_indices=[1, 2, 3, 4])
+    assert combo.config["spec"]["encoder"] == "test_efficientnet"
+    assert combo.feature_reductions == [4, 8, 16, 32] and len(combo.feature_channels) == 4
+    x = torch.rand(1, 3, 33, 47)
+    with torch.no_grad():
+        assert model.eval()(x).mean().item() == pytest.approx(4.0, abs=0.3)
+        save_student(model, tmp_path / "a", {"output_space": "disparity"})
+        loaded, meta = load_student(tmp_path / "a" / WEIGHTS)  # the .safetensors file itself
+        assert meta["output_space"] == "disparity"
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("decoder", list_decoders())
+def test_every_decoder_on_a_tiny_encoder(decoder):
+    model = create_student(f"test_efficientnet+{decoder}", width=8).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 37, 53)).shape == (1, 1, 37, 53)
+    assert DECODERS.info(decoder)["description"]
+
+
+def test_hu_student_has_about_1_7_million_parameters():
+    """Hu et al.: MobileNetV2 cut after its 160-channel stage + MFF decoder, 1.7 M parameters."""
+    params = student_complexity("hu-mobilenetv2", (64, 80))["params"]
+    assert 1.55e6 < params < 1.85e6
+    assert resolve_spec("hu-mobilenetv2").drop_last_block
+
+
+def test_complexity_counts_macs_exactly():
+    conv = torch.nn.Conv2d(3, 8, 1, bias=False)
+    cost = complexity(conv, (4, 5))
+    assert cost["params"] == 24
+    assert cost["flops"] == 2 * 3 * 8 * 4 * 5 and cost["gmacs"] == pytest.approx(3 * 8 * 20 / 1e9)
+
+
+def test_meta_device_complexity_matches_a_real_model():
+    real = create_student(TINY)
+    assert student_complexity(TINY, (64, 96)) == complexity(real, (64, 96))
+    # MACs grow with the pixel count
+    small, large = student_complexity(TINY, (64, 96)), student_complexity(TINY, (128, 192))
+    assert large["gmacs"] == pytest.approx(4 * small["gmacs"], rel=0.1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="mobilevit", colour="red"), "unknown student option"),
+    (dict(name="mobilevitt"), "Did you mean 'mobilevit'"),
+    (dict(name="nonet+minidpt"), "unknown timm encoder 'nonet'"),
+    (dict(name="resnet18+unet"), "unknown decoder 'unet'"),
+    (dict(name="resnet18+minidpt", drop_last_block=True), "drop_last_block is only supported"),
+    (dict(name="mobilevit", width=0), "width must be an integer"),
+    (dict(name="mobilevit", init_depth=0.0001), "init_depth > min_depth > 0"),
+])
+def test_student_errors(kwargs, message):
+    with pytest.raises(KdcacheError, match=message):
+        create_student(**kwargs)
+
+
+# --- pretrained weights: local first, never hang ------------------------------------------------------------------
+
+def _fake_hub_cache(root, repo_id: str, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    folder = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    save_file(state, str(snapshot / "model.safetensors"))
+
+
+def test_pretrained_uses_weights_in_the_local_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub
+    import timm
+
+    torch.manual_seed(1)
+    reference = timm.create_model("test_efficientnet", pretrained=False)
+    _fake_hub_cache(tmp_path, "timm/test_efficientnet.r160_in1k", reference.state_dict())
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    model = create_student(TINY, pretrained=True)
+    torch.testing.assert_close(model.encoder.body.conv_stem.weight, reference.conv_stem.weight)
+
+
+def test_pretrained_offline_without_weights_logs_and_trains_from_scratch(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = create_student(TINY, pretrained=True)
+    assert isinstance(model, torch.nn.Module)
+    err = capsys.readouterr().err
+    assert "test_efficientnet" in err and "from scratch" in err
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------------
+
+def test_save_is_atomic_and_overwrites_cleanly(tmp_path):
+    model = create_student(TINY)
+    target = tmp_path / "run" / "checkpoints" / "last"
+    save_student(model, target, {"output_space": "depth", "step": 1})
+    save_student(model, target, {"output_space": "depth", "step": 2})
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last"]  # no temp or retired copies left
+    assert sorted(p.name for p in target.iterdir()) == [WEIGHTS, DESCRIPTION]
+    assert json.loads((target / DESCRIPTION).read_text())["meta"]["step"] == 2
+    # a run dir resolves to checkpoints/best, then checkpoints/last
+    assert load_student(tmp_path / "run")[1]["step"] == 2
+    save_student(model, tmp_path / "run" / "checkpoints" / "best", {"output_space": "depth", "step": 9})
+    assert load_student(tmp_path / "run")[1]["step"] == 9
+
+
+def test_lone_safetensors_file_is_self_describing(tmp_path):
+    model = create_student(TINY)
+    save_student(model, tmp_path / "c", {"output_space": "disparity"})
+    (tmp_path / "c" / DESCRIPTION).unlink()
+    loaded, meta = load_student(tmp_path / "c" / WEIGHTS)
+    assert meta["output_space"] == "disparity" and loaded.config == model.config
+
+
+def test_checkpoint_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    with pytest.raises(KdcacheError, match="does not exist"):
+        load_student(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KdcacheError, match="no student checkpoint"):
+        load_student(tmp_path / "empty")
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(KdcacheError, match="not a kdcache student checkpoint"):
+        load_student(tmp_path / "weights.pt")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(KdcacheError, match="not a kdcache student checkpoint"):
+        load_student(tmp_path / "foreign.safetensors")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / WEIGHTS).write_bytes(b"garbage")
+    (tmp_path / "broken" / DESCRIPTION).write_text("{not json")
+    with pytest.raises(KdcacheError, match="cannot read student checkpoint"):
+        load_student(tmp_path / "broken")
+    model = create_student(TINY)
+    for variant in ("a", "b"):
+        save_student(model, tmp_path / "sweep" / variant / "checkpoints" / "last", {"output_space": "depth"})
+    with pytest.raises(KdcacheError, match=r"several student variants \(a, b\)"):
+        load_student(tmp_path / "sweep")
+    with pytest.raises(KdcacheError, match="output_space"):
+        save_student(model, tmp_path / "x", {"output_space": "metres"})
+
+
+def test_checkpoints_survive_preset_changes(tmp_path, monkeypatch):
+    """Rebuilt from the stored resolved spec, not from today's preset defaults."""
+    from kdcache.students import STUDENTS, StudentSpec
+
+    model = create_student("mobilevit-xxs", encoder="test_efficientnet")
+    save_student(model, tmp_path / "c", {"output_space": "depth"})
+    monkeypatch.setitem(STUDENTS._factories, "mobilevit-xxs", lambda: StudentSpec("resnet18", "nnconv5", width=99))
+    loaded, _ = load_student(tmp_path / "c")
+    assert loaded.config == model.config
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+
+
+def test_mismatched_weights_are_refused(tmp_path):
+    save_student(create_student(TINY), tmp_path / "c", {"output_space": "depth"})
+    description = json.loads((tmp_path / "c" / DESCRIPTION).read_text())
+    description["config"]["spec"]["width"] = 8  # claims another architecture than the weights hold
+    (tmp_path / "c" / DESCRIPTION).write_text(json.dumps(description))
+    with pytest.raises(KdcacheError, match="does not match student"):
+        load_student(tmp_path / "c")
+
+
+# --- export-friendliness and CLI --------------------------------------------------------------------------------------
+
+def test_onnx_export_with_dynamic_size_matches_torch(tmp_path):
+    """Padding/cropping is shape arithmetic only: one export serves sizes with different padding."""
+    ort = pytest.importorskip("onnxruntime")
+    model = create_student(TINY, width=8).eval()
+    path = tmp_path / "student.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 60, 76),), str(path), dynamo=False, input_names=["image"],
+                      output_names=["depth"], dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 60, 76), (2, 3, 64, 96), (1, 3, 33, 35)]:
+        x = torch.rand(*shape)
+        (out,) = session.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(out), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cli_lists_every_preset(run_cli):
+    code, out, err = run_cli("students", "--resolution", "64x80")
+    assert code == 0, err
+    assert "GMACs @64x80" in out
+    for name in list_students():
+        assert name in out
+
+
+def test_cli_free_combination_and_errors(run_cli):
+    code, out, _ = run_cli("students", "--student", "resnet18+nnconv5")
+    assert code == 0 and "resnet18+nnconv5" in out and "GMACs @240x320" in out
+    params = student_complexity("resnet18+nnconv5")["params"] / 1e6
+    assert f"{params:.2f}" in out
+    for args, message in [(("--resolution", "big"), "bad --resolution"), (("-s", "nope"), "unknown student"),
+                          (("--resolution", "0x10"), "bad resolution")]:
+        code, _, err = run_cli("students", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_init_depth_bias_is_exact():
+    from kdcache.students.model import inverse_softplus
+
+    for value in (1e-3, 0.5, 2.5, 30.0):
+        assert math.log1p(math.exp(inverse_softplus(value))) == pytest.approx(value, rel=1e-9)
