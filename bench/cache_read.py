@@ -6,7 +6,7 @@ to show why blocks matter, and the peak memory each pattern allocates (tracemall
 The data: a store precomputed from JPEG photos-like images with a cheap fake teacher exposing two feature
 layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unlabeled split + features).
 
-    python bench/cache_read.py [--images 512] [--resolution 240x320] [--shard-size 64]
+    python bench/cache_read.py [--images 512] [--resolution 240x320] [--shard-size 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -78,18 +78,20 @@ def npz_epoch(paths: list[Path], epoch: int) -> int:
     return seen
 
 
-def timed(fn, *args, count: int) -> tuple[float, float]:
-    """(samples/s, peak traced MiB) of the fastest of two passes (the first also warms the page cache)."""
-    best, peak = 0.0, 0.0
-    for _ in range(2):
-        tracemalloc.start()
-        start = time.perf_counter()
-        fn(*args)
-        rate = count / (time.perf_counter() - start)
-        peak = max(peak, tracemalloc.get_traced_memory()[1] / 2**20)
-        tracemalloc.stop()
-        best = max(best, rate)
-    return best, peak
+def measure(patterns: dict, rounds: int) -> dict[str, tuple[float, float]]:
+    """{name: (samples/s, peak traced MiB)}: best of `rounds` interleaved passes (the first pass also warms
+    the page cache), so every pattern sees the same load on a shared machine."""
+    results = {name: (0.0, 0.0) for name in patterns}
+    for _ in range(rounds):
+        for name, (fn, count) in patterns.items():
+            tracemalloc.start()
+            start = time.perf_counter()
+            fn()
+            rate = count / (time.perf_counter() - start)
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            results[name] = (max(results[name][0], rate), max(results[name][1], peak))
+    return results
 
 
 def main() -> None:
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--resolution", default="240x320")
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--random-samples", type=int, default=128, help="samples for the per-sample pattern")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved passes per pattern (best is kept)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     resolution = tuple(int(v) for v in args.resolution.split("x"))
@@ -110,9 +113,12 @@ def main() -> None:
         paths = write_npz(split, work / "npz")
         store_bytes = sum(f.stat().st_size for f in (work / "cache.zarr").rglob("*") if f.is_file())
         npz_bytes = sum(p.stat().st_size for p in paths)
-        store_rate, store_peak = timed(store_epoch, split, 1, count=len(split))
-        random_rate, random_peak = timed(store_random_epoch, split, 1, args.random_samples, count=args.random_samples)
-        npz_rate, npz_peak = timed(npz_epoch, paths, 1, count=len(paths))
+        results = measure({
+            "store": (lambda: store_epoch(split, 1), len(split)),
+            "random": (lambda: store_random_epoch(split, 1, args.random_samples), args.random_samples),
+            "npz": (lambda: npz_epoch(paths, 1), len(paths)),
+        }, args.rounds)
+        (store_rate, store_peak), (random_rate, random_peak), (npz_rate, npz_peak) = results.values()
         print(f"{len(split)} samples at {resolution[0]}x{resolution[1]}, fields {FIELDS}, shard size {args.shard_size}")
         print(f"on disk: store {store_bytes / 2**20:.1f} MiB, npz {npz_bytes / 2**20:.1f} MiB")
         print(f"store, shuffled whole-shard blocks: {store_rate:8.1f} samples/s, peak {store_peak:6.1f} MiB")

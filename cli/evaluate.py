@@ -38,6 +38,8 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown table here."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root (default $KDCACHE_DATA or ./data)."),
+    gt: Optional[str] = typer.Option(None, "--gt", help="NYU ground truth: raw (default, the metric protocol's) or filled."),
+    size: Optional[str] = typer.Option(None, "--size", help="HxW of synthetic splits (synth-test renders at any size)."),
     strict: bool = typer.Option(False, "--strict", help="Stop on an unreadable image instead of skipping it."),
     list_protocols: bool = typer.Option(False, "--list-protocols", help="Describe the protocols and exit."),
 ) -> None:
@@ -54,6 +56,7 @@ def eval_command(
         model, split, protocol=list(protocol) if protocol else None, flip_tta=flip_tta, device=device,
         precision=precision, input_size=parse_size(input_size), crop=crop, max_depth=max_depth,
         efficiency=efficiency, throughput_batch=throughput_batch, root=data_root, strict=strict,
+        split_options={**({"gt": gt} if gt else {}), **({"size": parse_size(size)} if size else {})},
     )
     print_results(rows)
     if json_out:

@@ -89,9 +89,11 @@ def register(app: typer.Typer) -> None:
         feature_layer: list[str] = typer.Option([], "--feature-layer", help="Teacher layer to distil (repeat)."),
         no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
         log_every: Optional[int] = typer.Option(None, "--log-every"),
-        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Extra checkpoints every N steps."),
+        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every",
+                                                       help="Extra checkpoints every N steps."),
         resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+        sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across GPUs under torchrun."),
     ) -> None:
         from kdcache.train import config_from_dict, train
 
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
             "amp": amp, "device": device, "workers": workers, "val_max_samples": val_max_samples,
             "resolution": _resolution(resolution), "feature_layers": feature_layer or None,
             "log_every": log_every, "checkpoint_every": checkpoint_every,
-            "resume": resume or None, "overwrite": overwrite or None,
+            "resume": resume or None, "overwrite": overwrite or None, "sync_bn": sync_bn or None,
         }
         raw = build_raw_config(config, options, student, labeled, aux)
         if no_augment:
@@ -117,8 +119,9 @@ def print_results(results) -> None:
     from rich.table import Table
 
     table = Table(title="kdcache train")
-    for column in ("variant", "student", "space", "steps", "best val AbsRel", "final loss", "time (s)", "run dir"):
-        table.add_column(column, justify="right" if column in ("steps", "best val AbsRel", "final loss", "time (s)") else "left")
+    numeric = ("steps", "best val AbsRel", "final loss", "time (s)")
+    for column in ("variant", "student", "space", *numeric, "run dir"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for r in results:
         best = "-" if r.best_val_abs_rel is None else f"{r.best_val_abs_rel:.4f} @ {r.best_step}"
         loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"

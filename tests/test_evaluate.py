@@ -10,6 +10,7 @@ from eval_helpers import SPLIT, ArraySplit, save_tiny_student
 from kdcache.errors import KdcacheError
 from kdcache.evaluate import Predictor, evaluate, to_markdown
 from kdcache.metrics import METRIC_KEYS
+from kdcache.students import load_student
 
 
 class OraclePredictor(Predictor):
@@ -66,8 +67,7 @@ def test_student_and_hf_teacher_side_by_side_with_efficiency(tmp_path, tiny_dpt)
         assert eff["params"] > 0 and eff["gflops"] > 0 and eff["latency_ms"] > 0
         assert eff["throughput_ips"] > 0 and eff["throughput_batch"] == 2 and eff["peak_memory_mib"] >= 0
     assert student["efficiency"]["input_size"] == [48, 64]
-    assert student["efficiency"]["params"] == sum(
-        p.numel() for p in __import__("kdcache.students", fromlist=["x"]).load_student(run)[0].parameters())
+    assert student["efficiency"]["params"] == sum(p.numel() for p in load_student(run)[0].parameters())
     markdown = to_markdown(rows)
     assert "| Model |" in markdown and "aligned-disparity:" in markdown and str(run) in markdown
 
@@ -91,8 +91,9 @@ def test_unlabeled_split_and_unknown_model_are_one_line_errors():
 def test_kdcache_eval_cli_writes_table_json_and_markdown(tmp_path, run_cli, tiny_dpt):
     run = save_tiny_student(tmp_path / "run")
     out, md = tmp_path / "res" / "eval.json", tmp_path / "eval.md"
-    code, stdout, stderr = run_cli("eval", "--split", f"{SPLIT}[:2]", "--model", run, "--model", f"hf:{tiny_dpt}",
-                                   "--throughput-batch", "2", "--json", out, "--markdown", md, "--flip-tta")
+    code, stdout, stderr = run_cli("eval", "--split", SPLIT, "--size", "48x64", "--model", run, "--model",
+                                   f"hf:{tiny_dpt}", "--throughput-batch", "2", "--json", out, "--markdown", md,
+                                   "--flip-tta")
     assert code == 0, stderr
     assert "aligned-disparity" in stdout and "metric" in stdout and "AbsRel" in stdout
     payload = json.loads(out.read_text())
@@ -106,5 +107,60 @@ def test_kdcache_eval_cli_user_errors_exit_2(run_cli, tmp_path):
     assert code == 2 and "error:" in stderr and len(stderr.strip().splitlines()) == 1
     code, _, stderr = run_cli("eval", "--split", SPLIT, "--model", "x", "--protocol", "zoe")
     assert code == 2 and "unknown protocol" in stderr
+    code, _, stderr = run_cli("eval", "--split", "synth-test[:1]", "--size", "32by40", "--model", "x")
+    assert code == 2 and "bad size" in stderr
     code, stdout, _ = run_cli("eval", "--list-protocols")
     assert code == 0 and "aligned-depth" in stdout
+
+
+def test_cpu_peak_memory_sees_torch_allocations_and_throughput_batch_shrinks(monkeypatch):
+    import kdcache.evaluate.efficiency as efficiency
+
+    class Allocates(Predictor):
+        def forward(self, images):
+            scratch = torch.ones(len(images), 4, 1024, 1024)  # 16 MiB per image, freed before returning
+            return images[:, 0] + scratch.mean()
+
+    model = Allocates("alloc", "depth", torch.device("cpu"), None)
+    peak, method = efficiency.peak_memory(model, (8, 8))
+    assert 16 <= peak < 20 and "profiler" in method
+    # With ~100 MiB available, a batch of 32 x 16 MiB does not fit: halved until it does (<= 80 % of it).
+    monkeypatch.setattr(efficiency, "_meminfo", lambda field: 100 * efficiency.MIB)
+    _, batch = efficiency.throughput(model, (8, 8), 32, peak, repeats=1)
+    assert batch == 4
+
+
+class Constant(Predictor):
+    def __init__(self, value=2.0, space="depth"):
+        super().__init__(f"const-{space}", space, torch.device("cpu"), None)
+        self.value = value
+
+    def forward(self, images):
+        return torch.full((len(images), *images.shape[-2:]), self.value)
+
+
+def test_nyu_reader_gets_the_eigen_crop_and_raw_depth_range(data_root):
+    from data_fixtures import write_nyu
+
+    from kdcache.data import open_split
+    from kdcache.evaluate.context import crop_mask
+    from kdcache.metrics import depth_metrics, mean_metrics
+
+    write_nyu(data_root, height=480, width=640)
+    row = evaluate([Constant(2.0)], "nyu-test", efficiency=False)[0]
+    expected = []
+    for sample in open_split("nyu-test"):
+        mask = sample.valid & (sample.depth > 1e-3) & (sample.depth < 10) & crop_mask("eigen", (480, 640))
+        if mask.any():  # the fixture's far frames have nothing under 10 m inside the crop: not scored
+            expected.append(depth_metrics(np.full((480, 640), 2.0), sample.depth, mask))
+    assert 0 < len(expected) < 3 and row["unscored"] == 3 - len(expected) and row["images"] == len(expected)
+    assert row["metrics"] == pytest.approx(mean_metrics(expected))
+    assert evaluate([Constant(2.0)], "nyu-test", protocol="hu", efficiency=False)[0]["eval_size"] == [228, 304]
+
+
+def test_hrwsi_disparity_ground_truth_gets_aligned_disparity(data_root):
+    from data_fixtures import write_hrwsi
+
+    write_hrwsi(data_root)
+    row = evaluate([Constant(2.0)], "hrwsi-val", protocol="metric", efficiency=False)[0]
+    assert row["protocol"] == "aligned-disparity" and "relative disparity" in row["note"]

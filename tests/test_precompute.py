@@ -167,3 +167,15 @@ def test_the_pca_fit_pass_is_not_paid_twice(tmp_path):
     teacher = FakeTeacher()
     run(tmp_path / "c.zarr", teacher=teacher, feature_budget=2 * 2 * (4 * 6 * 2) * 5, pca_fit_samples=8)
     assert teacher.calls == 5 * 2  # 5 shards of 4 in batches of 3 and 1: every batch runs exactly once
+
+
+def test_remote_style_fsspec_url_goes_through_fsspec(tmp_path):
+    url = f"memory://kdcache-tests/{tmp_path.name}/c.zarr"  # FsspecStore path, as s3:// or gs:// would
+    split = open_store(run(url)).split("kdtest-labeled")
+    assert split.shards_done() == (5, 5)
+    local = open_store(run(tmp_path / "c.zarr")).split("kdtest-labeled")
+    for name, values in split.read(0, 8).items():
+        np.testing.assert_array_equal(values, local.read(0, 8)[name], err_msg=name)
+    again = FakeTeacher()
+    run(url, teacher=again)
+    assert again.calls == 0

@@ -147,14 +147,22 @@ def _meminfo(field: str) -> int | None:
     return None
 
 
+SLOW_BATCH_S = 20.0  # above this estimated time per batch, one timed batch (no extra warm-up) is enough
+
+
 def throughput(predictor: Predictor, size: tuple[int, int], batch: int, peak_batch1_mib: float,
-               repeats: int) -> tuple[float, int]:
-    """(images per second, batch actually used), halving the batch until it fits in memory."""
+               repeats: int, latency_s: float = 0.0) -> tuple[float, int]:
+    """(images per second, batch actually used), halving the batch until it fits in memory.
+
+    A big teacher on CPU (e.g. DPT-Large: ~10 s per image) would need many minutes for warm-up plus
+    several timed batches of 32; the batch-1 runs already warmed it up, so it gets one timed batch.
+    """
     while batch > 1 and predictor.device.type == "cpu" and not _fits_on_cpu(batch, peak_batch1_mib):
         batch //= 2
     while True:
+        slow = latency_s * batch > SLOW_BATCH_S
         try:
-            seconds = time_forward(predictor, batch, size, warmup=1, repeats=repeats)
+            seconds = time_forward(predictor, batch, size, warmup=0 if slow else 1, repeats=1 if slow else repeats)
             return batch / seconds, batch
         except (torch.OutOfMemoryError, RuntimeError) as err:
             if batch == 1 or "memory" not in str(err).lower():
@@ -169,7 +177,11 @@ def measure_efficiency(predictor: Predictor, size: tuple[int, int], throughput_b
     """All efficiency figures of `predictor` at input `size` (H, W) on its device, as one JSON-able dict."""
     size = tuple(int(v) for v in (predictor.input_size or size))
     params = predictor.params
-    latency = time_forward(predictor, 1, size, warmup=warmup, repeats=repeats)
+    # A probe forward sizes the run: a model taking seconds per image (a ViT-L teacher on CPU) gets 3 timed runs.
+    probe = time_forward(predictor, 1, size, warmup=1, repeats=1)
+    if probe > 2.0:
+        warmup, repeats = 0, 3
+    latency = time_forward(predictor, 1, size, warmup=max(warmup - 2, 0), repeats=repeats)
     peak_mib, method = peak_memory(predictor, size)
     flops = count_flops(predictor, size)
     result = {
@@ -185,7 +197,7 @@ def measure_efficiency(predictor: Predictor, size: tuple[int, int], throughput_b
         "threads": torch.get_num_threads(),
     }
     if throughput_batch > 0:
-        images_per_s, batch = throughput(predictor, size, throughput_batch, peak_mib, max(3, repeats // 3))
+        images_per_s, batch = throughput(predictor, size, throughput_batch, peak_mib, max(3, repeats // 3), latency)
         result.update(throughput_ips=images_per_s, throughput_batch=batch)
     return result
 

@@ -135,7 +135,10 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 def to_json(rows: list[dict]) -> str:
-    payload = {"kdcache_version": kdcache.__version__, "python": platform.python_version(), "results": rows}
+    import torch
+
+    payload = {"kdcache_version": kdcache.__version__, "torch": torch.__version__, "python": platform.python_version(),
+               "results": rows}
     return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from kdcache.errors import BadSampleError
@@ -52,11 +53,12 @@ class ResizedSamples(Dataset):
 
 
 def collate_records(records: list[dict]) -> dict:
-    """Stack records into numpy batches (no tensors: the writer wants numpy, the teacher converts once)."""
+    """Stack records into batches. Maps become torch tensors so worker processes hand them over through
+    shared memory instead of pickling megabytes through a pipe; `.numpy()` on them is free."""
     batch = {key: [r[key] for r in records] for key in records[0]}
     for key in ("image", "gt", "valid"):
         if key in batch:
-            batch[key] = np.stack(batch[key])
+            batch[key] = torch.from_numpy(np.stack(batch[key]))
     batch["index"] = np.asarray(batch["index"], dtype=np.int64)
     batch["readable"] = np.asarray(batch["readable"], dtype=bool)
     return batch

@@ -15,6 +15,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
+import torch
 
 from kdcache.console import log, progress
 from kdcache.errors import KdcacheError
@@ -118,6 +119,9 @@ def precompute(
     if not specs:
         raise KdcacheError("no --split given: name at least one split, e.g. --split nyu-train")
     datasets = {spec: open_split(spec, root=root) for spec in specs}
+    empty = [spec for spec, dataset in datasets.items() if len(dataset) == 0]
+    if empty:
+        raise KdcacheError(f"split {empty[0]} has no samples: check its path / slice, or leave it out")
     model = _resolve_teacher(teacher, device, precision)  # before touching `out`: a missing teacher leaves nothing
     layers = _resolve_layers(model, feature_layers)
     grid = tuple(feature_grid) if feature_grid else default_grid(resolution)
@@ -160,13 +164,15 @@ def _run_split(spec, dataset, manifest, maker, writer, batch_size, shard, worker
     warm = _prefilled_batches(maker, spec, set(todo), shard_size)
     warm_indices = {tuple(batch["index"].tolist()) for batch in warm}
     batches = [b for b in shard_batches(todo, count, shard_size, batch_size) if tuple(b) not in warm_indices]
-    loader = make_loader(samples, batches, workers) if batches else []
+    # Start the workers now, so they decode ahead while the warm batches are written.
+    loader = iter(make_loader(samples, batches, workers)) if batches else iter(())
     pending: dict[int, list[dict]] = defaultdict(list)
     stats = {"unreadable": 0, "teacher_bad": 0}
     total = sum(shard_range(s, count, shard_size)[1] - shard_range(s, count, shard_size)[0] for s in todo)
     with progress(unit="img") as bar:
         task = bar.add_task(spec, total=total)
         for batch in itertools.chain(warm, loader):  # warm batches are the first ones, so order is kept
+            batch = _as_numpy(batch)
             record = _process_batch(spec, batch, maker, strict, stats)
             shard_index = int(batch["index"][0]) // shard_size
             pending[shard_index].append(record)
@@ -177,6 +183,10 @@ def _run_split(spec, dataset, manifest, maker, writer, batch_size, shard, worker
             bar.advance(task, len(batch["index"]))
     log(f"{spec}: wrote {len(todo)} shards ({total} samples); unreadable {stats['unreadable']}, "
         f"teacher output not finite {stats['teacher_bad']}")
+
+
+def _as_numpy(batch: dict) -> dict:
+    return {key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
 def _prefilled_batches(maker, spec: str, todo: set, shard_size: int) -> list[dict]:

@@ -129,6 +129,11 @@ class StoredSplit:
         self._pid = None
 
     # --- description -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The split spec it was precomputed from (e.g. `nyu-train`, `folder:/data/x`)."""
+        return self.spec
+
     def __len__(self) -> int:
         return int(self.entry["count"])
 

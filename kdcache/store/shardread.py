@@ -42,12 +42,13 @@ def read_shard(array: zarr.Array, shard: int) -> np.ndarray | None:
     start = shard * shard_len
     count = min(array.shape[0], start + shard_len) - start
     dtype = np.dtype(array.dtype).newbyteorder("<") if np.dtype(array.dtype).itemsize > 1 else np.dtype(array.dtype)
-    out = np.full((count, *array.shape[1:]), array.fill_value, dtype=dtype)
+    out = np.empty((count, *array.shape[1:]), dtype=dtype)
     key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
     path = f"{array.store_path.path}/{key}" if array.store_path.path else key
     buffer = zarr.core.sync.sync(array.store_path.store.get(path, prototype=default_buffer_prototype()))
     if buffer is None:
-        return out  # the shard was all fill value
+        out[...] = array.fill_value  # the shard was all fill value
+        return out
     raw = buffer.as_numpy_array().view(np.uint8).reshape(-1)  # no copy of the (large) shard bytes
     index_bytes = shard_len * 16
     if raw.size < index_bytes + 4:
@@ -60,12 +61,18 @@ def read_shard(array: zarr.Array, shard: int) -> np.ndarray | None:
     for position in range(count):
         offset, nbytes = index[position]
         if offset == MISSING:
+            out[position] = array.fill_value  # a chunk equal to the fill value is not stored
             continue
-        chunk = _BLOSC.decode(raw[int(offset):int(offset + nbytes)])
-        if len(chunk) != sample_bytes:
+        target = out[position]
+        if _decoded_size(raw[int(offset):int(offset) + 16]) != sample_bytes:
             return None
-        out[position] = np.frombuffer(chunk, dtype=dtype).reshape(array.shape[1:])
+        _BLOSC.decode(raw[int(offset):int(offset + nbytes)], out=target.reshape(-1).view(np.uint8))  # in place
     return out.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _decoded_size(header: np.ndarray) -> int:
+    """Uncompressed size from a Blosc header (bytes 4..8, little endian)."""
+    return int(header[4:8].view("<u4")[0]) if header.size >= 8 else -1
 
 
 def _checksum_ok(payload: bytes, stored: bytes) -> bool:

@@ -59,8 +59,9 @@ def existing_manifest(url: str) -> dict | None:
 
 def create_store(url: str, manifest: dict, build: Callable[[zarr.Group], None]) -> None:
     """Create the store: marker, `build(root)` (arrays, PCA), then the manifest last."""
-    root = zarr.open_group(store=open_backend(url, read_only=False), mode="w")
-    root.attrs.put({mf.CREATING_ATTR: manifest["kdcache_version"]})
+    # The marker is written with the root group itself, so no reader ever sees an unmarked root.
+    root = zarr.open_group(store=open_backend(url, read_only=False), mode="w",
+                           attributes={mf.CREATING_ATTR: manifest["kdcache_version"]})
     build(root)
     root.attrs.put({mf.ATTR: manifest})
 
@@ -69,7 +70,10 @@ def wait_for_manifest(url: str, shard: tuple[int, int], timeout_s: float = CREAT
     """Block until the shard-0 process has created the store (for `--shard i/N` with i > 0)."""
     deadline, announced = time.monotonic() + timeout_s, False
     while True:
-        manifest = existing_manifest(url)
+        try:
+            manifest = existing_manifest(url)
+        except KdcacheError:
+            manifest = None  # caught shard 0 while it clears a half-created store; shard 0 reports real problems
         if manifest is not None:
             return manifest
         if not announced:

@@ -81,6 +81,7 @@ class TrainConfig:
     resolution: tuple[int, int] | None = None  # refuse a cache of another resolution when given
     feature_layers: list[str] | None = None  # teacher layers feature losses distil (default: all cached)
     overwrite: bool = False  # replace an existing run in `out` instead of refusing
+    sync_bn: bool = False  # SyncBatchNorm across ranks (multi-GPU runs with small per-GPU batches)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     progress: bool | None = None  # None = only on a terminal
 

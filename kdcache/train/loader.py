@@ -76,7 +76,7 @@ class SourceStream:
             blocks = list(self.split.shuffled_blocks(self.seed, epoch, rank=self.rank, world_size=self.world_size))
             if not blocks and epoch == 0:
                 raise KdcacheError(
-                    f"split '{self.split.name}' has too few blocks for {self.world_size} ranks: "
+                    f"split '{self.split.spec}' has too few blocks for {self.world_size} ranks: "
                     "use fewer processes or re-create the cache with smaller shards"
                 )
             for index in range(0, len(blocks), self.window_blocks):

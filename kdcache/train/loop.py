@@ -103,10 +103,11 @@ class Run:
     # --- set-up -------------------------------------------------------------------------------------------
     def _trainer(self, variant) -> VariantTrainer:
         space = output_space(variant, self.info.source_space, self.info.teacher_space)
+        spaces = [self.info.source_space[s] for s in variant.sources if self.info.source_space.get(s)]
         trainer = VariantTrainer(
             variant, self.config, self.ctx, self.total, row_indices(self.plan, variant.sources),
             self.info.feature_channels, self.info.teacher_space, space, self.amp_dtype,
-            gt_space=next((self.info.source_space[s] for s in variant.sources if self.info.source_space.get(s)), "depth"),
+            gt_space=spaces[0] if spaces else "depth",
         )
         if self.states:
             state = self.states[self.config.variants.index(variant)]
@@ -171,6 +172,10 @@ class Run:
     def execute(self) -> list[VariantResult]:
         if self.ctx.is_main:
             self._write_configs()
+            layout = ", ".join(f"{s.count} {s.name}" for s in self.plan.sources)
+            log(f"training {len(self.trainers)} variant(s) on {self.config.cache}: batch of {layout} per rank "
+                f"x {self.ctx.world_size} rank(s), {self.per_epoch} steps/epoch, {self.total} steps, "
+                f"{self.ctx.device}, amp {self.amp_dtype or 'off'}")
         pin = self.ctx.device.type == "cuda"
         loader = make_loader(self.plan, self.start_step, self.total, self.workers, pin)
         started = time.perf_counter()
@@ -315,7 +320,8 @@ class Run:
                 output_space=trainer.output_space, steps=self.total, epochs=self.total / self.per_epoch,
                 best_val_abs_rel=best_val, best_step=best_step,
                 final_loss=trainer.last_loss() if trainer.last_parts else None,
-                wall_time_s=wall, train_time_s=loop, compute_time_s=trainer.wall, data_wait_fraction=self.data_wait / loop,
+                wall_time_s=wall, train_time_s=loop, compute_time_s=trainer.wall,
+                data_wait_fraction=self.data_wait / loop,
                 loader_startup_s=startup,
             ))
         return results

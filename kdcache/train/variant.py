@@ -29,7 +29,8 @@ class StudentWithObjective(nn.Module):
         self.wants_features, self.amp_dtype = wants_features, amp_dtype
 
     def forward(self, image: torch.Tensor, target: dict[str, Any]):
-        with torch.autocast(image.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        enabled = self.amp_dtype is not None
+        with torch.autocast(image.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled):
             if self.wants_features:
                 depth, features = self.student(image, return_features=True)
             else:
@@ -116,6 +117,9 @@ class VariantTrainer:
         objective = build_objective(variant.loss, list(self.student.feature_channels), channels,
                                     variant.loss_options or None)
         self.core = StudentWithObjective(self.student, objective, self.wants_features, amp_dtype).to(ctx.device)
+        if config.sync_bn and ctx.enabled and ctx.device.type == "cuda":  # SyncBatchNorm is CUDA-only
+            self.core = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.core)
+            self.student = self.core.student
         self.model = wrap(self.core, ctx)
         self.optimizer = torch.optim.AdamW(param_groups(self.core, variant.weight_decay), lr=variant.lr)
         warmup = int(config.warmup) if config.warmup >= 1 else int(round(config.warmup * total_steps))
