@@ -5,7 +5,7 @@ CPU core) loaded through the real `hf:` path; the images are JPEGs in a folder (
 full run pays for decoding, resizing, pooling, PCA projection, compression and durable writes. 1.0 means
 the teacher never waits for the rest of the pipeline.
 
-    python bench/precompute.py [--images 96] [--threads 1] [--workers 1] [--device cpu] [--repeats 2]
+    python bench/precompute.py [--images 256] [--threads 1] [--workers 1] [--device cpu] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _time_predict(teacher) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the teacher")
     parser.add_argument("--workers", type=int, default=1)

@@ -145,9 +145,10 @@ def test_none_teacher_stores_images_and_ground_truth_only(tmp_path):
     assert open_store(str(tmp_path / "c.zarr")).manifest["teacher"] is None
 
 
-def test_missing_teacher_weights_create_no_store(tmp_path):
-    with pytest.raises(KdcacheError):
-        run(tmp_path / "c.zarr", teacher=f"hf:{tmp_path}/no-such-model")
+@pytest.mark.parametrize("name", ["dpt-large", "hf:{tmp}/no-such-model"])
+def test_missing_teacher_weights_create_no_store(tmp_path, name):
+    with pytest.raises(KdcacheError, match="no-such-model|not in the HF cache"):  # offline: conftest sets HF_HUB_OFFLINE
+        run(tmp_path / "c.zarr", teacher=name.format(tmp=tmp_path))
     assert not (tmp_path / "c.zarr").exists()
 
 
@@ -179,3 +180,19 @@ def test_remote_style_fsspec_url_goes_through_fsspec(tmp_path):
     again = FakeTeacher()
     run(url, teacher=again)
     assert again.calls == 0
+
+
+def test_verify_and_info_report_an_incomplete_cache(tmp_path, run_cli):
+    import zarr
+
+    url = run(tmp_path / "c.zarr")
+    zarr.open_group(url, mode="r+")["kdtest-labeled/shard_done"][1] = False
+    report = verify_store(url, samples=0)
+    assert not report.ok and "1 of 5 shards missing" in report.problems[0]
+    code, stdout, _ = run_cli("cache", "info", url)
+    assert code == 0 and "4/5 INCOMPLETE" in stdout
+    code, stdout, _ = run_cli("cache", "info", url, "--json")
+    assert code == 0 and '"shard_size": 4' in stdout
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(KdcacheError, match="existing file"):
+        run(tmp_path / "file.zarr")

@@ -62,7 +62,7 @@ def done_shards(url) -> int:
 def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_store(tmp_path, reference):
     out = tmp_path / "killed.zarr"
     process = spawn(out, "--delay", "0.1")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while done_shards(out) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)

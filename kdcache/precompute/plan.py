@@ -89,8 +89,11 @@ def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_s
     vectors: dict[str, list[np.ndarray]] = {layer: [] for layer in request["layers"]}
     source: dict[str, tuple] = {}
     keep: dict[str, int] = {}
-    seen = 0
+    seen = examined = 0
     for batch in _first_batches(dataset, manifest, batch_size):
+        if examined >= 4 * fit_samples:
+            break  # mostly unreadable so far: do not hold a long prefix of the split in memory
+        examined += len(batch["index"])
         depth, pooled = maker.raw(batch["image"])
         maker.prefilled[(spec, *batch["index"].tolist())] = (batch, depth, pooled)
         usable = batch["readable"].copy()
@@ -106,8 +109,8 @@ def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_s
         if seen >= fit_samples or all(keep[layer] == source[layer][0] for layer in keep):
             break  # enough samples, or nothing to reduce (no PCA needed)
     if not source:
-        raise KdcacheError("no readable sample with finite teacher features in the first split: check the "
-                           "--split paths and the teacher weights")
+        raise KdcacheError(f"no readable sample with finite teacher features among the first {examined} of the first "
+                           "split: check the --split paths and the teacher weights")
     per_layer, bases = {}, {}
     for layer in request["layers"]:
         array = layout.feature_array_name(layer)

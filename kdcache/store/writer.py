@@ -35,6 +35,8 @@ def _root(url: str) -> zarr.Group:
 def _store_is_empty(url: str) -> bool:
     path = local_path(url)
     if path is not None:
+        if path.exists() and not path.is_dir():
+            raise KdcacheError(f"--out '{url}' is an existing file, not a store folder: choose a new --out path")
         return not path.exists() or not any(path.iterdir())
     store = open_backend(url, read_only=True)
     return zarr.core.sync.sync(store.is_empty(""))
