@@ -33,10 +33,32 @@ def parse_layers(text: str):
     return [layer.strip() for layer in text.split(",") if layer.strip()]
 
 
+def parse_split_options(items: List[str]) -> dict:
+    """`["size=96x128", "gt=filled"]` -> {"size": (96, 128), "gt": "filled"} (HxW, ints and floats parsed)."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise KdcacheError(f"bad --split-option '{item}': use KEY=VALUE, e.g. size=96x128 or gt=filled")
+        options[key.strip()] = _parse_value(text.strip())
+    return options
+
+
+def _parse_value(text: str):
+    if "x" in text and all(part.isdigit() for part in text.split("x")):
+        return tuple(int(part) for part in text.split("x"))
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def register(app: typer.Typer) -> None:
     @app.command("precompute")
     def precompute_command(
-        teacher: str = typer.Option(..., "--teacher", help="Teacher name (`kdcache teachers list`), hf:ID, ckpt:PATH or none."),
+        teacher: str = typer.Option(..., "--teacher", help="Teacher name (`kdcache teachers`), hf:ID, ckpt:PATH or none."),
         split: List[str] = typer.Option(..., "--split", help="Split to cache (repeatable), e.g. nyu-train, folder:/data/x."),
         out: str = typer.Option(..., "--out", help="Store path or fsspec URL (file://, s3://, gs://)."),
         resolution: str = typer.Option("240x320", "--resolution", help="Cache resolution HxW (centre-crop + resize)."),
@@ -51,6 +73,7 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: cores - 1, max 8)."),
         strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Stop on unreadable samples (default: only for labeled splits)."),
         shard_size: int = typer.Option(64, "--shard-size", min=1, help="Samples per shard file (unit of writing and resuming)."),
+        split_option: List[str] = typer.Option([], "--split-option", help="Reader option for every split, KEY=VALUE (repeatable), e.g. size=96x128 (synthetic world), gt=filled (NYU)."),
         data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset root (default: $KDCACHE_DATA or ./data)."),
     ) -> None:
         """Run a teacher once over splits into a resumable Zarr v3 cache (rerun the same command to resume)."""
@@ -63,6 +86,6 @@ def register(app: typer.Typer) -> None:
             feature_grid=parse_hw(feature_grid, "--feature-grid") if feature_grid else None,
             feature_budget=feature_budget, flip_tta=flip_tta, shard=parse_shard(shard),
             workers=default_workers() if workers is None else workers, strict=strict, shard_size=shard_size,
-            root=data_root,
+            root=data_root, split_options=parse_split_options(split_option),
         )
         show_store(url)

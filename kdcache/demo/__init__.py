@@ -37,7 +37,8 @@ def _models(steps: DemoSteps) -> dict[str, Path]:
 def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
     models = _models(steps)
     command = " ".join(
-        ["kdcache eval", f"--split '{plan.splits['test']}'", f"--protocol {plan.eval_protocol}"]
+        ["kdcache eval", f"--split '{plan.splits['test']}'", f"--protocol {plan.eval_protocol}",
+         f"--size {plan.resolution[0]}x{plan.resolution[1]}"]
         + [f"--model {path}" for path in models.values()]
         + [f"--json {out / 'eval.json'}"]
     )
@@ -47,7 +48,8 @@ def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
 
         # Accuracy for every model; efficiency once per architecture (the five students share one), so
         # the students' latencies are one measurement rather than five noisy ones.
-        rows = evaluate([str(p) for p in models.values()], plan.splits["test"], plan.eval_protocol, efficiency=False)
+        rows = evaluate([str(p) for p in models.values()], plan.splits["test"], plan.eval_protocol, efficiency=False,
+                        split_options=plan.split_options)
         size = plan.resolution
         teacher_eff = measure_efficiency(load_predictor(str(models["teacher"])), size, throughput_batch=8)
         student_eff = measure_efficiency(load_predictor(str(models["gt-only"])), size, throughput_batch=8)
@@ -75,7 +77,7 @@ def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> 
         best = min(students, key=lambda row: row["abs_rel"])["name"]
         shown = {"teacher": "teacher", "gt-only": "baseline (gt-only)", best: f"best student ({best})"}
         predictors = {label: load_predictor(str(models[name])) for name, label in shown.items()}
-        test = open_split(plan.splits["test"])
+        test = open_split(plan.splits["test"], **plan.split_options)
         count = min(plan.gallery_images, len(test))
         save_gallery([test[i * len(test) // count] for i in range(count)], predictors, out / "gallery.png")
         curves = {name: [(r["step"], r["abs_rel"]) for r in read_metrics(path / "metrics.jsonl")

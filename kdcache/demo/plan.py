@@ -47,7 +47,7 @@ class DemoPlan:
     scale: str
     description: str
     resolution: tuple[int, int]
-    splits: dict[str, str]  # role (train, val, test, aux, aux-far) -> split spec
+    splits: dict[str, str]  # role (teacher-train, train, val, test, aux, aux-far) -> split spec
     teacher: StageConfig
     student: StageConfig
     aux_ratio: float
@@ -62,8 +62,18 @@ class DemoPlan:
         return self.description.strip().splitlines()[0] if self.description.strip() else self.scale
 
     @property
+    def teacher_train(self) -> str:
+        """The teacher's labeled images: by default the students' own labeled split."""
+        return self.splits.get("teacher-train", self.splits["train"])
+
+    @property
     def labeled_splits(self) -> list[str]:
-        return [self.splits["train"], self.splits["val"]]
+        return [self.teacher_train, self.splits["val"]]
+
+    @property
+    def split_options(self) -> dict[str, Any]:
+        """The synthetic world is rendered at the cache resolution: no resize, exact GT at that size."""
+        return {"size": tuple(self.resolution)}
 
     @property
     def cached_splits(self) -> list[str]:

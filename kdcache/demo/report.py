@@ -86,7 +86,8 @@ def render_report(plan, rows: list[dict], findings: list[Finding], commands: lis
 
 Machine: {machine_description()}. Wall time: {wall_seconds / 60:.1f} min. kdcache {__version__}.
 Test split: `{plan.splits['test']}`, protocol `{rows[0]['protocol']}` ({protocol_description}).
-Resolution of the cache and the students: {plan.resolution[0]}x{plan.resolution[1]}.
+Resolution: {plan.resolution[0]}x{plan.resolution[1]} everywhere (the synthetic world is rendered at this size for
+training, auxiliary and test images, so the cache stores exact ground truth and nothing is resized).
 
 ## Results
 

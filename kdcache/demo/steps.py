@@ -83,13 +83,15 @@ class DemoSteps:
     # -- step 1 and 3: precompute ------------------------------------------------------------------
     def _precompute_step(self, key: str, title: str, teacher: str, splits: list[str], store: Path, share: float) -> Step:
         height, width = self.plan.resolution
-        options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64}
+        options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64,
+                   "split_options": self.plan.split_options}
         if self.workers is not None:
             options["workers"] = self.workers
         argv = ["kdcache", "precompute", "--teacher", teacher]
         for split in splits:
             argv += ["--split", split]
-        argv += ["--out", str(store), "--resolution", f"{height}x{width}", "--batch-size", "32", "--shard-size", "64"]
+        argv += ["--out", str(store), "--resolution", f"{height}x{width}", "--batch-size", "32", "--shard-size", "64",
+                 "--split-option", f"size={height}x{width}"]
 
         def run() -> dict:
             from kdcache.precompute import precompute
@@ -110,7 +112,8 @@ class DemoSteps:
             "lr": stage.lr,
             "resolution": list(self.plan.resolution),
             "sources": sources,
-            **stage.options,
+            # Loss options belong to the variants that use those losses (see students_config).
+            **{k: v for k, v in stage.options.items() if k != "loss_options"},
         }
         if self.workers is not None:
             config["workers"] = self.workers
@@ -136,7 +139,7 @@ class DemoSteps:
     def teacher_config(self) -> dict:
         stage = self.plan.teacher
         variant = {"name": "teacher", "student": stage.preset, "loss": stage.gt_loss}
-        return self._train_config(self.gt_store, self.teacher_run, {"labeled": self.plan.splits["train"]}, stage,
+        return self._train_config(self.gt_store, self.teacher_run, {"labeled": self.plan.teacher_train}, stage,
                                   [variant])
 
     def students_config(self) -> dict:
@@ -150,7 +153,11 @@ class DemoSteps:
                 loss.update(stage.gt_loss)
             if "kd" in spec["targets"]:
                 loss.update(stage.kd_loss)
-            variants.append({"name": name, "student": stage.preset, "sources": spec["sources"], "loss": loss})
+            variant = {"name": name, "student": stage.preset, "sources": spec["sources"], "loss": loss}
+            options = {k: v for k, v in stage.options.get("loss_options", {}).items() if k in loss}
+            if options:
+                variant["loss_options"] = options
+            variants.append(variant)
         return self._train_config(self.teacher_store, self.students_run, sources, stage, variants)
 
     # -- the plan ----------------------------------------------------------------------------------

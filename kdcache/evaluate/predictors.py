@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcache.errors import KdcacheError
+from kdcache.teachers.base import resolve_device
 
 _META_SIZE_KEYS = ("input_size", "resolution", "eval_size")
 
@@ -154,7 +155,7 @@ def load_predictor(spec: str | Predictor, device: str = "cpu", precision: str = 
     """A student run/checkpoint path (or `ckpt:PATH`), else a registered teacher name such as `hf:PATH`."""
     if isinstance(spec, Predictor):
         return spec
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     if spec.endswith(".onnx") and Path(spec).expanduser().is_file():
         return OnnxPredictor(Path(spec).expanduser(), name=spec)
     if is_student_spec(spec):
@@ -174,13 +175,3 @@ def load_predictor(spec: str | Predictor, device: str = "cpu", precision: str = 
     if teacher.output_space is None:
         raise KdcacheError(f"teacher '{spec}' makes no predictions: pass a student run or a real teacher name")
     return TeacherPredictor(teacher, input_size)
-
-
-def _device(device: str) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise KdcacheError(f"bad device '{device}': use cpu, cuda, cuda:1 or mps") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise KdcacheError(f"device '{device}' requested but CUDA is not available: pass --device cpu")
-    return resolved

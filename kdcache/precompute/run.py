@@ -103,12 +103,15 @@ def precompute(
     root=None,
     pca_fit_samples: int = planning.PCA_FIT_SAMPLES,
     max_pending: int = 2,
+    split_options: dict | None = None,
 ) -> str:
     """Precompute teacher targets for `splits` into the store at `out` (path or fsspec URL); returns `out`.
 
-    `teacher`: a registered name (`kdcache teachers list`), a Teacher object, or "none" (images and GT only).
+    `teacher`: a registered name (`kdcache teachers`), a Teacher object, or "none" (images and GT only).
     `feature_layers`: None/"default" = the teacher's defaults, "none" = no features, or a list of names.
     `strict`: stop on an unreadable sample (default: True for labeled splits, False for unlabeled ones).
+    `split_options`: reader options for every split, e.g. `{"size": (96, 128)}` renders the synthetic world
+    at the cache resolution instead of rendering larger and resizing; recorded in the manifest.
     """
     from kdcache.data import open_split
 
@@ -118,7 +121,8 @@ def precompute(
     specs = list(dict.fromkeys(splits))
     if not specs:
         raise KdcacheError("no --split given: name at least one split, e.g. --split nyu-train")
-    datasets = {spec: open_split(spec, root=root) for spec in specs}
+    split_options = dict(split_options or {})
+    datasets = {spec: open_split(spec, root=root, **split_options) for spec in specs}
     empty = [spec for spec, dataset in datasets.items() if len(dataset) == 0]
     if empty:
         raise KdcacheError(f"split {empty[0]} has no samples: check its path / slice, or leave it out")
@@ -129,6 +133,8 @@ def precompute(
     requested = planning.requested_manifest(
         model, precision, flip_tta, resolution, shard_size, datasets, root, layers, grid, budget
     )
+    if split_options:  # absent when unused, so stores made without options keep matching
+        requested["split_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in split_options.items()}
     maker = TargetMaker(model, FeaturePlan(layers, grid), flip_tta, device, precision) if model else None
     manifest = _open_or_create(str(out), requested, maker, datasets, batch_size, shard, pca_fit_samples)
     if maker is not None:

@@ -51,6 +51,7 @@ FINGERPRINT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shard size", ("shard_size",)),
     ("splits", ("splits", "*specs")),
     ("split sizes", ("splits", "*counts")),
+    ("split options", ("split_options",)),
     ("feature layers", ("features", "layers")),
     ("feature grid", ("features", "grid")),
     ("feature budget", ("features", "budget_bytes")),

@@ -147,7 +147,7 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
     if unknown:
         raise KdcacheError(f"unknown variant key(s) {sorted(unknown)}: allowed are {sorted(known)}")
     if "student" not in merged:
-        raise KdcacheError(f"variant {index} has no student: set `student = \"NAME\"` (kdcache students list)")
+        raise KdcacheError(f"variant {index} has no student: set `student = \"NAME\"` (`kdcache students` lists them)")
     loss = merged.get("loss")
     loss = _parse_loss(loss) if isinstance(loss, str) else loss
     mode = merged.get("mode")
