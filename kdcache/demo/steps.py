@@ -85,8 +85,10 @@ class DemoSteps:
         height, width = self.plan.resolution
         options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64,
                    "split_options": self.plan.split_options}
-        if self.workers is not None:
-            options["workers"] = self.workers
+        from kdcache.precompute import default_workers
+
+        # Same default as the CLI: decoding/rendering in worker processes beside the teacher.
+        options["workers"] = default_workers() if self.workers is None else self.workers
         argv = ["kdcache", "precompute", "--teacher", teacher]
         for split in splits:
             argv += ["--split", split]

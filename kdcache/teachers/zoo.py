@@ -1,4 +1,4 @@
-"""The built-in teacher names. One decorated function per teacher; the keyword facts feed `kdcache teachers`.
+"""The built-in teacher names. One registration per teacher; the keyword facts feed `kdcache teachers`.
 
 Facts (params, layers, licences) are those of the published checkpoints; the layer names a loaded teacher
 actually exposes are always read from its config (`hf_arch.read_architecture`), and tests check both agree.
@@ -52,40 +52,24 @@ def dpt_hybrid(device="cpu", precision="fp32", **options):
     return _hub("Intel/dpt-hybrid-midas", "DPTForDepthEstimation", "dpt-hybrid", device, precision, **options)
 
 
-@register_teacher(
-    "depth-anything-v2-small", source="depth-anything/Depth-Anything-V2-Small-hf",
-    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
-    feature_layers=["hidden_3", "hidden_6", "hidden_9", "hidden_12", *_NECK], params=24_800_000,
-    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Small-hf"],
-)
-def depth_anything_v2_small(device="cpu", precision="fp32", **options):
-    """Depth Anything V2 Small (DINOv2 ViT-S/14): relative inverse depth."""
-    return _hub("depth-anything/Depth-Anything-V2-Small-hf", "DepthAnythingForDepthEstimation",
-                "depth-anything-v2-small", device, precision, **options)
+def _register_depth_anything(size: str, hidden_layers: list[str], params: int) -> None:
+    """One Depth Anything V2 size: the three differ only in hub id, hooked layers, parameters and licence."""
+    hub_id = f"depth-anything/Depth-Anything-V2-{size.capitalize()}-hf"
+    name = f"depth-anything-v2-{size}"
+
+    @register_teacher(
+        name, source=hub_id, model_class="DepthAnythingForDepthEstimation", output_space="disparity",
+        input_rule=_DA_INPUT, feature_layers=[*hidden_layers, *_NECK], params=params, licence=HUB_LICENCES[hub_id],
+    )
+    def depth_anything_v2(device="cpu", precision="fp32", **options):
+        return _hub(hub_id, "DepthAnythingForDepthEstimation", name, device, precision, **options)
+
+    depth_anything_v2.__doc__ = f"Depth Anything V2 {size.capitalize()} (DINOv2): relative inverse depth; {HUB_LICENCES[hub_id]}."
 
 
-@register_teacher(
-    "depth-anything-v2-base", source="depth-anything/Depth-Anything-V2-Base-hf",
-    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
-    feature_layers=["hidden_3", "hidden_6", "hidden_9", "hidden_12", *_NECK], params=97_500_000,
-    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Base-hf"],
-)
-def depth_anything_v2_base(device="cpu", precision="fp32", **options):
-    """Depth Anything V2 Base (DINOv2 ViT-B/14): relative inverse depth; CC-BY-NC-4.0."""
-    return _hub("depth-anything/Depth-Anything-V2-Base-hf", "DepthAnythingForDepthEstimation",
-                "depth-anything-v2-base", device, precision, **options)
-
-
-@register_teacher(
-    "depth-anything-v2-large", source="depth-anything/Depth-Anything-V2-Large-hf",
-    model_class="DepthAnythingForDepthEstimation", output_space="disparity", input_rule=_DA_INPUT,
-    feature_layers=["hidden_5", "hidden_12", "hidden_18", "hidden_24", *_NECK], params=335_300_000,
-    licence=HUB_LICENCES["depth-anything/Depth-Anything-V2-Large-hf"],
-)
-def depth_anything_v2_large(device="cpu", precision="fp32", **options):
-    """Depth Anything V2 Large (DINOv2 ViT-L/14): relative inverse depth; CC-BY-NC-4.0."""
-    return _hub("depth-anything/Depth-Anything-V2-Large-hf", "DepthAnythingForDepthEstimation",
-                "depth-anything-v2-large", device, precision, **options)
+_register_depth_anything("small", ["hidden_3", "hidden_6", "hidden_9", "hidden_12"], 24_800_000)
+_register_depth_anything("base", ["hidden_3", "hidden_6", "hidden_9", "hidden_12"], 97_500_000)
+_register_depth_anything("large", ["hidden_5", "hidden_12", "hidden_18", "hidden_24"], 335_300_000)
 
 
 @register_teacher(
