@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
         sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across GPUs under torchrun."),
+        pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet encoder weights if available locally (offline: logged, trains from scratch)."),
     ) -> None:
         from kdcache.train import config_from_dict, train
 
@@ -105,6 +106,7 @@ def register(app: typer.Typer) -> None:
             "resolution": _resolution(resolution), "feature_layers": feature_layer or None,
             "log_every": log_every, "checkpoint_every": checkpoint_every,
             "resume": resume or None, "overwrite": overwrite or None, "sync_bn": sync_bn or None,
+            "pretrained": pretrained or None,
         }
         raw = build_raw_config(config, options, student, labeled, aux)
         if no_augment:

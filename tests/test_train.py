@@ -174,3 +174,12 @@ def test_bf16_autocast_and_ema_on_cpu(cache, tmp_path):
     raw = {k[len("student."):]: v for k, v in state["variant"]["core"].items() if k.startswith("student.")}
     saved = weights(tmp_path / "bf16")  # the checkpoint holds the EMA weights, the trainer state the raw ones
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())
+
+
+def test_cli_pretrained_offline_says_so_and_trains_from_scratch(cache, tmp_path, run_cli):
+    code, out, err = run_cli("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", "synth-train",
+                             "--mode", "gt-only", "--out", tmp_path / "pre", "--steps", "1", "--batch-size", "2",
+                             "--workers", "0", "--pretrained")
+    assert code == 0, err
+    assert "from scratch" in err
+    assert json.loads((tmp_path / "pre" / "config.json").read_text())["variants"][0]["pretrained"] is True

@@ -63,6 +63,9 @@ def find_resume(run_dir: Path) -> Path | None:
 def read_state(checkpoint: Path) -> dict[str, Any]:
     path = Path(checkpoint) / TRAINER_STATE
     try:
+        # Full unpickling: the trainer state carries Python and NumPy RNG states, which weights_only refuses.
+        # It is only read back from the user's own run dir on --resume; the weights people share and load
+        # elsewhere (teachers, eval, export) are the safetensors checkpoints, never this file.
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user problem
         raise KdcacheError(f"cannot read {path} ({err}): delete the run dir or train without --resume") from None

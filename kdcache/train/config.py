@@ -50,6 +50,7 @@ class VariantConfig:
     seed: int = 0
     ema: float | None = None  # EMA decay, e.g. 0.999; None = off
     student_overrides: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False  # ImageNet encoder weights when available locally (else a logged from-scratch start)
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {kd = {align = "lstsq"}}
     mode: str | None = None
     default_loss: bool = False  # no mode/loss given: GT + KD, minus KD when the cache has no teacher
@@ -177,6 +178,7 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
         seed=int(merged.get("seed", 0)),
         ema=merged.get("ema"),
         student_overrides=dict(merged.get("student_overrides", {})),
+        pretrained=bool(merged.get("pretrained", False)),
         loss_options={k: dict(v) for k, v in merged.get("loss_options", {}).items()},
         mode=mode,
         default_loss=default_loss,
@@ -184,7 +186,7 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
 
 
 _VARIANT_DEFAULT_KEYS = ("student", "loss", "gt_loss", "kd_loss", "lr", "weight_decay", "seed", "ema",
-                         "student_overrides", "loss_options", "mode", "sources")
+                         "student_overrides", "pretrained", "loss_options", "mode", "sources")
 
 
 def config_from_dict(raw: dict[str, Any]) -> TrainConfig:

@@ -111,7 +111,7 @@ class VariantTrainer:
         self.teacher_space, self.output_space, self.gt_space = teacher_space, out_space, gt_space
         self.row_index = row_index.to(ctx.device)
         torch.manual_seed(variant.seed)  # the same initial weights wherever and with whatever it trains
-        self.student = create_student(variant.student, **variant.student_overrides)
+        self.student = create_student(variant.student, pretrained=variant.pretrained, **variant.student_overrides)
         self.wants_features = any("features" in loss_targets(n) for n in variant.loss)
         channels = teacher_channels if self.wants_features else {}
         objective = build_objective(variant.loss, list(self.student.feature_channels), channels,
