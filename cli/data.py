@@ -19,7 +19,7 @@ ROOT_HELP = "Data root (default: $KDCACHE_DATA, else ./data)."
 
 
 @data_app.command("list")
-def list_command(root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP)) -> None:
+def list_command(root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP)) -> None:
     """Table of registered splits: size if the data is present (else 'missing'), labels, GT space."""
     from kdcache.data.overview import split_statuses
 
@@ -43,7 +43,7 @@ def show_command(
     split: str = typer.Argument(..., help="Split name, e.g. nyu-test, synth-train[:8], folder:/photos."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: ./<split>-<index>.png)."),
     index: int = typer.Option(0, "--index", help="Which sample to show."),
-    root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP),
+    root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP),
     cmap: str = typer.Option("turbo", "--cmap", help="Matplotlib colormap for depth."),
 ) -> None:
     """Count, image size and depth range of a split; writes RGB | colormapped depth (invalid black) to a PNG."""
@@ -70,7 +70,7 @@ def show_command(
 @data_app.command("download")
 def download_command(
     dataset: str = typer.Argument(..., help="Dataset to fetch: nyu."),
-    root: Optional[Path] = typer.Option(None, "--root", help=ROOT_HELP),
+    root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP),
     labeled_url: Optional[str] = typer.Option(None, "--labeled-url", help="Mirror of nyu_depth_v2_labeled.mat "
                                               "(or $KDCACHE_NYU_LABELED_URL)."),
     splits_url: Optional[str] = typer.Option(None, "--splits-url", help="Mirror of splits.mat "
