@@ -61,14 +61,19 @@ def time_forward(predictor: Predictor, batch: int, size: tuple[int, int], warmup
     return statistics.median(times)
 
 
-def _proc_status(field: str) -> int | None:
+def _proc_kib_field(path: str, field: str) -> int | None:
+    """Bytes of a `Field:   1234 kB` line of a /proc file; None off Linux or when absent."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def _proc_status(field: str) -> int | None:
+    return _proc_kib_field("/proc/self/status", field)
 
 
 def _reset_peak_rss() -> bool:
@@ -138,13 +143,7 @@ def _fits_on_cpu(batch: int, peak_batch1_mib: float) -> bool:
 
 
 def _meminfo(field: str) -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_kib_field("/proc/meminfo", field)
 
 
 SLOW_BATCH_S = 20.0  # above this estimated time per batch, one timed batch (no extra warm-up) is enough
