@@ -29,19 +29,13 @@ def _to_depth(prediction: np.ndarray, space: str) -> np.ndarray:
     return 1.0 / np.maximum(prediction, 1e-6) if space == "disparity" else prediction
 
 
-def _resize(depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=shape, mode="bilinear", align_corners=True)[0, 0].numpy()
-
-
 def save_gallery(samples, predictors: dict[str, object], path: Path) -> None:
     """Rows of RGB | GT | one column per predictor (name -> `kdcache.evaluate.predictors.Predictor`).
 
     All depth panels of a row share the GT's colour range, so a better model looks more like the GT.
     """
+    from kdcache.evaluate.protocols import upsample  # the metric protocol's own upsampling
+
     plt = _pyplot()
     columns = ["RGB", "GT", *predictors]
     fig, axes = plt.subplots(len(samples), len(columns), figsize=(2.4 * len(columns), 1.9 * len(samples)),
@@ -52,7 +46,7 @@ def save_gallery(samples, predictors: dict[str, object], path: Path) -> None:
         panels = [sample.image, np.where(sample.valid, sample.depth, np.nan)]
         for predictor in predictors.values():
             prediction = predictor.predict(sample.image)
-            panels.append(_resize(_to_depth(prediction, predictor.output_space), shape))
+            panels.append(upsample(_to_depth(prediction, predictor.output_space), shape, align_corners=True))
         for col, panel in enumerate(panels):
             ax = axes[row][col]
             if panel.ndim == 3:
