@@ -8,7 +8,6 @@ rest (precompute and training are themselves resumable).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kdcache.console import log
+from kdcache.evaluate.report import write_atomic as write_text
 from kdcache.demo.plan import STUDENT_VARIANTS, DemoPlan
 
 
@@ -30,17 +30,7 @@ class Step:
 
 def write_json(path: Path, payload: Any) -> None:
     """Atomic JSON write: a killed demo never leaves a half-written marker or report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2, default=str))
 
 
 def _toml_value(value: Any) -> str:
