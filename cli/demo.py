@@ -24,4 +24,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(results_table(result.rows))
         for finding in result.findings:
             typer.echo(f"{'yes' if finding['holds'] else 'NO '}  {finding['claim']} ({finding['evidence']})")
+        for target in result.targets:
+            typer.echo(f"{'met' if target['holds'] else 'MISSED'}  target: {target['claim']} ({target['evidence']})")
         typer.echo(f"report: {result.report}")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from kdcache.demo.findings import check_findings
-from kdcache.demo.plan import SCALES, load_plan
+from kdcache.demo.findings import TARGETS, check_findings, check_targets
+from kdcache.demo.plan import SCALES, configs_dir, load_plan
 from kdcache.demo.report import ROW_ORDER
 from kdcache.demo.steps import to_toml
 from kdcache.errors import KdcacheError
@@ -20,6 +20,24 @@ def test_every_scale_has_a_valid_plan(scale):
     assert plan.scale == scale
     assert plan.teacher.preset and plan.student.preset
     assert len(plan.cached_splits) == 4
+
+
+@pytest.mark.parametrize("path", sorted(configs_dir().glob("demo-*.toml")), ids=lambda p: p.name)
+def test_every_shipped_demo_config_loads(path):
+    plan = load_plan(config=path)
+    assert set(plan.targets) <= set(TARGETS) and plan.expected_minutes > 0
+
+
+def test_full_scale_sets_the_issue_targets():
+    assert load_plan("full").targets == {"kd_aux_vs_gt_only": 0.85, "kd_aux_vs_teacher": 1.10,
+                                         "student_params_vs_teacher": 0.10, "kd_aux_far_vs_kd_aux": 1.0}
+
+
+def test_unknown_target_is_refused(tmp_path):
+    text = (configs_dir() / "demo-micro.toml").read_text().replace("[targets]", "[targets]\nbeats_dpt = 1.0\n#", 1)
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(KdcacheError, match=r"unknown \['beats_dpt'\]"):
+        load_plan(config=tmp_path / "bad.toml")
 
 
 def test_unknown_scale_is_one_clear_line():
@@ -55,6 +73,20 @@ def test_findings_report_what_the_numbers_say():
     assert not check_findings(rows)[0].holds
 
 
+def test_targets_are_met_or_missed_by_their_limits():
+    rows = _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.18, kd_labeled_aux=0.105, kd_aux_only=0.19,
+                 kd_labeled_aux_far=0.17)
+    for row in rows:
+        row["params"] = 10e6 if row["name"] == "teacher" else 1e6
+    limits = {"kd_aux_vs_gt_only": 0.85, "kd_aux_vs_teacher": 1.10, "student_params_vs_teacher": 0.10,
+              "kd_aux_far_vs_kd_aux": 1.0}
+    checks = check_targets(rows, limits)
+    assert [c.holds for c in checks] == [True, True, True, True]
+    assert checks[1].claim == "KD + aux AbsRel within 10% of the teacher's" and "= 1.050" in checks[1].evidence
+    rows[3]["abs_rel"], rows[5]["abs_rel"] = 0.18, 0.17  # kd-labeled-aux worse: 0.9 x GT-only, 1.8 x teacher
+    assert [c.holds for c in check_targets(rows, limits)] == [False, False, True, False]
+
+
 @pytest.mark.slow
 def test_micro_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path, run_cli):
     out = tmp_path / "demo"
@@ -65,8 +97,9 @@ def test_micro_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path, run_cli)
     for row in results["rows"]:
         for key in ("abs_rel", "rmse", "d1", "params", "latency_ms"):
             assert math.isfinite(row[key]), (row["name"], key)
-    assert len(results["findings"]) == 5
+    assert len(results["findings"]) == 5 and len(results["targets"]) == 4
     report = (out / "report.md").read_text()
+    assert "## Targets of this scale" in report and "target: KD + aux AbsRel" in stdout
     assert "kdcache precompute --teacher none" in report and "kdcache train --config" in report
     assert (out / "gallery.png").stat().st_size > 1000 and (out / "curves.png").stat().st_size > 1000
     assert "report:" in stdout

@@ -138,6 +138,19 @@ def test_shipped_configs_parse(path):
     assert sum(source_counts(config).values()) == config.batch_size and config.variants
 
 
+@pytest.mark.parametrize("batch_size, mix, expected", [
+    (24, {"labeled": 0.3333, "aux": 0.33335, "aux-far": 0.33335}, {"labeled": 8, "aux": 8, "aux-far": 8}),
+    (16, {"labeled": 0.5, "aux": 0.25, "aux-far": 0.25}, {"labeled": 8, "aux": 4, "aux-far": 4}),
+    (10, {"labeled": 0.7, "aux": 0.3}, {"labeled": 7, "aux": 3}),
+    (5, {"labeled": 0.5, "aux": 0.5}, {"labeled": 3, "aux": 2}),
+])
+def test_batch_counts_follow_the_mix_by_largest_remainder(batch_size, mix, expected):
+    sources = {name: f"synth-train[:{i + 1}]" for i, name in enumerate(mix)}
+    config = config_from_dict({"cache": "c", "out": "o", "sources": sources, "student": "x", "mix": mix,
+                               "batch_size": batch_size})
+    assert source_counts(config) == expected
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"variant": [{"student": "x", "sources": ["nope"]}]}, "unknown source"),
     ({"aux_ratio": 1.5, "sources": {"labeled": "a", "aux": "b"}}, "aux-ratio"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdcache.console import log
-from kdcache.demo.findings import check_findings
+from kdcache.demo.findings import check_findings, check_targets
 from kdcache.demo.plan import DemoPlan, load_plan
 from kdcache.demo.report import ROW_ORDER, render_report, result_row
 from kdcache.demo.steps import DemoSteps, Step, run_steps, write_json, write_text
@@ -28,6 +28,7 @@ class DemoResult:
     results: Path
     rows: list[dict]
     findings: list
+    targets: list
 
 
 def _models(steps: DemoSteps) -> dict[str, Path]:
@@ -72,6 +73,7 @@ def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> 
         rows = [{k: v for k, v in row.items() if k != "eval"} for row in results["eval"]["summary"]["rows"]]
         rows.sort(key=lambda row: ROW_ORDER.index(row["name"]))
         findings = check_findings(rows)
+        targets = check_targets(rows, plan.targets)
         models = _models(steps)
         students = [row for row in rows if row["name"].startswith("kd-")]
         best = min(students, key=lambda row: row["abs_rel"])["name"]
@@ -90,12 +92,13 @@ def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> 
             "scale": plan.scale,
             "rows": rows,
             "findings": [f.to_dict() for f in findings],
+            "targets": [t.to_dict() for t in targets],
             "commands": [{"step": title, "command": command} for title, command in commands],
             "wall_time_s": round(wall, 1),
             "config": str(plan.source),
         }
         write_json(out / "results.json", payload)
-        write_text(out / "report.md", render_report(plan, rows, findings, commands, wall, description))
+        write_text(out / "report.md", render_report(plan, rows, findings, targets, commands, wall, description))
         return {"report": str(out / "report.md")}
 
     return Step("report", "write report.md, results.json, gallery.png and curves.png", "kdcache demo  # this step",
@@ -115,7 +118,8 @@ def run_demo(scale: str = "tiny", out: str | Path = "kdcache-demo", config: str 
     run_steps(all_steps, out, plan.expected_minutes, results)
     payload = _read_results(out)
     log(f"[green]done:[/] {out / 'report.md'}")
-    return DemoResult(out, out / "report.md", out / "results.json", payload["rows"], payload["findings"])
+    return DemoResult(out, out / "report.md", out / "results.json", payload["rows"], payload["findings"],
+                      payload.get("targets", []))
 
 
 def _read_results(out: Path) -> dict:

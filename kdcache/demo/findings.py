@@ -60,3 +60,35 @@ def check_findings(rows: list[dict]) -> list[Finding]:
             "Labeled + aux together beat either alone",
         ),
     ]
+
+
+# A scale's config may set numeric targets (`[targets]` in configs/demo-full.toml): each is a ratio of two
+# measured numbers with a limit, checked and reported like a finding but without the noise margin, since the
+# limit itself is the bar. name -> (claim with {limit}, numerator row and field, denominator row and field, at_most)
+TARGETS: dict[str, tuple[str, tuple[str, str], tuple[str, str], bool]] = {
+    "kd_aux_vs_gt_only": ("KD + aux AbsRel <= {limit:g} x the GT-only student's",
+                          ("kd-labeled-aux", "abs_rel"), ("gt-only", "abs_rel"), True),
+    "kd_aux_vs_teacher": ("KD + aux AbsRel within {over:.0%} of the teacher's",
+                          ("kd-labeled-aux", "abs_rel"), ("teacher", "abs_rel"), True),
+    "student_params_vs_teacher": ("The student has <= {limit:.0%} of the teacher's parameters",
+                                  ("kd-labeled-aux", "params"), ("teacher", "params"), True),
+    "kd_aux_far_vs_kd_aux": ("KD + aux-far helps less than KD + aux (AbsRel ratio > {limit:g})",
+                             ("kd-labeled-aux-far", "abs_rel"), ("kd-labeled-aux", "abs_rel"), False),
+}
+
+
+def check_targets(rows: list[dict], targets: dict[str, float]) -> list[Finding]:
+    """Each configured target as a met / missed check with the measured ratio."""
+    by_name = {row["name"]: row for row in rows}
+    checks = []
+    for name, limit in targets.items():
+        claim, (top_row, top_field), (bottom_row, bottom_field), at_most = TARGETS[name]
+        top, bottom = by_name[top_row][top_field], by_name[bottom_row][bottom_field]
+        if top is None or not bottom:
+            checks.append(Finding(claim.format(limit=limit, over=limit - 1), False, f"{top_field} not measured"))
+            continue
+        ratio = float(top) / float(bottom)
+        holds = ratio <= limit if at_most else ratio > limit
+        evidence = f"{top_row} / {bottom_row} {top_field} = {top:.4g} / {bottom:.4g} = {ratio:.3f}"
+        checks.append(Finding(claim.format(limit=limit, over=limit - 1), holds, evidence))
+    return checks

@@ -55,6 +55,7 @@ class DemoPlan:
     gallery_images: int
     expected_minutes: float
     source: Path
+    targets: dict[str, float] = field(default_factory=dict)  # name in findings.TARGETS -> limit
 
     @property
     def summary(self) -> str:
@@ -127,4 +128,14 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None) -> DemoPlan
         gallery_images=int(raw.get("eval", {}).get("gallery_images", 4)),
         expected_minutes=float(raw.get("expected_minutes", 0)),
         source=path,
+        targets=_targets(raw.get("targets", {}), path),
     )
+
+
+def _targets(raw: dict[str, Any], path: Path) -> dict[str, float]:
+    from kdcache.demo.findings import TARGETS
+
+    unknown = sorted(set(raw) - set(TARGETS))
+    if unknown:
+        raise KdcacheError(f"{path} [targets] has unknown {unknown}: use any of {', '.join(TARGETS)}")
+    return {name: float(limit) for name, limit in raw.items()}

@@ -66,15 +66,25 @@ def results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def findings_section(findings: list[Finding]) -> str:
-    lines = []
-    for finding in findings:
-        mark = "reproduced" if finding.holds else "**not reproduced at this scale**"
-        lines.append(f"- {finding.claim}: {mark} ({finding.evidence}).")
-    return "\n".join(lines)
+def findings_section(findings: list[Finding], yes: str = "reproduced", no: str = "**not reproduced at this scale**") -> str:
+    return "\n".join(f"- {f.claim}: {yes if f.holds else no} ({f.evidence})." for f in findings)
 
 
-def render_report(plan, rows: list[dict], findings: list[Finding], commands: list[tuple[str, str]],
+def targets_section(plan, targets: list[Finding]) -> str:
+    """The scale's numeric targets, when its config sets any."""
+    if not targets:
+        return ""
+    met = sum(t.holds for t in targets)
+    return f"""
+## Targets of this scale ({met} of {len(targets)} met)
+
+Set in `[targets]` of `{plan.source.name}` before the run; measured on the test split, never tuned on it.
+
+{findings_section(targets, "met", "**missed**")}
+"""
+
+
+def render_report(plan, rows: list[dict], findings: list[Finding], targets: list[Finding], commands: list[tuple[str, str]],
                   wall_seconds: float, protocol_description: str) -> str:
     variants = "\n".join(f"- `{name}`: {text}" for name, text in ROW_DESCRIPTIONS.items())
     steps = "\n".join(f"{i}. {title}\n\n   ```bash\n   {command}\n   ```" for i, (title, command) in
@@ -102,7 +112,7 @@ training, auxiliary and test images, so the cache stores exact ground truth and 
 A finding counts as reproduced only when the winner's AbsRel is at least 1 % lower (relative): smaller
 differences are within the run-to-run noise of minutes of CPU training. `--scale full` is the real
 experiment (see docs/results.md).
-
+{targets_section(plan, targets)}
 ## Pictures
 
 ![gallery](gallery.png)

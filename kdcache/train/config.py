@@ -103,9 +103,10 @@ def source_counts(config: TrainConfig) -> dict[str, int]:
     """Samples per batch from each source (fixed, so every batch and every rank has the same layout)."""
     used = {s: f for s, f in config.mix.items() if f > 0}
     total = sum(used.values())
-    counts = {s: int(config.batch_size * f / total) for s, f in used.items()}
-    # Hand the rounding remainder to the largest fractions so the counts sum to batch_size.
-    for source in sorted(used, key=lambda s: -used[s])[: config.batch_size - sum(counts.values())]:
+    exact = {s: config.batch_size * f / total for s, f in used.items()}
+    counts = {s: int(x) for s, x in exact.items()}
+    # Largest remainder: a mix written as 0.3333/0.6667 still gives 8/8/8 of 24, and the counts sum to batch_size.
+    for source in sorted(used, key=lambda s: counts[s] - exact[s])[: config.batch_size - sum(counts.values())]:
         counts[source] += 1
     return {s: c for s, c in counts.items() if c > 0}
 
