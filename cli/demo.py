@@ -11,7 +11,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command(
-        scale: str = typer.Option("tiny", "--scale", help="micro (seconds, for tests) | tiny (default, ~6 min CPU) | small | full."),
+        scale: str = typer.Option("tiny", "--scale", help="micro (seconds, for tests) | tiny (default, ~5 min on a 2-core CPU) | small (~20 min) | full (~70 min)."),
         out: Path = typer.Option(Path("kdcache-demo"), "--out", help="Folder for every intermediate and the report."),
         config: Optional[Path] = typer.Option(None, "--config", help="A demo TOML instead of configs/demo-<scale>.toml."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Data loader workers for precompute and training."),

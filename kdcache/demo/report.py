@@ -92,7 +92,7 @@ def render_report(plan, rows: list[dict], findings: list[Finding], targets: list
     held = sum(f.holds for f in findings)
     return f"""# kdcache demo report — scale `{plan.scale}`
 
-{plan.description}
+{plan.description.strip()}
 
 Machine: {machine_description()}. Wall time: {wall_seconds / 60:.1f} min. kdcache {__version__}.
 Test split: `{plan.splits['test']}`, protocol `{rows[0]['protocol']}` ({protocol_description}).
