@@ -82,13 +82,14 @@ def check_targets(rows: list[dict], targets: dict[str, float]) -> list[Finding]:
     by_name = {row["name"]: row for row in rows}
     checks = []
     for name, limit in targets.items():
-        claim, (top_row, top_field), (bottom_row, bottom_field), at_most = TARGETS[name]
+        template, (top_row, top_field), (bottom_row, bottom_field), at_most = TARGETS[name]
+        claim = template.format(limit=limit, over=limit - 1)
         top, bottom = by_name[top_row][top_field], by_name[bottom_row][bottom_field]
         if top is None or not bottom:
-            checks.append(Finding(claim.format(limit=limit, over=limit - 1), False, f"{top_field} not measured"))
+            checks.append(Finding(claim, False, f"{top_field} not measured"))
             continue
         ratio = float(top) / float(bottom)
         holds = ratio <= limit if at_most else ratio > limit
         evidence = f"{top_row} / {bottom_row} {top_field} = {top:.4g} / {bottom:.4g} = {ratio:.3f}"
-        checks.append(Finding(claim.format(limit=limit, over=limit - 1), holds, evidence))
+        checks.append(Finding(claim, holds, evidence))
     return checks

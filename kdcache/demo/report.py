@@ -78,7 +78,7 @@ def targets_section(plan, targets: list[Finding]) -> str:
     return f"""
 ## Targets of this scale ({met} of {len(targets)} met)
 
-Set in `[targets]` of `{plan.source.name}` before the run; measured on the test split, never tuned on it.
+Set in `[targets]` of `{plan.source.name}`, read before the run started; checked on the test split.
 
 {findings_section(targets, "met", "**missed**")}
 """
