@@ -1,4 +1,5 @@
-"""Each protocol's crop, range, clamp and alignment on constructed cases (reference.md §2)."""
+"""Each protocol's crop, range, clamp and alignment on constructed cases (test_protocol_references.py
+compares them with transcriptions of the published code)."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from kdcache.data.sample import Sample
 from kdcache.errors import KdcacheError
 from kdcache.evaluate.align import fit_scale_shift
 from kdcache.evaluate.context import crop_mask, dataset_context
-from kdcache.evaluate.protocols import PROTOCOLS, create_protocol, resolve_protocol
+from kdcache.evaluate.protocols import PROTOCOLS, create_protocol, pil_nearest_indices, resolve_protocol
 
 NYU = dataset_context("nyu-test")
 
@@ -86,6 +87,8 @@ def test_hu_geometry_mask_and_inclusive_delta():
     protocol = create_protocol("hu")
     view = protocol.prepare(nyu_sample(depth, valid))
     assert view.image.shape == (228, 304, 3) and view.gt.shape == (228, 304)
+    rows, cols = pil_nearest_indices((480, 640), (240, 320))  # PIL samples pixel centres: odd rows and columns
+    assert np.array_equal(rows, np.arange(1, 480, 2)) and np.array_equal(cols, np.arange(1, 640, 2))
     assert not view.valid[110, 150] and view.valid[0, 0]
     assert np.allclose(view.gt[view.valid & (view.gt > 2.99)], 3.0)
     exact_ratio = view.gt / 1.25

@@ -1,4 +1,5 @@
-"""Which dataset an image comes from decides its evaluation crop and depth range (reference.md §1-2).
+"""Which dataset an image comes from decides its evaluation crop and depth range (BTS bts_eval.py,
+ZoeDepth zoedepth/utils/config.py).
 
 NYU: Eigen crop, 1e-3 < g < 10 m. KITTI: Garg crop, 1e-3 < g < 80 m. The synthetic world: no crop and
 its own cap (from sample meta, else 10 m as an indoor scene). Anything else: no crop, 10 m unless the
@@ -77,7 +78,8 @@ def _nyu_eigen(shape: tuple[int, int]) -> tuple[slice, slice]:
 def _kitti_fraction(rows: tuple[float, float]):
     def crop(shape: tuple[int, int]) -> tuple[slice, slice]:
         h, w = shape
-        # int() truncation as in the BTS / ZoeDepth code: 375x1242 -> [153:371, 44:1197].
+        # int() truncation as in the BTS / ZoeDepth code, on the GT a protocol scores: the full 375x1242 frame
+        # -> [153:371, 44:1197] (BTS, `metric`), the 352x1216 KB crop -> [143:349, 43:1172] (ZoeDepth).
         return slice(int(rows[0] * h), int(rows[1] * h)), slice(int(0.03594771 * w), int(0.96405229 * w))
 
     return crop

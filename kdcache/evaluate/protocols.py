@@ -1,4 +1,5 @@
-"""Evaluation protocols: a registry of the literature's exact recipes (reference.md §2).
+"""Evaluation protocols: a registry of the literature's exact recipes, each following published evaluation code
+(cited where it is implemented; docs/evaluation.md lists them side by side).
 
 A protocol decides what the model sees (`prepare`) and how its raw output is turned into a score
 (`score`: upsampling rule, crop, depth range, clamping or per-image alignment). Every result row names
@@ -9,6 +10,7 @@ are never scored with a metric protocol.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -47,6 +49,7 @@ class Protocol:
     gt_spaces: tuple[str, ...]  # GT spaces it can score
     scorer: Callable[..., dict]
     preparer: Callable[..., Prepared] | None = None
+    reference_flip_tta: bool = False  # the code it follows averages with the flipped prediction (--flip-tta)
 
     def prepare(self, sample, context: DatasetContext | None = None) -> Prepared:
         if self.preparer is not None:
@@ -97,26 +100,50 @@ def clamp_depth(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------- metric (BTS / ZoeDepth)
+# ---------------------------------------------------------------- metric (BTS) and metric-zoedepth
+# The two agree on NYU (Eigen crop 45:471, 41:601 of the 480x640 GT) and differ on KITTI. Both feed the model the
+# KB crop, the bottom-centre 352x1216 window (top = H - 352, left = int((W - 1216) / 2)), then:
+# - BTS (pytorch/bts_eval.py) pastes the prediction into a zero full frame and takes the Garg crop as fractions of
+#   the full GT: rows 153:371, cols 44:1197 of a 375x1242 frame;
+# - ZoeDepth (zoedepth/data/data_mono.py, `do_kb_crop` in online_eval) crops the GT to the window too, and
+#   zoedepth/utils/misc.py compute_metrics takes the Garg fractions of that 352x1216 GT: rows 143:349, cols 43:1172
+#   of the window, i.e. rows 166:372, cols 56:1185 of a 375x1242 frame.
+
+_KB_CROP = (352, 1216)
 
 
-_KB_CROP = (352, 1216)  # KITTI benchmark crop: the model sees the bottom-centre 352x1216 window
+def _kb_corner(shape: tuple[int, int]) -> tuple[int, int] | None:
+    height, width = shape
+    if height < _KB_CROP[0] or width < _KB_CROP[1]:
+        return None
+    return height - _KB_CROP[0], (width - _KB_CROP[1]) // 2
 
 
-def _prepare_metric(sample, context: DatasetContext | None) -> Prepared:
-    """Full frame; on KITTI the model sees the KB crop (BTS / AdaBins / ZoeDepth `do_kb_crop`)."""
+def _prepare_kb(sample, context: DatasetContext | None, crop_gt: bool) -> Prepared:
+    """Full frame; on KITTI the model sees the KB crop, and the GT is either kept whole (BTS) or cropped (ZoeDepth)."""
     view = full_frame(sample)
-    height, width = sample.image.shape[:2]
-    if context is None or context.kind != "kitti" or height < _KB_CROP[0] or width < _KB_CROP[1]:
+    corner = _kb_corner(sample.image.shape[:2]) if context is not None and context.kind == "kitti" else None
+    if corner is None:
         return view
-    top, left = height - _KB_CROP[0], (width - _KB_CROP[1]) // 2
-    view.image = sample.image[top:top + _KB_CROP[0], left:left + _KB_CROP[1]]
-    view.offset, view.input_key = (top, left), "kb-crop"
+    (top, left), (h, w) = corner, _KB_CROP
+    view.image, view.input_key = sample.image[top:top + h, left:left + w], "kb-crop"
+    if crop_gt:
+        view.gt, view.valid = view.gt[top:top + h, left:left + w], view.valid[top:top + h, left:left + w]
+    else:
+        view.offset = (top, left)
     return view
 
 
+def _prepare_metric(sample, context: DatasetContext | None) -> Prepared:
+    return _prepare_kb(sample, context, crop_gt=False)
+
+
+def _prepare_metric_zoedepth(sample, context: DatasetContext | None) -> Prepared:
+    return _prepare_kb(sample, context, crop_gt=True)
+
+
 def _to_gt_frame(pred, prepared: Prepared, align_corners: bool) -> np.ndarray:
-    """The prediction on the GT grid; a cropped input is pasted back into a zero canvas as ZoeDepth does."""
+    """The prediction on the GT grid; a cropped input is pasted back into a zero canvas as BTS does."""
     if prepared.offset is None:
         return upsample(pred, prepared.gt.shape, align_corners)
     canvas = np.zeros(prepared.gt.shape, np.float32)
@@ -126,48 +153,90 @@ def _to_gt_frame(pred, prepared: Prepared, align_corners: bool) -> np.ndarray:
 
 
 def _score_metric(pred, model_space, prepared, context, gt_space):
+    # The crop is taken as fractions of the GT this protocol scores: the full frame (BTS) or the KB crop (ZoeDepth).
     gt = prepared.gt
     depth = clamp_depth(_to_gt_frame(pred, prepared, align_corners=True), context.min_depth, context.max_depth)
     mask = prepared.valid & (gt > context.min_depth) & (gt < context.max_depth) & crop_mask(context.crop, gt.shape)
     return depth_metrics(depth, gt, mask)
 
 
+_METRIC_COMMON = ("valid min<g<max (1e-3..10 m NYU, 80 m KITTI), bilinear upsampling align_corners=True, "
+                  "clamp to [min, max] (inf->max, nan->min), per-image metrics averaged, δ strict <")
+
+
 @register_protocol("metric")
 def metric() -> Protocol:
     return Protocol(
         "metric",
-        "BTS/ZoeDepth metric depth: full-resolution GT, Eigen crop (NYU) / Garg crop (KITTI, model input = KB crop "
-        "352x1216 pasted back) / none (synth), valid min<g<max (1e-3..10 m NYU, 80 m KITTI), bilinear upsampling "
-        "align_corners=True, clamp to [min, max] (inf->max, nan->min), per-image metrics averaged, δ strict <",
+        "BTS metric depth (bts_eval.py; on NYU also ZoeDepth's): full-resolution GT, Eigen crop (NYU) / "
+        "KITTI: model input = KB crop 352x1216 pasted back into the full frame, Garg crop of the full frame "
+        "(rows 153:371, cols 44:1197 at 375x1242) / no crop (synth); " + _METRIC_COMMON,
         ("depth",), ("depth",), _score_metric, _prepare_metric,
     )
 
 
+@register_protocol("metric-zoedepth")
+def metric_zoedepth() -> Protocol:
+    return Protocol(
+        "metric-zoedepth",
+        "ZoeDepth's evaluate.py convention: as metric, except on KITTI the GT is cropped to the 352x1216 KB window "
+        "with the image and the Garg crop is taken of that (rows 166:372, cols 56:1185 at 375x1242); identical to "
+        "metric on NYU. ZoeDepth averages every prediction with its mirror: add --flip-tta to match its numbers; "
+        + _METRIC_COMMON,
+        ("depth",), ("depth",), _score_metric, _prepare_metric_zoedepth, reference_flip_tta=True,
+    )
+
+
 # ---------------------------------------------------------------- Hu et al.
+# The test path of github.com/JunjH/Boosting-Light-Weight-Depth-Estimation: loaddata_nyu.getTestingData applies
+# nyu_transform.Scale(240) (640x480 -> 320x240: the RGB with PIL BILINEAR, the 16-bit depth PNG with PIL NEAREST)
+# and CenterCrop([304, 228]) to both; models/net.py upsamples the output to 228x304 (bilinear, align_corners=True);
+# models/test.py scores the pixels where depth > 0 with models/util.py evaluateError (per image, δ with <=).
 
-_HU_RESIZED, _HU_CROP = (320, 240), (304, 228)  # (width, height) as PIL takes them
+_HU_RESIZED, _HU_CROP = (240, 320), (228, 304)  # (height, width)
 
 
-def _hu_crop(image: Image.Image) -> Image.Image:
-    (w, h), (cw, ch) = image.size, _HU_CROP
-    left, top = int(round((w - cw) / 2.0)), int(round((h - ch) / 2.0))  # torchvision CenterCrop
-    return image.crop((left, top, left + cw, top + ch))
+def _hu_window() -> tuple[slice, slice]:
+    """nyu_transform.CenterCrop: x1 = int(round((w1 - tw) / 2.)), y1 likewise -> rows 6:234, cols 8:312."""
+    (h, w), (ch, cw) = _HU_RESIZED, _HU_CROP
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return slice(top, top + ch), slice(left, left + cw)
+
+
+@lru_cache(maxsize=4)
+def pil_nearest_indices(shape: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the source pixels PIL's NEAREST resize of a 16-bit image `shape` -> `size` (H, W) takes.
+
+    PIL samples at pixel centres (640 -> 320 takes columns 1, 3, 5, ...), torch's `nearest` at left edges
+    (0, 2, 4, ...). Asking PIL itself, on row- and column-index images in the depth PNG's own mode (I;16),
+    reproduces its rounding at any ratio; nearest neighbour only selects pixels, so the selection applies to
+    metres and to the valid mask alike.
+    """
+    (h, w), pil_size = shape, (size[1], size[0])
+    rows = np.repeat(np.arange(h, dtype=np.uint16)[:, None], w, axis=1)
+    cols = np.repeat(np.arange(w, dtype=np.uint16)[None, :], h, axis=0)
+    taken_rows = np.asarray(Image.fromarray(rows).resize(pil_size, Image.NEAREST))[:, 0]
+    taken_cols = np.asarray(Image.fromarray(cols).resize(pil_size, Image.NEAREST))[0, :]
+    return taken_rows.astype(np.intp), taken_cols.astype(np.intp)
 
 
 def _prepare_hu(sample, context: DatasetContext | None = None) -> Prepared:
     if sample.image.shape[:2] != (480, 640):
         raise KdcacheError(f"the hu protocol is defined on 640x480 NYU frames, got {sample.image.shape[1]}x"
                            f"{sample.image.shape[0]}: use --protocol metric")
-    gt = np.where(sample.valid, sample.depth, 0).astype(np.float32) if sample.valid is not None else sample.depth
-    # PIL bilinear resize of image and GT (their torchvision `Scale`), holes as 0 so that g > 0 masks them.
-    image = _hu_crop(Image.fromarray(sample.image).resize(_HU_RESIZED, Image.BILINEAR))
-    gt_small = _hu_crop(Image.fromarray(np.asarray(gt, np.float32)).resize(_HU_RESIZED, Image.BILINEAR))
-    gt_array = np.asarray(gt_small, dtype=np.float32)
-    return Prepared(np.asarray(image), gt_array, gt_array > 0, input_key="hu-228x304")
+    rows, cols = _hu_window()
+    image = Image.fromarray(sample.image).resize(_HU_RESIZED[::-1], Image.BILINEAR)
+    # Holes (and anything the reader marked invalid) are 0, as in their PNGs, so that `g > 0` masks them.
+    valid = sample.valid if sample.valid is not None else np.ones(sample.depth.shape, bool)
+    gt = np.where(valid, sample.depth, 0).astype(np.float32)
+    taken_rows, taken_cols = pil_nearest_indices(gt.shape, _HU_RESIZED)
+    gt_small = gt[np.ix_(taken_rows, taken_cols)][rows, cols]
+    return Prepared(np.asarray(image)[rows, cols], gt_small, gt_small > 0, input_key="hu-228x304")
 
 
 def _score_hu(pred, model_space, prepared, context, gt_space):
-    # No range cap; predictions are only floored at 1e-3 so that the log metrics stay finite.
+    # models/net.py's last step; no range cap, no crop. Only kdcache floors predictions at 1e-3 (nan -> 1e-3) so
+    # that the log metrics stay finite, where their code would return nan for a prediction <= 0.
     depth = upsample(pred, prepared.gt.shape, align_corners=True)
     depth = np.nan_to_num(depth, nan=1e-3, posinf=np.finfo(np.float32).max)
     return depth_metrics(np.maximum(depth, 1e-3), prepared.gt, prepared.gt > 0, delta_inclusive=True)
@@ -177,9 +246,10 @@ def _score_hu(pred, model_space, prepared, context, gt_space):
 def hu() -> Protocol:
     return Protocol(
         "hu",
-        "Hu et al. (light-weight KD): 640x480 -> 320x240 (PIL bilinear) -> centre crop 304x228 on image and GT, "
-        "metrics at 228x304 with mask g > 0, no cap, no Eigen crop, bilinear align_corners=True; "
-        "δ uses <= (their variant, not the strict < of BTS/ZoeDepth)",
+        "Hu et al. (light-weight KD; their loaddata_nyu.py / nyu_transform.py / test.py): 640x480 -> 320x240, "
+        "the image with PIL bilinear, the GT with PIL nearest (pixel-centre sampling), centre crop 304x228 of both; "
+        "metrics at 228x304 with mask g > 0, no cap, no Eigen crop, prediction upsampled bilinear "
+        "align_corners=True (their net.py); δ uses <= (their util.py, not the strict < of BTS/ZoeDepth)",
         ("depth",), ("depth",), _score_hu, _prepare_hu,
     )
 
