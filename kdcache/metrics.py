@@ -1,4 +1,5 @@
-"""Depth metrics exactly as BTS / AdaBins / ZoeDepth compute them (reference.md §2).
+"""Depth metrics exactly as BTS / AdaBins / ZoeDepth compute them (BTS pytorch/bts_eval.py compute_errors,
+ZoeDepth zoedepth/utils/misc.py compute_errors).
 
 Every metric is computed on the valid pixels of *one* image in float64; a split's score is the mean
 of the per-image values (`mean_metrics`). DenseDepth-style pooling over all pixels of all images gives
@@ -34,7 +35,11 @@ def depth_metrics(pred, gt, valid=None, delta_inclusive: bool = False) -> dict[s
         raise KdcacheError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}: resize the prediction first")
     mask = np.isfinite(gt) & (gt > 0)
     if valid is not None:
-        mask &= np.asarray(valid, dtype=bool)
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != gt.shape:  # numpy would broadcast a (W,) mask over every row, or fail without saying why
+            raise KdcacheError(f"valid mask shape {valid.shape} != ground truth shape {gt.shape}: "
+                               f"pass one boolean per ground-truth pixel")
+        mask &= valid
     if not mask.any():
         raise NoValidPixels("no valid ground-truth pixel in this image: check the valid mask and depth range")
     p, g = pred[mask], gt[mask]
@@ -63,7 +68,7 @@ def _metrics_on_pixels(p: np.ndarray, g: np.ndarray, delta_inclusive: bool) -> d
 
 
 def mean_metrics(per_image: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over images (the protocol every paper in reference.md §2 uses)."""
+    """Mean of each metric over images (BTS, AdaBins, ZoeDepth and Hu et al. all average per image)."""
     rows = list(per_image)
     if not rows:
         raise KdcacheError("no image could be scored: every image lacked valid ground truth")

@@ -62,3 +62,12 @@ def test_errors_for_empty_mask_bad_predictions_and_shapes():
         depth_metrics(np.ones(3), np.ones(4))
     with pytest.raises(KdcacheError):
         mean_metrics([])
+
+
+@pytest.mark.parametrize("valid_shape", [(4,), (1, 4), (4, 3), (3, 3)])
+def test_a_valid_mask_of_another_shape_is_one_clear_error(valid_shape):
+    # (4,) and (1, 4) would silently broadcast over the rows; (4, 3) and (3, 3) would raise numpy's ValueError.
+    gt = np.full((3, 4), 2.0)
+    with pytest.raises(KdcacheError, match=r"valid mask shape \(.*\) != ground truth shape \(3, 4\)") as err:
+        depth_metrics(gt, gt, np.ones(valid_shape, bool))
+    assert str(valid_shape) in str(err.value)
