@@ -26,8 +26,8 @@ def parse_size(text: Optional[str]) -> tuple[int, int] | None:
 def eval_command(
     split: Optional[str] = typer.Option(None, "--split", "-s", help="Labeled split, e.g. nyu-test, kitti-eigen-test, synth-test[:100]."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Student run/checkpoint dir or teacher name (dpt-large, hf:PATH); repeat to compare."),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="metric (default), hu, aligned-disparity, aligned-depth; repeatable."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction (ZoeDepth / AdaBins)."),
+    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="metric (default; BTS), metric-zoedepth, hu, aligned-disparity, aligned-depth (see --list-protocols); repeatable."),
+    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction, as ZoeDepth's reported numbers do (BTS and Hu et al. do not)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps."),
     precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the models are fed (students default to their training size)."),

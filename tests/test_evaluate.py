@@ -164,3 +164,42 @@ def test_hrwsi_disparity_ground_truth_gets_aligned_disparity(data_root):
     write_hrwsi(data_root)
     row = evaluate([Constant(2.0)], "hrwsi-val", protocol="metric", efficiency=False)[0]
     assert row["protocol"] == "aligned-disparity" and "relative disparity" in row["note"]
+
+
+class KittiFrames:
+    """Two in-memory KITTI-sized frames with sparse GT: the geometry of kitti-eigen-test without 652 files."""
+
+    labeled, name, space = True, "kitti-eigen-test", "depth"
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from kdcache.data.sample import Sample
+
+        rng = np.random.default_rng(index)
+        rows = np.arange(375, dtype=np.float32)[:, None].repeat(1242, axis=1)
+        depth = np.where(rng.random((375, 1242)) < 0.1, 80.0 - 0.2 * rows, 0.0).astype(np.float32)
+        image = np.zeros((375, 1242, 3), np.uint8)
+        return Sample(f"{index}", image, depth, depth > 0, "depth", {"dataset": "kitti"})
+
+
+def test_metric_and_metric_zoedepth_share_one_forward_pass_and_differ_on_kitti(capsys):
+    class Counting(Predictor):
+        def __init__(self):
+            super().__init__("counting", "depth", torch.device("cpu"), None)
+            self.shapes = []
+
+        def forward(self, images):
+            self.shapes.append(tuple(images.shape[-2:]))
+            return torch.full((len(images), *images.shape[-2:]), 40.0)
+
+    model = Counting()
+    rows = evaluate([model], KittiFrames(), protocol=["metric", "metric-zoedepth"], efficiency=False)
+    assert model.shapes == [(352, 1216)] * 2  # the KB crop, once per image for both protocols
+    bts, zoe = rows
+    assert (bts["protocol"], zoe["protocol"]) == ("metric", "metric-zoedepth")
+    assert bts["metrics"]["rmse"] != pytest.approx(zoe["metrics"]["rmse"], abs=1e-3)  # different Garg windows
+    assert "--flip-tta" in capsys.readouterr().err  # ZoeDepth's numbers are flip-averaged: the run says so
+    evaluate([model], KittiFrames(), protocol="metric-zoedepth", flip_tta=True, efficiency=False)
+    assert "--flip-tta" not in capsys.readouterr().err

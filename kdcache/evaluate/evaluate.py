@@ -53,6 +53,15 @@ def _plans(predictors: list[Predictor], protocols: Sequence[str | None], gt_spac
     return plans
 
 
+def _note_flip_tta(plans: list[_Plan], flip_tta: bool) -> None:
+    """Say so when a protocol's reference code averages with the mirrored prediction and this run does not."""
+    if flip_tta:
+        return
+    for name in dict.fromkeys(plan.protocol.name for plan in plans if plan.protocol.reference_flip_tta):
+        log(f"[yellow]note:[/] {name}: the evaluation code it follows averages each prediction with its mirror; "
+            f"add --flip-tta to compare with its published numbers")
+
+
 def _score_sample(sample, plans: list[_Plan], split_name: str, gt_space: str, options: dict) -> None:
     context = dataset_context(split_name, sample.meta, options["crop"], options["max_depth"])
     prepared, outputs = {}, {}
@@ -108,6 +117,7 @@ def evaluate(
             create_protocol(name)  # an unknown name fails before any model is loaded
     predictors = [load_predictor(m, device=device, precision=precision, input_size=input_size) for m in models]
     plans = _plans(predictors, protocols, gt_space)
+    _note_flip_tta(plans, flip_tta)
     options = {"flip_tta": flip_tta, "crop": crop, "max_depth": max_depth}
 
     from kdcache.data import iter_samples
