@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--input-size", default="480x640", help="size HxW of the generated JPEGs")
     parser.add_argument("--resolution", default="240x320", help="cache resolution HxW")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--workers", type=int, default=None, help="decode workers (default: precompute's)")
     parser.add_argument("--device", default="auto")

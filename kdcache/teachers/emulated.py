@@ -91,8 +91,7 @@ class EmulatedTensor(torch.Tensor):
                 vdev.wait_until(ready)
                 return _run_on_host(func, args, kwargs)
             try:
-                meta_args, meta_kwargs = _map((args, kwargs), _as_meta)
-                result = func(*meta_args, **meta_kwargs)
+                result = _meta_call(func, args, kwargs)
             except (NotImplementedError, RuntimeError):  # a data-dependent shape: the GPU would sync here too
                 vdev.wait_until(ready)
                 return _run_on_host(func, args, kwargs)
@@ -100,7 +99,10 @@ class EmulatedTensor(torch.Tensor):
             if not tensors:  # shapes, dtypes, sizes: known on the host without waiting
                 return result
             values = None
-            if all(t.numel() <= SMALL for t in tensors):
+            known = all(t.value is not None for t in inputs) and not any(
+                isinstance(a, torch.Tensor) and a.device.type == "meta" and not isinstance(a, EmulatedTensor)
+                for a in _leaves((args, kwargs)))
+            if known and all(t.numel() <= SMALL for t in tensors):
                 values = _run_on_host(func, args, kwargs, in_place_on_values=True)
         return _wrap(result, values, ready, vdev)
 
@@ -162,6 +164,52 @@ def _is_device(value) -> bool:
     return True
 
 
+_META_CACHE: dict = {}
+
+
+def _meta_call(func, args, kwargs):
+    """`func` on meta stand-ins of the arguments. Memoised by the arguments' shapes, strides and dtypes: torch's
+    meta kernels are partly Python (milliseconds for an interpolation) and the loop repeats the same calls."""
+    meta_args, meta_kwargs = _map((args, kwargs), _as_meta)
+    flat = [a for a in _leaves((meta_args, meta_kwargs)) if isinstance(a, torch.Tensor)]
+    key = _signature(func, (meta_args, meta_kwargs))
+    template = _META_CACHE.get(key) if key is not None else None
+    if template is None:
+        result = func(*meta_args, **meta_kwargs)
+        if key is not None and isinstance(result, torch.Tensor):
+            _META_CACHE[key] = _template(result, flat)
+        return result
+    return _instantiate(template, flat)
+
+
+def _signature(func, tree):
+    def part(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), value.stride(), value.dtype)
+        if isinstance(value, slice):
+            return ("slice", value.start, value.stop, value.step)
+        hash(value)
+        return value
+
+    try:
+        return (func, repr(_map(tree, part)))
+    except TypeError:
+        return None
+
+
+def _template(result: torch.Tensor, inputs: list):
+    for position, tensor in enumerate(inputs):
+        if result is tensor:
+            return ("input", position)
+    return ("new", tuple(result.shape), result.stride(), result.dtype)
+
+
+def _instantiate(template, inputs: list):
+    if template[0] == "input":
+        return inputs[template[1]]
+    return torch.empty_strided(template[1], template[2], dtype=template[3], device="meta")
+
+
 def _as_meta(value):
     return value.to("meta") if isinstance(value, torch.Tensor) and value.device.type != "meta" else value
 
@@ -178,6 +226,8 @@ def _host_value(value):
 def _wrap(result, values, ready_at: float, vdev: VirtualDevice):
     if isinstance(result, torch.Tensor) and result.device.type == "meta":
         value = values if isinstance(values, torch.Tensor) else None
+        if value is None and result.numel() <= SMALL:  # computed from synthetic inputs: synthetic, but fixed now
+            value = synthetic(tuple(result.shape), result.dtype)
         if isinstance(result, EmulatedTensor):  # an in-place op returned its input: update it
             result.ready_at, result.value = ready_at, value if value is not None else result.value
             return result
@@ -196,7 +246,9 @@ def _run_on_host(func, args, kwargs, in_place_on_values: bool = False):
     """
     host_args, host_kwargs = _map((args, kwargs), _host_value)
     result = func(*host_args, **host_kwargs)
-    if args and isinstance(args[0], EmulatedTensor) and result is host_args[0]:
+    name = getattr(func, "__name__", "")
+    in_place = name.endswith("_") or name == "__setitem__" or (name.startswith("__i") and name != "__index__")
+    if in_place and args and isinstance(args[0], EmulatedTensor):
         return result if in_place_on_values else args[0]
     return result
 
@@ -205,14 +257,14 @@ _SYNTHETIC: dict[tuple, torch.Tensor] = {}
 _SYNTHETIC_LOCK = threading.Lock()
 
 
-def synthetic(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """Host values standing in for a device tensor: booleans True, maps smooth and positive (depth-like) when
-    they are image-sized, Gaussian otherwise (feature-like). Generated once per shape and dtype, then copied."""
+def synthetic(shape: tuple[int, ...], dtype: torch.dtype, copy: bool = True) -> torch.Tensor:
+    """Host values standing in for a device tensor: booleans True, (B, H, W) maps smooth and positive (depth),
+    Gaussian otherwise (features). Generated once per shape and dtype, then copied (unless `copy=False`)."""
     key = (shape, dtype)
     with _SYNTHETIC_LOCK:
         if key not in _SYNTHETIC:
             _SYNTHETIC[key] = _make_synthetic(shape, dtype)
-    return _SYNTHETIC[key].clone()
+    return _SYNTHETIC[key].clone() if copy else _SYNTHETIC[key]
 
 
 def _make_synthetic(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -221,12 +273,11 @@ def _make_synthetic(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if not dtype.is_floating_point:
         return torch.zeros(shape, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
-    if len(shape) >= 2 and shape[-1] >= 64 and shape[-2] >= 48:  # a depth map: smooth field in [0.5, 10]
-        lead = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-        coarse = torch.rand(lead, 1, 8, 8, generator=generator)
-        smooth = torch.nn.functional.interpolate(coarse, size=shape[-2:], mode="bicubic", align_corners=False)
+    if len(shape) == 3:  # (B, H, W): a depth map, a smooth positive field in [0.5, 10]
+        coarse = torch.rand(shape[0], 1, 8, 8, generator=generator)
+        smooth = torch.nn.functional.interpolate(coarse, size=shape[1:], mode="bicubic", align_corners=False)
         values = 0.5 + 9.5 * smooth.clamp(0, 1).reshape(shape)
-    else:
+    else:  # features, flags' float views, ...: Gaussian
         values = torch.randn(shape, generator=generator)
     return values.to(dtype)
 
@@ -283,3 +334,21 @@ def create_emulated_teacher(ms: str) -> EmulatedTeacher:
     if not value >= 0:
         raise KdcacheError(f"bad emulated teacher 'emulated:{ms}': give milliseconds per image, e.g. emulated:4")
     return EmulatedTeacher(value)
+
+
+def on_device(tensor: torch.Tensor, vdev: VirtualDevice) -> EmulatedTensor:
+    """A host-to-device copy: the device tensor keeps the values of a small tensor, only the shape of a large one."""
+    value = tensor.clone() if tensor.numel() <= SMALL else None
+    return emulated(torch.empty(tensor.shape, dtype=tensor.dtype, device="meta"), time.perf_counter(), vdev, value)
+
+
+def host_copy(value: torch.Tensor) -> torch.Tensor:
+    """A non-blocking device-to-host copy, which a GPU's copy engine does without the host: large tensors come
+    back as the shared synthetic values themselves (read them only; the caller treats them as arrived once the
+    device has finished, as it would after a CUDA event)."""
+    with torch._C.DisableTorchFunctionSubclass():
+        if isinstance(value, EmulatedTensor):
+            if value.value is not None:
+                return value.value.clone()
+            return synthetic(tuple(value.shape), value.dtype, copy=False)
+        return value.cpu()
