@@ -298,6 +298,10 @@ class EmulatedTeacher:
         self.device = torch.device("cpu")  # inputs stay host tensors; outputs are on the virtual device
         self.vdev = VirtualDevice()
         self.identity = {"name": self.name, "emulates": "Intel/dpt-large", "ms_per_image": self.ms_per_image}
+        # torch's meta kernels for interpolation and pooling are Python, imported on first use (seconds): pay
+        # for that here, as a GPU teacher pays for its CUDA context when it loads
+        grid = torch.nn.functional.interpolate(torch.empty(1, 1, 2, 2, device="meta"), size=(3, 3), mode="bilinear")
+        torch.nn.functional.adaptive_avg_pool2d(grid, (2, 2))
         self.preprocess = {"size_rule": "square", "size": 384, "note": "emulated: no preprocessing runs"}
 
     def predict(self, images: torch.Tensor, layers: Iterable[str] = ()) -> TeacherOutput:
