@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         store: str = typer.Argument(..., help="Cache path or fsspec URL."),
         teacher: str = typer.Option(None, "--teacher", help="Teacher to recompute with (default: the cache's)."),
         sample: int = typer.Option(4, "--sample", min=0, help="Samples per split to recompute (0: skip)."),
-        device: str = typer.Option("cpu", "--device", help="Device for the recomputation."),
+        device: str = typer.Option("auto", "--device", help="Device for the recomputation (auto: the GPU if there is one)."),
         precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
         tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
         seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),

@@ -28,7 +28,7 @@ def eval_command(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Student run/checkpoint dir or teacher name (dpt-large, hf:PATH); repeat to compare."),
     protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="metric (default; BTS), metric-zoedepth, hu, aligned-disparity, aligned-depth (see --list-protocols); repeatable."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction, as ZoeDepth's reported numbers do (BTS and Hu et al. do not)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps."),
+    device: str = typer.Option("auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, mps."),
     precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the models are fed (students default to their training size)."),
     crop: str = typer.Option("auto", help="auto (Eigen for NYU, Garg for KITTI), none, eigen, garg, eigen-kitti."),

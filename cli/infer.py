@@ -13,7 +13,7 @@ def infer_command(
     model: str = typer.Option(..., "--model", "-m", help="Student run/checkpoint, exported .onnx, or teacher name."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     fmt: Optional[List[str]] = typer.Option(None, "--format", "-f", help="color, side, png16 (mm), npy (metres); repeatable. Default: color + side."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, mps."),
+    device: str = typer.Option("auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, mps."),
     precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the model is fed (students default to their training size)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction."),

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def teachers_command(
     name: Optional[str] = typer.Argument(
         None, help="Load this teacher (e.g. hf:/path/to/folder, ckpt:runs/x) and show its layers and identity."),
-    device: str = typer.Option("cpu", "--device", help="Device to load NAME on."),
+    device: str = typer.Option("auto", "--device", help="Device to load NAME on (auto: the GPU if there is one)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Override the teacher's input size."),
 ) -> None:
     """Registered teachers: source, output space, input rule, feature layers, parameters, licence."""

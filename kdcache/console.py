@@ -32,8 +32,10 @@ class RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s", style="cyan")
 
 
-def progress(unit: str = "img", transient: bool = False, disable: bool | None = None) -> Progress:
-    """A progress bar with count, rate (`unit`/s), elapsed time and ETA.
+def progress(unit: str = "img", transient: bool = False, disable: bool | None = None,
+             fields: tuple[str, ...] = ()) -> Progress:
+    """A progress bar with count, rate (`unit`/s), elapsed time, ETA, and the text of each task field in `fields`
+    (set with `bar.update(task, <field>=text)`, e.g. the teacher's busy share).
 
     Disabled automatically when stderr is not a terminal (CI logs, tests) unless asked otherwise.
     """
@@ -47,6 +49,7 @@ def progress(unit: str = "img", transient: bool = False, disable: bool | None = 
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        *(TextColumn(f"[magenta]{{task.fields[{name}]}}") for name in fields),
         console=console,
         transient=transient,
         disable=disable,

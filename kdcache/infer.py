@@ -155,7 +155,7 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
 
 
 def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
-          formats: Sequence[str] = ("color", "side"), *, device: str = "cpu", precision: str = "fp32",
+          formats: Sequence[str] = ("color", "side"), *, device: str = "auto", precision: str = "fp32",
           input_size: tuple[int, int] | None = None, flip_tta: bool = False, cmap: str = "inferno") -> dict:
     """Run `model` on images / folders / videos and write depth outputs under `out`; returns a summary dict."""
     predictor = load_predictor(model, device=device, precision=precision, input_size=input_size)

@@ -2,12 +2,13 @@
 contract, small registered splits in the real `Sample` format, and a `main()` so subprocess tests
 (kill -9, concurrent `--shard i/N`) can run precompute with them.
 
-    python tests/test_precompute_fakes.py OUT [--shard i/N] [--delay S] [--n N]
+    python tests/test_precompute_fakes.py OUT [--shard i/N] [--delay S] [--seed K] [--split S]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from kdcache.data import Sample, register_split
 from kdcache.data.splits import SPLITS
-from kdcache.errors import BadSampleError
+from kdcache.errors import BadSampleError, KdcacheError
 
 RESOLUTION = (32, 48)
 
@@ -28,6 +29,8 @@ class FakeTeacher:
 
     `nan_below`: samples whose mean intensity is below it get NaN depth (to test teacher_ok).
     `delay`: seconds slept per predict call (makes a run slow enough to kill in the middle).
+    `hold`: a path; the first predict call creates `<hold>.started`, and every call waits while `hold` exists
+    (so a test can act while a run is certainly in the middle).
     """
 
     name = "fake-teacher"
@@ -36,12 +39,13 @@ class FakeTeacher:
     default_feature_layers = ["stem", "deep"]
     licence = "MIT"
 
-    def __init__(self, seed: int = 0, nan_below: float = -1.0, delay: float = 0.0, scale: float = 1.0):
+    def __init__(self, seed: int = 0, nan_below: float = -1.0, delay: float = 0.0, scale: float = 1.0,
+                 hold: str | None = None):
         generator = torch.Generator().manual_seed(seed)
         self.stem = torch.randn(16, 3, 3, 3, generator=generator) * 0.3
         self.deep = torch.randn(48, 16, 3, 3, generator=generator) * 0.2
         self.head = torch.randn(1, 48, 1, 1, generator=generator) * 0.2
-        self.nan_below, self.delay, self.scale = nan_below, delay, scale
+        self.nan_below, self.delay, self.scale, self.hold = nan_below, delay, scale, hold
         self.identity = {"source": "fake", "seed": seed}
         self.preprocess = {"size": [32, 32], "resize": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
         self.calls = 0
@@ -50,6 +54,10 @@ class FakeTeacher:
         self.calls += 1
         if self.delay:
             time.sleep(self.delay)
+        if self.hold:
+            open(f"{self.hold}.started", "w").close()
+            while os.path.exists(self.hold):
+                time.sleep(0.02)
         height, width = images.shape[-2:]
         x = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
         x = (x - 0.5) / 0.5
@@ -119,12 +127,18 @@ def main(argv=None) -> int:
     parser.add_argument("--shard", default="0/1")
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--budget", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="the fake teacher's weights")
+    parser.add_argument("--hold", default=None, help="wait in the teacher while this file exists")
     args = parser.parse_args(argv)
     index, count = (int(v) for v in args.shard.split("/"))
-    precompute(
-        FakeTeacher(delay=args.delay), args.split or ["kdtest-big"], args.out, resolution=RESOLUTION,
-        batch_size=2, shard_size=4, shard=(index, count), feature_budget=args.budget,
-    )
+    try:
+        precompute(
+            FakeTeacher(seed=args.seed, delay=args.delay, hold=args.hold), args.split or ["kdtest-big"], args.out,
+            resolution=RESOLUTION, batch_size=2, shard_size=4, shard=(index, count), feature_budget=args.budget,
+        )
+    except KdcacheError as err:  # as the CLI reports it
+        print(f"error: {err}")
+        return 2
     return 0
 
 

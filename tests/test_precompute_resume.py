@@ -74,6 +74,44 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_store(tmp_path, refer
     assert not list(out.rglob("*.partial"))
 
 
+def wait_for_shards(out, process, count: int = 2) -> None:
+    deadline = time.monotonic() + 180
+    while done_shards(out) < count and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_second_run_on_a_store_being_written_is_refused_naming_the_first(tmp_path, reference):
+    out = tmp_path / "locked.zarr"
+    hold = tmp_path / "hold"
+    hold.touch()
+    first = spawn(out, "--hold", str(hold))  # waits in its teacher, holding the store, until `hold` goes
+    deadline = time.monotonic() + 120
+    while not Path(f"{hold}.started").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    seconds = [spawn(out, *args) for args in ((), ("--seed", "1"), ("--shard", "0/2"))]  # same teacher, another, a slice
+    for second in seconds:
+        output = second.communicate(timeout=120)[0]
+        assert second.returncode == 2, output
+        assert f"another kdcache precompute (pid {first.pid}" in output and "--shard i/N" in output
+        assert "Traceback" not in output
+    hold.unlink()
+    assert first.wait(timeout=180) == 0
+    assert_same_store(out, reference)  # the first run's data, unmixed
+
+
+def test_a_killed_runs_lock_is_taken_over(tmp_path, reference):
+    out = tmp_path / "stale.zarr"
+    killed = spawn(out, "--delay", "0.1")
+    wait_for_shards(out, killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    rerun = spawn(out)
+    output = rerun.communicate(timeout=180)[0]
+    assert rerun.returncode == 0, output
+    assert f"taking over the lock of pid {killed.pid}" in output
+    assert_same_store(out, reference)
+
+
 def test_two_concurrent_shard_processes_equal_one_run(tmp_path, reference):
     out = tmp_path / "sharded.zarr"
     processes = [spawn(out, "--shard", f"{i}/2", "--delay", "0.02") for i in (1, 0)]  # shard 1 starts first, waits

@@ -89,3 +89,17 @@ def make_bench_dpt(directory, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     return _save(DPTForDepthEstimation(config), directory)
+
+
+def make_dpt_large_arch(directory, seed: int = 0) -> Path:
+    """DPT-Large's architecture (the published Intel/dpt-large config: ViT-L/16, 24 layers, 384x384, neck taps
+    5/11/17/23) with random weights: 343 M params, 1.4 GB on disk. For GPU throughput checks, not for tests."""
+    from transformers import DPTForDepthEstimation
+
+    config = tiny_dpt_config(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, image_size=384,
+        patch_size=16, backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024],
+        fusion_hidden_size=256, qkv_bias=True,
+    )
+    torch.manual_seed(seed)
+    return _save(DPTForDepthEstimation(config), directory)

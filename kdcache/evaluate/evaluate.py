@@ -86,7 +86,7 @@ def evaluate(
     protocol: str | Sequence[str] | None = None,
     *,
     flip_tta: bool = False,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "fp32",
     input_size: tuple[int, int] | None = None,
     crop: str | None = "auto",

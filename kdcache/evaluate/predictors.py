@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcache.errors import KdcacheError
-from kdcache.teachers.base import resolve_device
+from kdcache.devices import resolve_device
 
 _META_SIZE_KEYS = ("input_size", "resolution", "eval_size")
 
@@ -150,7 +150,7 @@ def is_student_spec(spec: str) -> bool:
     return spec.startswith("ckpt:") or Path(spec).expanduser().exists()
 
 
-def load_predictor(spec: str | Predictor, device: str = "cpu", precision: str = "fp32",
+def load_predictor(spec: str | Predictor, device: str = "auto", precision: str = "fp32",
                    input_size: tuple[int, int] | None = None) -> Predictor:
     """A student run/checkpoint path (or `ckpt:PATH`), else a registered teacher name such as `hf:PATH`."""
     if isinstance(spec, Predictor):

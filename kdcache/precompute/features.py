@@ -12,7 +12,7 @@ fitted once on the first samples of the first split and stored in the cache. Rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -68,14 +68,20 @@ class PcaBasis:
 
     components: np.ndarray  # (k, C) float32, orthonormal rows
     mean: np.ndarray  # (C,) float32
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)  # uploaded once per device
 
     @classmethod
     def fit(cls, vectors: np.ndarray, keep: int) -> "PcaBasis":
-        """Fit on (n, C) feature vectors (grid cells of pooled maps, see `cell_vectors`)."""
-        vectors = vectors.astype(np.float64)
-        mean = vectors.mean(axis=0)
+        """Fit on (n, C) feature vectors (grid cells of pooled maps, see `cell_vectors`).
+
+        The covariance is accumulated in float32 (a multithreaded sgemm: a fresh store's start-up is not kept
+        waiting on a float64 product of 16k x C vectors), the small C x C eigenproblem is solved in float64.
+        """
+        vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        mean = vectors.mean(dim=0)
         centred = vectors - mean
-        covariance = centred.T @ centred / max(1, len(centred) - 1)
+        covariance = (centred.T @ centred).double().numpy() / max(1, len(centred) - 1)
+        mean = mean.double().numpy()
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         order = np.argsort(eigenvalues)[::-1][:keep]
         components = eigenvectors[:, order].T
@@ -86,8 +92,11 @@ class PcaBasis:
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, k, h, w)."""
-        components = torch.from_numpy(self.components).to(pooled.device)
-        mean = torch.from_numpy(self.mean).to(pooled.device)
+        key = str(pooled.device)
+        if key not in self._on_device:
+            self._on_device[key] = (torch.from_numpy(self.components).to(pooled.device),
+                                    torch.from_numpy(self.mean).to(pooled.device))
+        components, mean = self._on_device[key]
         centred = pooled - mean[None, :, None, None]
         return torch.einsum("bchw,kc->bkhw", centred, components)
 

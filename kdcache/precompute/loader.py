@@ -1,9 +1,12 @@
-"""Decoding and resizing in DataLoader workers, in shard-aligned batches.
+"""Decoding and resizing in DataLoader workers, in shard-aligned batches, over every split of a run.
 
 Batches never straddle shards: a shard's samples always go through the teacher in the same batches,
 whether the run is fresh, resumed after a kill, or split over `--shard i/N` processes, so every run
 produces the same numbers. Unreadable samples come back as zero records with `readable = False` and
 the reason, and the main thread decides (skip and count, or stop on labeled/strict splits).
+
+One loader serves all the splits of a run (a batch never straddles splits either), so the workers decode the
+next split while the teacher finishes the last one; it is started before the teacher is loaded.
 """
 
 from __future__ import annotations
@@ -52,6 +55,20 @@ class ResizedSamples(Dataset):
         return record
 
 
+class RunSamples(Dataset):
+    """All splits of a run: key `(split position, index)` -> that split's record, tagged with `split`."""
+
+    def __init__(self, splits: list[ResizedSamples]):
+        self.splits = splits
+
+    def __len__(self) -> int:
+        return sum(len(split) for split in self.splits)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        position, index = key
+        return dict(self.splits[position][index], split=position)
+
+
 def collate_records(records: list[dict]) -> dict:
     """Stack records into batches. Maps become torch tensors so worker processes hand them over through
     shared memory instead of pickling megabytes through a pipe; `.numpy()` on them is free."""
@@ -60,6 +77,8 @@ def collate_records(records: list[dict]) -> dict:
         if key in batch:
             batch[key] = torch.from_numpy(np.stack(batch[key]))
     batch["index"] = np.asarray(batch["index"], dtype=np.int64)
+    if "split" in batch:
+        batch["split"] = int(batch["split"][0])
     batch["readable"] = np.asarray(batch["readable"], dtype=bool)
     return batch
 
@@ -73,12 +92,23 @@ def shard_batches(shards: Sequence[int], count: int, shard_size: int, batch_size
     return batches
 
 
-def make_loader(dataset: ResizedSamples, batches: list[list[int]], workers: int) -> DataLoader:
-    """Workers decode and resize ahead of the teacher (4 batches each in flight)."""
+def run_batches(todo: dict[int, list[int]], counts: list[int], shard_size: int, batch_size: int) -> list[list]:
+    """Keys `(split, index)` of every batch of the `todo` shards of each split, in split then index order."""
+    batches = []
+    for position, shards in todo.items():
+        for indices in shard_batches(shards, counts[position], shard_size, batch_size):
+            batches.append([(position, index) for index in indices])
+    return batches
+
+
+def make_loader(dataset: Dataset, batches: list[list], workers: int, pin_memory: bool = False) -> DataLoader:
+    """Workers decode and resize ahead of the teacher (4 batches each in flight); pinned for a CUDA teacher."""
     return DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_records,
         prefetch_factor=4 if workers > 0 else None,
+        pin_memory=pin_memory,
+        persistent_workers=False,
     )

@@ -1,9 +1,9 @@
 """What a precompute run asks for, and how a new store is laid out (feature channels, PCA bases).
 
 `requested_manifest` describes the request in manifest form (compared with an existing store's manifest
-before anything is written); `create_new_store` runs the teacher on the first samples to learn each
-layer's channels, fits PCA bases when the byte budget requires it, creates every array, and writes the
-manifest last.
+before anything is written); `create_new_store` runs the teacher on the first batches of the already running
+loader to learn each layer's channels, fits PCA bases when the byte budget requires it, creates every array,
+and writes the manifest last.
 """
 
 from __future__ import annotations
@@ -67,21 +67,23 @@ def requested_manifest(teacher, precision, flip_tta, resolution, shard_size, dat
     )
 
 
-def _first_batches(dataset, manifest: dict, batch_size: int):
-    """The first split's batches exactly as the main loop will form them (shard-aligned, same sizes)."""
-    labeled = next(iter(manifest["splits"].values()))["labeled"]
-    samples = ResizedSamples(dataset, manifest["resolution"], labeled=labeled)
-    count, shard_size = len(dataset), manifest["shard_size"]
+def fit_batches(loader, samples: ResizedSamples, count: int, shard_size: int, batch_size: int, owned: set[int]):
+    """The first split's batches in index order as `(batch, owned)`: from the running loader for the shards this
+    process writes (it yields exactly those, in this order), decoded here for the others (`--shard i/N`)."""
     for shard in range(layout.shard_count(count, shard_size)):
         for indices in shard_batches([shard], count, shard_size, batch_size):
-            yield collate_records([samples[i] for i in indices])
+            if shard in owned:
+                yield next(loader), True
+            else:
+                yield dict(collate_records([samples[i] for i in indices]), split=0), False
 
 
-def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_size: int, fit_samples: int):
-    """Run the teacher on the first samples: per-layer channels, the channel plan and PCA bases.
+def fit_features(maker: TargetMaker, batches, manifest: dict, fit_samples: int):
+    """Run the teacher on the first samples of the first split: per-layer channels, the channel plan, PCA bases.
 
-    These batches and their raw teacher outputs are kept in `maker.prefilled`, so the main loop does not
-    decode or run them twice (the batches are the main loop's own, so the numbers are identical either way).
+    Returns (features manifest entry, bases, owned batches consumed). The consumed batches' raw outputs stay in
+    `maker.prefilled`, so the main loop neither decodes nor runs them twice (they are its own batches, so the
+    numbers are identical either way).
     """
     request = manifest["features"]
     grid, budget = tuple(request["grid"]), request["budget_bytes"]
@@ -89,25 +91,35 @@ def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_s
     vectors: dict[str, list[np.ndarray]] = {layer: [] for layer in request["layers"]}
     source: dict[str, tuple] = {}
     keep: dict[str, int] = {}
+    consumed: list[dict] = []
     seen = examined = 0
-    for batch in _first_batches(dataset, manifest, batch_size):
-        if examined >= 4 * fit_samples:
-            break  # mostly unreadable so far: do not hold a long prefix of the split in memory
-        examined += len(batch["index"])
-        depth, pooled = maker.raw(batch["image"])
-        maker.prefilled[(spec, *batch["index"].tolist())] = (batch, depth, pooled)
-        usable = batch["readable"].copy()
-        for values in pooled.values():
-            usable &= np.isfinite(values.cpu().numpy().reshape(len(usable), -1)).all(axis=1)
-        if not usable.any():
-            continue
-        for layer, values in pooled.items():
-            source[layer] = tuple(values.shape[1:])
-            vectors[layer].append(cell_vectors(values[torch.from_numpy(usable)], per_sample))
-        seen += int(usable.sum())
-        keep = plan_channels({layer: shape[0] for layer, shape in source.items()}, grid, budget)
-        if seen >= fit_samples or all(keep[layer] == source[layer][0] for layer in keep):
-            break  # enough samples, or nothing to reduce (no PCA needed)
+    batches, done = iter(batches), False
+    while not done:
+        # Queue the teacher on every batch the fit still needs before reading any of them back, so the device
+        # runs them back to back (batches launched beyond the point the fit stops are kept for the main loop).
+        launched = [(batch, owned, maker.raw(batch["image"])) for batch, owned in _round(batches, fit_samples - seen)]
+        if not launched:
+            break
+        for batch, owned, (depth, pooled) in launched:
+            if owned:
+                maker.prefilled[(batch["split"], *batch["index"].tolist())] = (depth, pooled)
+                consumed.append(batch)
+            if done or examined >= 4 * fit_samples:  # enough, or mostly unreadable: do not hold a long prefix
+                done = True
+                continue
+            examined += len(batch["index"])
+            host = {layer: values.cpu() for layer, values in pooled.items()}  # the fit needs them now
+            usable = np.asarray(batch["readable"], dtype=bool).copy()
+            for values in host.values():
+                usable &= np.isfinite(values.numpy().reshape(len(usable), -1)).all(axis=1)
+            if not usable.any():
+                continue
+            for layer, values in host.items():
+                source[layer] = tuple(values.shape[1:])
+                vectors[layer].append(cell_vectors(values[torch.from_numpy(usable)], per_sample))
+            seen += int(usable.sum())
+            keep = plan_channels({layer: shape[0] for layer, shape in source.items()}, grid, budget)
+            done = seen >= fit_samples or all(keep[layer] == source[layer][0] for layer in keep)  # no PCA needed
     if not source:
         raise KdcacheError(f"no readable sample with finite teacher features among the first {examined} of the first "
                            "split: check the --split paths and the teacher weights")
@@ -122,15 +134,27 @@ def fit_features(maker: TargetMaker, spec: str, dataset, manifest: dict, batch_s
             "mean": f"pca/{array}/mean" if reduce else None,
         }
     features = dict(request, per_layer=per_layer, pca_fit_samples=seen, reconstruct=mf.RECONSTRUCT)
-    return features, bases
+    return features, bases, consumed
 
 
-def create_new_store(url, manifest, maker, datasets, batch_size, fit_samples=PCA_FIT_SAMPLES) -> dict:
-    """Create arrays (and PCA bases) for `manifest`; returns the manifest as written."""
-    bases = {}
+def _round(batches, samples: int) -> list:
+    """The next batches from `batches` holding at least `samples` samples (fewer at the end)."""
+    taken = []
+    while samples > 0:
+        item = next(batches, None)
+        if item is None:
+            break
+        taken.append(item)
+        samples -= len(item[0]["index"])
+    return taken
+
+
+def create_new_store(url, manifest, maker, fit_source, fit_samples=PCA_FIT_SAMPLES) -> tuple[dict, list[dict]]:
+    """Create arrays (and PCA bases) for `manifest`; returns the manifest as written and the loader batches the
+    feature fit consumed (`fit_source`: `fit_batches(...)`, used only when features are cached)."""
+    bases, consumed = {}, []
     if manifest["features"] is not None:
-        spec, first = next(iter(datasets.items()))
-        manifest["features"], bases = fit_features(maker, spec, first, manifest, batch_size, fit_samples)
+        manifest["features"], bases, consumed = fit_features(maker, fit_source, manifest, fit_samples)
 
     def build(root: zarr.Group) -> None:
         features = manifest["features"] or {"per_layer": {}, "grid": [1, 1]}
@@ -145,7 +169,7 @@ def create_new_store(url, manifest, maker, datasets, batch_size, fit_samples=PCA
                 layout.write_pca(root, features["per_layer"][layer]["array"], basis.components, basis.mean)
 
     create_store(url, manifest, build)
-    return manifest
+    return manifest, consumed
 
 
 def feature_plan(url: str, manifest: dict) -> FeaturePlan:
@@ -153,9 +177,9 @@ def feature_plan(url: str, manifest: dict) -> FeaturePlan:
     features = manifest.get("features")
     if not features:
         return FeaturePlan()
-    from kdcache.store.reader import _open_root
+    from kdcache.store.reader import open_root
 
-    root = _open_root(url)
+    root = open_root(url)
     bases = {}
     for layer, entry in features["per_layer"].items():
         bases[layer] = None

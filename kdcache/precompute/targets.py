@@ -1,8 +1,12 @@
 """Running the teacher on a batch of cached images: depth (+ flip-TTA), pooled/projected features, checks.
 
-Shared by `precompute` and `cache verify`, so a recomputation follows exactly the same path. A sample whose
-output is not finite, or does not fit float16, is stored as zeros with `teacher_ok = False` and reported,
-never stored silently.
+Shared by `precompute` and `cache verify`, so a recomputation follows exactly the same path. The work is split
+where the host would otherwise wait for the device:
+
+- `launch(images)` queues everything on the teacher's device (upload, forward, pooling, PCA projection, the
+  float16 cast and the per-sample finiteness flags) and the copies back, and returns at once;
+- `finish(download.wait(), readable)` runs on the host once that batch has arrived: a sample that is unreadable,
+  not finite, or overflows float16 is stored as zeros with `teacher_ok = False` and reported, never silently.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from kdcache.devices import resolve_device
+from kdcache.precompute.device import Download, runtime_for
 from kdcache.precompute.features import PcaBasis, pool_to_grid
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+FINITE = "finite:"  # prefix of the per-sample finiteness flags that travel with a batch's outputs
 
 
 @dataclass
@@ -28,20 +35,22 @@ class FeaturePlan:
     bases: dict[str, PcaBasis | None] = field(default_factory=dict)
 
 
-def images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1] on `device`."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0)
+def images_to_tensor(images, runtime) -> torch.Tensor:
+    """(B, H, W, 3) uint8 (numpy or tensor) -> (B, 3, H, W) float32 in [0, 1] on the runtime's device."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    return runtime.upload(tensor).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class TargetMaker:
-    """`maker(images_u8, readable) -> ({field: array}, {index: reason})` for one batch."""
+    """`maker(images_u8, readable) -> ({field: array}, {index: reason})` for one batch, or `launch` + `finish`."""
 
-    def __init__(self, teacher, plan: FeaturePlan, flip_tta: bool, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, teacher, plan: FeaturePlan, flip_tta: bool, device: str | torch.device = "cpu",
+                 precision: str = "fp32"):
         self.teacher, self.plan, self.flip_tta = teacher, plan, flip_tta
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.precision = precision
-        # (split, *indices) -> (batch, depth, pooled) computed while fitting the PCA basis
+        self.runtime = runtime_for(teacher, self.device)
+        # (split, *indices) -> (depth, pooled) on the device, computed while fitting the PCA basis
         self.prefilled: dict[tuple, tuple] = {}
 
     def _autocast(self):
@@ -51,16 +60,16 @@ class TargetMaker:
         return nullcontext()  # fp32 on CPU: the cache must hold the teacher's own numbers
 
     @torch.inference_mode()
-    def raw(self, images: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Teacher depth (B, H, W) float32 and pooled features {layer: (B, C, gh, gw)} float32."""
-        x = images_to_tensor(images, self.device)
-        with self._autocast():
+    def raw(self, images) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Teacher depth (B, H, W) float32 and pooled features {layer: (B, C, gh, gw)} float32, on the device."""
+        x = images_to_tensor(images, self.runtime)
+        with self.runtime.forward(), self._autocast():
             out = self.teacher.predict(x, layers=tuple(self.plan.layers))
             depth = out.depth.float()
             if self.flip_tta:
                 flipped = self.teacher.predict(torch.flip(x, dims=[-1]), layers=()).depth.float()
                 depth = (depth + torch.flip(flipped, dims=[-1])) / 2
-        pooled = {layer: pool_to_grid(out.features[layer], self.plan.grid) for layer in self.plan.layers}
+            pooled = {layer: pool_to_grid(out.features[layer], self.plan.grid) for layer in self.plan.layers}
         return depth, pooled
 
     def stored_features(self, pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,29 +80,41 @@ class TargetMaker:
             stored[layer] = basis.project(values) if basis is not None else values
         return stored
 
-    def __call__(self, images: np.ndarray, readable: np.ndarray, key: tuple | None = None):
-        """Stored arrays for one batch and {position: reason} for samples marked invalid.
+    @torch.inference_mode()
+    def launch(self, images, key: tuple | None = None) -> Download:
+        """Queue one batch on the device and its copy back; nothing here waits for the device.
 
         `key` (the batch's sample indices) picks up outputs already computed while fitting the PCA basis.
         """
         cached = self.prefilled.pop(key, None) if key is not None else None
-        depth, pooled = cached[1:] if cached is not None else self.raw(images)
-        # Cast to float16 and check on the teacher's device (torch's cast is vectorised, numpy's is not);
-        # a float16 overflow becomes inf and is caught by the same finiteness check.
+        depth, pooled = cached if cached is not None else self.raw(images)
+        # Cast to float16 on the device; an overflow becomes inf and fails the same finiteness flag.
         halves = {"teacher": depth.half()}
         for layer, values in self.stored_features(pooled).items():
             halves[f"features/{self.plan.arrays[layer]}"] = values.half()
-        ok = torch.from_numpy(np.asarray(readable, dtype=bool).copy()).to(depth.device)
+        flags = {FINITE + name: torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
+                 for name, values in halves.items()}
+        return self.runtime.download({**halves, **flags})
+
+    @staticmethod
+    def finish(outputs: dict[str, np.ndarray], readable: np.ndarray) -> tuple[dict, dict[int, str]]:
+        """Stored arrays of an arrived batch, and {position: reason} for readable samples marked invalid."""
+        ok = np.asarray(readable, dtype=bool).copy()
         problems: dict[int, str] = {}
-        for name, values in halves.items():
-            finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
-            for index in torch.nonzero(ok & ~finite).flatten().tolist():
+        arrays = {name: values for name, values in outputs.items() if not name.startswith(FINITE)}
+        for name in arrays:
+            finite = outputs[FINITE + name]
+            for index in np.flatnonzero(ok & ~finite):
                 problems[int(index)] = f"non-finite or float16-overflowing teacher output in '{name}'"
             ok &= finite
-        outputs = {}
-        for name, values in halves.items():
-            values[~ok] = 0  # invalid samples are stored as zeros, flagged by teacher_ok
-            outputs[name] = values.cpu().numpy()
-        ok = ok.cpu().numpy()
-        outputs["teacher_ok"] = ok
-        return outputs, problems
+        if not ok.all():
+            for name, values in arrays.items():
+                if not values.flags.writeable:
+                    arrays[name] = values = values.copy()
+                values[~ok] = 0  # invalid samples are stored as zeros, flagged by teacher_ok
+        arrays["teacher_ok"] = ok
+        return arrays, problems
+
+    def __call__(self, images: np.ndarray, readable: np.ndarray, key: tuple | None = None):
+        """Launch one batch and wait for it: `(arrays, problems)` (for `cache verify` and other one-offs)."""
+        return self.finish(self.launch(images, key).wait(), readable)

@@ -100,7 +100,7 @@ def verify_store(
     url: str,
     teacher=None,
     samples: int = 4,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str | None = None,
     tolerance: float = 2e-2,
     seed: int = 0,
@@ -116,10 +116,10 @@ def verify_store(
     problems, notes, checks = [], [], []
     maker = None
     if manifest.get("teacher") and samples > 0:
-        from kdcache.precompute.run import _resolve_teacher
+        from kdcache.precompute.run import resolve_teacher
 
         entry = manifest["teacher"]
-        model = _resolve_teacher(teacher or entry["name"], device, precision or entry["precision"])
+        model = resolve_teacher(teacher or entry["name"], device, precision or entry["precision"])
         if model is not None and getattr(model, "identity", None) != entry.get("identity"):
             notes.append(f"teacher identity {getattr(model, 'identity', None)} differs from the cache's {entry.get('identity')}")
         maker = TargetMaker(model, planning.feature_plan(url, manifest), entry["flip_tta"], device,

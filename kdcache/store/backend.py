@@ -5,6 +5,11 @@ process never leaves a torn chunk or shard. It does not fsync, though: after a p
 may be durable while the data is not. kdcache records a shard as done only after its data is written,
 so `DurableLocalStore` fsyncs the file before the rename and the directory after it.
 
+The shard writer batches that: it writes a shard's files with `write_file(..., sync=False)` (temporary file and
+rename, no fsync), then makes them all durable at once with `make_durable` (each file, then each folder once),
+and only then sets the shard's done flag. A crash in between leaves renamed files whose data may be lost, but
+the flag unset: the shard is redone on resume, and its files are replaced whole.
+
 Object stores (s3://, gs://, ...) replace whole objects atomically on PUT, so `FsspecStore` is used as is.
 """
 
@@ -24,14 +29,16 @@ from kdcache.errors import KdcacheError
 PARTIAL_SUFFIX = ".partial"
 
 
-def _durable_put(path: Path, value: Buffer, exclusive: bool = False) -> int:
+def write_file(path: Path, data, exclusive: bool = False, sync: bool = True) -> int:
+    """Write `data` (bytes-like) to `path` atomically: a temporary file renamed into place, fsynced when `sync`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
     try:
         with tmp.open("wb") as handle:
-            written = handle.write(value.as_buffer_like())
-            handle.flush()
-            os.fsync(handle.fileno())
+            written = handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         if exclusive:
             os.link(tmp, path)  # raises FileExistsError instead of overwriting
             tmp.unlink()
@@ -40,8 +47,26 @@ def _durable_put(path: Path, value: Buffer, exclusive: bool = False) -> int:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
     return written
+
+
+def make_durable(paths) -> None:
+    """fsync every file in `paths`, then every folder holding one (once each). A path with no file (zarr deletes a
+    chunk equal to the fill value instead of writing it) only has its folder synced, which makes the deletion
+    durable."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in {Path(path).parent for path in paths}:
+        _fsync_dir(folder)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -58,7 +83,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class DurableLocalStore(LocalStore):
-    """`LocalStore` whose writes are fsynced before they are renamed into place."""
+    """`LocalStore` whose writes are fsynced before they are renamed into place (`sync`), or atomic only, for a
+    writer that makes a batch of files durable at once (`make_durable`)."""
+
+    sync = True
 
     async def _set(self, key: str, value: Buffer, exclusive: bool = False) -> None:
         import asyncio
@@ -66,12 +94,18 @@ class DurableLocalStore(LocalStore):
         if not self._is_open:
             await self._open()
         self._check_writable()
-        await asyncio.to_thread(_durable_put, self.root / key, value, exclusive)
+        await asyncio.to_thread(write_file, self.root / key, value.as_buffer_like(), exclusive, self.sync)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._ensure_open_sync()
         self._check_writable()
-        _durable_put(self.root / key, value)
+        write_file(self.root / key, value.as_buffer_like(), sync=self.sync)
+
+
+class AtomicLocalStore(DurableLocalStore):
+    """Atomic writes whose fsync is left to the caller (`make_durable`)."""
+
+    sync = False
 
 
 def local_path(url: str) -> Path | None:
@@ -84,13 +118,14 @@ def local_path(url: str) -> Path | None:
     return Path(url)
 
 
-def open_backend(url: str, read_only: bool) -> Store:
-    """A zarr store for `url`: local paths and file:// get `DurableLocalStore`, anything else fsspec."""
+def open_backend(url: str, read_only: bool, durable: bool = True) -> Store:
+    """A zarr store for `url`: local paths and file:// get `DurableLocalStore` (`AtomicLocalStore` when not
+    `durable`: the caller makes its writes durable), anything else fsspec."""
     path = local_path(url)
     if path is not None:
         if read_only and not path.exists():
             raise KdcacheError(f"no cache store at '{url}': check the path or run `kdcache precompute --out {url}`")
-        return DurableLocalStore(path.expanduser(), read_only=read_only)
+        return (DurableLocalStore if durable else AtomicLocalStore)(path.expanduser(), read_only=read_only)
     try:
         return FsspecStore.from_url(str(url), read_only=read_only)
     except (ImportError, ValueError) as err:

@@ -21,7 +21,7 @@ from kdcache.store.layout import shard_count
 from kdcache.store.shardread import read_shard
 
 
-def _open_root(url: str, read_only: bool = True) -> zarr.Group:
+def open_root(url: str, read_only: bool = True) -> zarr.Group:
     store = open_backend(str(url), read_only=read_only)
     try:
         return zarr.open_group(store=store, mode="r" if read_only else "r+")
@@ -31,7 +31,7 @@ def _open_root(url: str, read_only: bool = True) -> zarr.Group:
 
 def open_store(url: str) -> "CacheStore":
     """Open a complete-or-partial kdcache store read-only; `KdcacheError` if `url` is not one."""
-    root = _open_root(str(url))
+    root = open_root(str(url))
     manifest = root.attrs.get(mf.ATTR)
     if not isinstance(manifest, dict):
         if mf.CREATING_ATTR in root.attrs:
@@ -184,7 +184,7 @@ class StoredSplit:
             path = field
             if field.startswith("features/"):
                 path = f"features/{self.feature_array(field.split('/', 1)[1])}"
-            root = _open_root(self.url)
+            root = open_root(self.url)
             self._arrays[field] = root[f"{self.group}/{path}"]
         return self._arrays[field]
 

@@ -22,7 +22,7 @@ MISSING = np.uint64(2**64 - 1)  # index entry of a chunk that was never written 
 _BLOSC = Blosc()
 
 
-def _sharding_codec(array: zarr.Array) -> ShardingCodec | None:
+def sharding_codec(array: zarr.Array) -> ShardingCodec | None:
     codecs = getattr(array.metadata, "codecs", ())
     if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
         return None
@@ -36,7 +36,7 @@ def _sharding_codec(array: zarr.Array) -> ShardingCodec | None:
 
 def read_shard(array: zarr.Array, shard: int) -> np.ndarray | None:
     """Samples of shard `shard` (along axis 0) as one array, or None when the fast path does not apply."""
-    sharding = _sharding_codec(array)
+    sharding = sharding_codec(array)
     if sharding is None or tuple(sharding.chunk_shape[1:]) != tuple(array.shape[1:]) or sharding.chunk_shape[0] != 1:
         return None
     shard_len = array.shards[0]

@@ -6,24 +6,27 @@ shard 0 creates the store; the root first gets `kdcache_creating`, then every ar
 simply recreates on restart (no data is written before the manifest exists).
 
 Write protocol (resumable after kill -9 at any moment): a shard's arrays are written whole, each file
-atomically and durably (see backend.py); only then is `<split>/shard_done[shard]` set. A restart redoes
-every shard whose flag is unset, overwriting whatever a killed writer left there.
+atomically, then all of them durably (see backend.py); only then is `<split>/shard_done[shard]` set. A
+restart redoes every shard whose flag is unset, replacing whatever a killed writer left there.
 """
 
 from __future__ import annotations
 
-import queue
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 import zarr
+from zarr.core.buffer import default_buffer_prototype
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
-from kdcache.store.backend import local_path, open_backend
+from kdcache.store.backend import local_path, make_durable, open_backend, write_file
+from kdcache.store.shardwrite import ShardEncoder, chunk_path
 
 CREATE_TIMEOUT_S = 3600.0
 
@@ -88,73 +91,131 @@ def wait_for_manifest(url: str, shard: tuple[int, int], timeout_s: float = CREAT
         time.sleep(0.2)
 
 
+def default_writer_threads() -> int:
+    """Encoder threads: half the cores (at least 2, at most 8); Blosc releases the GIL while it compresses."""
+    return max(2, min(8, (os.cpu_count() or 2) // 2))
+
+
 def _discard_outer_chunk(array: zarr.Array, start: int) -> None:
-    """Delete the file holding sample `start` (a shard, or the shard-sized chunk of a 1-D array).
+    """Delete the file holding sample `start` before zarr rewrites it (the fallback path only).
 
     zarr reads an existing shard before rewriting it, even when the write covers it whole, so whatever a
     killed or failed writer left there (possibly unreadable) must go first. Files of other shards are
     never touched, so concurrent writers stay independent.
     """
-    outer = array.shards[0] if array.shards else array.chunks[0]
-    coords = (start // outer,) + (0,) * (array.ndim - 1)
-    key = array.metadata.encode_chunk_key(coords)
-    path = f"{array.store_path.path}/{key}" if array.store_path.path else key
-    zarr.core.sync.sync(array.store_path.store.delete(path))
+    zarr.core.sync.sync(array.store_path.store.delete(chunk_path(array, start)))
 
 
 class ShardWriter:
-    """Writes whole shards on a background thread so the teacher never waits on compression or I/O.
+    """Writes whole shards with a pool of threads, several shards in flight, so the teacher never waits on
+    compression or I/O.
 
-    `submit` blocks when `max_pending` shards are queued (bounded memory); an error in the thread is
-    re-raised by the next `submit` or by `close`.
+    Each shard's arrays are encoded in parallel (`ShardEncoder`: one file per array, one put each); once all of a
+    shard's files are written they are made durable together (one fsync per file, one per folder), and only
+    then is its `shard_done` flag set (durably). `submit` blocks while `max_pending` shards are in flight
+    (bounded memory); an error in a thread is re-raised by the next `submit` or by `close`.
     """
 
-    def __init__(self, url: str, max_pending: int = 2):
+    def __init__(self, url: str, max_pending: int | None = None, threads: int | None = None):
         self.url = url
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.threads = threads or default_writer_threads()
+        self._slots = threading.BoundedSemaphore(max_pending or max(2, self.threads))
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="kdcache-shard-writer")
+        self._data = zarr.open_group(store=open_backend(url, read_only=False, durable=False), mode="r+")
+        self._done = zarr.open_group(store=open_backend(url, read_only=False), mode="r+")
+        self._local = local_path(url)
+        self._arrays: dict[str, tuple[zarr.Array, ShardEncoder | None]] = {}
+        self._lock = threading.Lock()
         self._error: BaseException | None = None
         self.written_shards = 0
-        self._thread = threading.Thread(target=self._run, name="kdcache-shard-writer", daemon=True)
-        self._thread.start()
 
-    def submit(self, group: str, shard: int, start: int, data: dict[str, np.ndarray]) -> None:
+    def submit(self, group: str, shard: int, start: int, data: dict) -> None:
+        """Queue shard `shard` of `group` (first sample `start`); `data`: array name -> the shard's samples, as one
+        array or a list of consecutive arrays (batches)."""
         self._raise_if_failed()
-        self._queue.put((group, shard, start, data))
+        self._slots.acquire()
+        if self._error is not None:
+            self._slots.release()
+            self._raise_if_failed()
+        job = _ShardJob(self, group, shard, start, len(data))
+        for name, values in data.items():
+            self._pool.submit(job.write, name, values)
 
     def close(self) -> None:
-        """Wait until every queued shard is durable; re-raise a writer error."""
-        self._queue.put(None)
-        self._thread.join()
+        """Wait until every submitted shard is durable; re-raise a writer error."""
+        self._pool.shutdown(wait=True)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def _run(self) -> None:
-        root = None
-        arrays: dict[str, zarr.Array] = {}
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            if self._error is not None:
-                continue  # drain so `submit` never blocks forever after a failure
-            try:
-                root = root or _root(self.url)
-                self._write(root, arrays, *job)
-            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+    def _array(self, key: str) -> tuple[zarr.Array, ShardEncoder | None]:
+        with self._lock:
+            if key not in self._arrays:
+                array = self._data[key]
+                self._arrays[key] = (array, ShardEncoder.of(array))
+            return self._arrays[key]
+
+    def _write_array(self, key: str, start: int, values) -> str:
+        """Write one array's part of a shard (an array, or a list of consecutive arrays); returns the store key
+        of the file written."""
+        array, encoder = self._array(key)
+        if encoder is None:  # unsharded per-sample scalars (one chunk per shard), or an unknown layout
+            values = np.concatenate(values) if isinstance(values, (list, tuple)) else values
+            if array.shards:
+                _discard_outer_chunk(array, start)
+            array[start:start + len(values)] = values
+            return chunk_path(array, start)
+        path, payload = encoder.encode(start, values)
+        if self._local is not None:
+            write_file(self._local.expanduser() / path, payload, sync=False)
+        else:
+            store = array.store_path.store
+            zarr.core.sync.sync(store.set(path, default_buffer_prototype().buffer.from_bytes(payload)))
+        return path
+
+    def _finish(self, group: str, shard: int, paths: list[str]) -> None:
+        if self._local is not None:
+            make_durable([self._local.expanduser() / path for path in paths])
+        self._done[f"{group}/shard_done"][shard] = True
+        with self._lock:
+            self.written_shards += 1
+
+    def _fail(self, err: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
                 self._error = err
 
-    def _write(self, root: zarr.Group, arrays: dict, group: str, shard: int, start: int, data: dict) -> None:
-        def array(name: str) -> zarr.Array:
-            key = f"{group}/{name}"
-            if key not in arrays:
-                arrays[key] = root[key]
-            return arrays[key]
 
-        for name, values in data.items():
-            _discard_outer_chunk(array(name), start)
-            array(name)[start:start + len(values)] = values
-        array("shard_done")[shard] = True
-        self.written_shards += 1
+class _ShardJob:
+    """One shard in flight: its arrays are written by pool threads; the last one to finish completes it."""
+
+    def __init__(self, writer: ShardWriter, group: str, shard: int, start: int, arrays: int):
+        self.writer, self.group, self.shard, self.start = writer, group, shard, start
+        self.remaining, self.paths, self.failed = arrays, [], False
+        self._lock = threading.Lock()
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        try:
+            if self.writer._error is None:
+                path = self.writer._write_array(f"{self.group}/{name}", self.start, values)
+                with self._lock:
+                    self.paths.append(path)
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            self.failed = True
+            self.writer._fail(err)
+        with self._lock:
+            self.remaining -= 1
+            last = self.remaining == 0
+        if last:
+            self._complete()
+
+    def _complete(self) -> None:
+        try:
+            if not self.failed and self.writer._error is None:
+                self.writer._finish(self.group, self.shard, self.paths)
+        except BaseException as err:  # noqa: BLE001
+            self.writer._fail(err)
+        finally:
+            self.writer._slots.release()

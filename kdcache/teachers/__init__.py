@@ -8,7 +8,7 @@
 Names: the entries in `kdcache/teachers/zoo.py`, plus `hf:ID_OR_PATH` (any DPT / Depth Anything hub id or
 local save_pretrained folder), `ckpt:PATH` (a kdcache student checkpoint or run dir) and `none` (a cache
 of images and GT only: a `NoTeacher` whose `output_space` is None). Factories take
-`(device="cpu", precision="fp32", **options)`; options: `input_size`, and for `hf:` also `output_space`
+`(device="auto", precision="fp32", **options)`; options: `input_size`, and for `hf:` also `output_space`
 and `revision`.
 """
 
@@ -23,7 +23,7 @@ TEACHERS: Registry = Registry("teacher", list_command="kdcache teachers")
 register_teacher = TEACHERS.register
 
 
-def create_teacher(name: str, device: str = "cpu", precision: str = "fp32", **options: Any) -> Teacher | NoTeacher:
+def create_teacher(name: str, device: str = "auto", precision: str = "fp32", **options: Any) -> Teacher | NoTeacher:
     """Build the teacher `name` on `device`; loading errors are one-line `KdcacheError`s raised before any work."""
     return TEACHERS.create(name, device=device, precision=precision, **options)
 

@@ -12,6 +12,7 @@ from typing import Iterable, NamedTuple
 
 import torch
 
+from kdcache.devices import resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.teachers.preprocess import ResizeRule, resize_back
 
@@ -20,23 +21,14 @@ OUTPUT_SPACES = ("disparity", "depth")
 
 
 class TeacherOutput(NamedTuple):
-    """`depth` (B,H,W) float32 in the teacher's output space; `features` {layer: (B,C,h,w) float32}.
+    """`depth` (B,H,W) float32 in the teacher's output space; `features` {layer: (B,C,h,w)} in the teacher's
+    compute dtype (float32, or bf16/fp16 under autocast: no float32 copy of every full-size map is made).
 
     Both live on the teacher's device, so precompute can pool features there before copying to host.
     """
 
     depth: torch.Tensor
     features: dict[str, torch.Tensor]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise KdcacheError(f"bad device '{device}': use cpu, cuda, cuda:1 or mps") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise KdcacheError(f"device '{device}' requested but CUDA is not available: pass --device cpu")
-    return device
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -79,7 +71,7 @@ class Teacher:
         height, width = images.shape[-2:]
         with torch.no_grad(), self._autocast():  # no_grad, not inference_mode: callers may edit outputs in place
             depth, features = self._run(self.rule(images), layers)
-        features = {name: features[name].float() for name in layers}
+        features = {name: features[name] for name in layers}
         return TeacherOutput(resize_back(depth, (height, width)), features)
 
     def _run(self, x: torch.Tensor, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -15,7 +15,8 @@ import torch
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError
-from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_device, resolve_precision
+from kdcache.devices import resolve_device
+from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_precision
 from kdcache.teachers.hf_source import files_sha256
 from kdcache.teachers.preprocess import ResizeRule
 

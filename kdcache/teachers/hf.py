@@ -14,7 +14,8 @@ import torch
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError
-from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_device, resolve_precision
+from kdcache.devices import resolve_device
+from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_precision
 from kdcache.teachers.hf_arch import Architecture, read_architecture
 from kdcache.teachers.hf_source import HFSource, card_licence, load_pretrained, resolve_source, source_identity
 

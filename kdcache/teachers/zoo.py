@@ -103,3 +103,15 @@ def ckpt(ref: str, device="cpu", precision="fp32", **options):
     from kdcache.teachers.checkpoint import create_checkpoint_teacher
 
     return create_checkpoint_teacher(ref, device=device, precision=precision, **options)
+
+
+@register_teacher(
+    "emulated:", source="MS_PER_IMAGE", output_space="disparity", input_rule="none (no model runs)",
+    feature_layers="dpt-large's shapes", params=None, licence=None,
+    description="benchmark stand-in: an emulated GPU running DPT-Large at MS ms/image; outputs are synthetic",
+)
+def emulated(ms: str, device="cpu", precision="fp32", **options):
+    """`emulated:MS`: measure the pipeline around a GPU teacher on any machine (`kdcache.teachers.emulated`)."""
+    from kdcache.teachers.emulated import create_emulated_teacher
+
+    return create_emulated_teacher(ms)

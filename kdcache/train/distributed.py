@@ -9,13 +9,12 @@ variant's student + loss adapters are wrapped together in one `DistributedDataPa
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from kdcache.errors import KdcacheError
+from kdcache.devices import launch_env, resolve_device
 
 
 @dataclass
@@ -35,23 +34,10 @@ class DistContext:
         return self.world_size > 1
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise KdcacheError(f"--device {name} but no CUDA device is visible: use --device cpu")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
 def init_distributed(device_name: str = "auto") -> DistContext:
     """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1), else a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name, local_rank)
+    _, world_size, local_rank = launch_env()
+    device = resolve_device(device_name)
     if world_size <= 1:
         return DistContext(device=device)
     if device.type == "cuda":
