@@ -124,6 +124,25 @@ def test_hf_folder_with_a_pickled_bin_is_refused_in_one_line(tmp_path, run_cli):
     assert not marker.exists()
 
 
+def test_a_cached_hub_snapshot_with_only_a_pickled_bin_is_refused_in_one_line(tmp_path, monkeypatch, run_cli):
+    from huggingface_hub import constants
+    from tiny_models import make_tiny_dpt
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--Intel--dpt-large"
+    snapshot = make_tiny_dpt(repo / "snapshots" / commit)
+    (snapshot / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    plant_pickle(snapshot / "pytorch_model.bin", marker)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code, _, err = run_cli("teachers", "dpt-large")
+    assert "only safetensors weights are loaded" in one_line_error(code, err)
+    assert not marker.exists()
+
+
 # --- student.json -----------------------------------------------------------------------------------------
 @pytest.fixture
 def student_dir(tmp_path):

@@ -71,7 +71,26 @@ def test_out_below_proc_or_a_plain_file_is_one_line(name, inputs, tmp_path, run_
         argv = [a.replace("{out}", str(out)) for a in command(name, inputs)]
         line = _one_line(*run_cli(*argv)[::2])
         assert line.startswith(f"error: {out}/") and reason in line, line
+        assert "exporter" not in line  # export checks --onnx before trying (and failing with) every exporter
     assert not Path("/proc/kdcache-test").exists() and plain.read_text() == "a file, not a folder"
+
+
+def test_any_other_os_error_is_one_line_too(run_cli, monkeypatch, tmp_path):
+    """The CLI's last-resort handler: an OSError from any command is `error: <path>: <reason>`, exit 2."""
+    import errno
+
+    from kdcache.cli import teachers
+
+    def denied():
+        raise PermissionError(errno.EACCES, "Permission denied", "/some/where")
+
+    monkeypatch.setattr(teachers, "_print_registry", denied)
+    line = _one_line(*run_cli("teachers")[::2])
+    assert line == "error: /some/where: Permission denied: choose a writable location"
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    code, _, err = run_cli("eval", "--split", "synth-test[:1]", "--model", "x", "--json", plain / "r.json")
+    assert "is a file, not a folder" in _one_line(code, err)  # checked before evaluating anything
 
 
 def _namespaces_work() -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -49,8 +50,6 @@ def _description(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """`safetensors.torch.save_file`, with its I/O failures (full disk, ...) raised as the OSError they are."""
-    import re
-
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
@@ -144,9 +143,9 @@ def read_description(weights: Path) -> dict[str, Any]:
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         found = description.get("format") if isinstance(description, dict) else type(description).__name__
         raise KdcacheError(f"{source} is not a kdcache student description (format {found!r}).")
-    if not isinstance(description.get("format_version", 0), int) or description.get("format_version", 0) > FORMAT_VERSION:
-        raise KdcacheError(f"{weights} was written by a newer kdcache (format {description['format_version']!r}): "
-                           f"upgrade kdcache.")
+    version = description.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise KdcacheError(f"{weights} was written by a newer kdcache (format {version!r}): upgrade kdcache.")
     _check_description(description, source)
     return description
 
@@ -206,7 +205,8 @@ def _rebuild(config: dict[str, Any]) -> nn.Module:
     if not spec:
         return create_student(config["student"], pretrained=False, **config.get("overrides") or {})
     if not {"encoder", "decoder"} <= set(spec):
-        raise KdcacheError(f"student spec {spec} lacks an encoder or decoder: re-save the checkpoint with save_student.")
+        raise KdcacheError(f"student spec {spec} lacks an encoder or decoder: re-save the checkpoint with "
+                           f"save_student.")
     name = config["student"] if config["student"] in STUDENTS else f"{spec['encoder']}+{spec['decoder']}"
     model = create_student(name, pretrained=False, **spec)
     model.config = dict(config)

@@ -110,7 +110,8 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
                    for r in state["rng"]):
             raise ValueError("bad RNG states")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): {fix}") from None
+        raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): "
+                           f"{fix}") from None
     return state
 
 

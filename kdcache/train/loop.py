@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from kdcache import __version__
 from kdcache.console import log, progress
-from kdcache.errors import KdcacheError, check_writable, writing_to
+from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch
 from kdcache.train.config import TrainConfig, config_json
@@ -51,16 +51,11 @@ class VariantResult:
     loader_startup_s: float  # wait for the first batch (workers starting, first windows read)
 
 
-RESUME_HINT = "rerun with --resume to continue from the last checkpoint"
-
-
 def train_config(config: TrainConfig) -> list[VariantResult]:
-    check_writable(config.out)
+    check_writable(config.out)  # before the cache is read or a model built
     ctx = init_distributed(config.device)
     try:
-        # A full disk mid-run leaves every checkpoint whole (they are swapped in by rename): resume continues.
-        with writing_to(config.out, rerun=RESUME_HINT):
-            return Run(config, ctx).execute()
+        return Run(config, ctx).execute()
     finally:
         shutdown(ctx)
 
