@@ -177,20 +177,23 @@ def test_a_crafted_student_json_is_refused_before_building(student_dir, edit, me
     one_line_error(code, stderr)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc/self/status")
 @pytest.mark.parametrize("change", [{"encoder": "vit_giant_patch14_224"}, {"width": 3000}], ids=["giant", "wide"])
 def test_a_crafted_spec_allocates_nothing_big(student_dir, change):
     """Peak memory of a fresh process that loads the crafted checkpoint: the real giant would take GBs."""
     _edit_spec(student_dir, lambda d: d["config"]["spec"].update(change))
-    code = ("import resource, sys\n"
+    # VmHWM is this process's own peak (ru_maxrss would include the forking pytest process's size).
+    code = ("import sys\n"
             "from kdcache.errors import KdcacheError\n"
             "from kdcache.students import load_student\n"
             "try:\n    load_student(sys.argv[1])\nexcept KdcacheError as err:\n    print('refused:', err)\n"
-            "print('peak_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+            "status = open('/proc/self/status').read()\n"
+            "print('peak_mb', int(status.split('VmHWM:')[1].split()[0]) / 1024)\n")
     done = subprocess.run([sys.executable, "-c", code, str(student_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused: " in done.stdout and "does not match" in done.stdout
     peak = float(done.stdout.split("peak_mb")[1])
-    assert peak < 1500, peak  # torch + timm alone: ~0.5 GB; a 1 B-parameter ViT: > 4 GB
+    assert peak < 1500, peak  # torch + timm alone: ~0.75 GB; a 1 B-parameter ViT: > 4 GB
 
 
 def test_header_shapes_are_compared_with_the_spec(student_dir):
