@@ -7,20 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, check_writable
 
 
 def parse_size(text: Optional[str]) -> tuple[int, int] | None:
     """`"240x320"` (HxW) -> (240, 320)."""
-    if not text:
-        return None
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise KdcacheError(f"bad size '{text}': use HxW, e.g. 240x320") from None
-    if height <= 0 or width <= 0:
-        raise KdcacheError(f"bad size '{text}': both sides must be positive, e.g. 240x320")
-    return height, width
+    from kdcache.cli.precompute import parse_hw
+
+    return parse_hw(text, "size") if text else None
 
 
 def eval_command(
@@ -52,6 +46,9 @@ def eval_command(
         return
     if not split or not model:
         raise KdcacheError("kdcache eval needs --split NAME and at least one --model RUN_DIR_OR_TEACHER")
+    for option, path in (("--json", json_out), ("--markdown", markdown_out)):
+        if path:
+            check_writable(path, option, folder=False)  # before the evaluation, not after it
     rows = evaluate(
         model, split, protocol=list(protocol) if protocol else None, flip_tta=flip_tta, device=device,
         precision=precision, input_size=parse_size(input_size), crop=crop, max_depth=max_depth,

@@ -20,8 +20,12 @@ def export_command(
 ) -> None:
     """Export a student to ONNX, check it against PyTorch with onnxruntime, report latency."""
     from kdcache.cli.evaluate import parse_size
+    from kdcache.errors import check_writable
     from kdcache.export import export_onnx
     from kdcache.export_report import print_export_report
+
+    if json_out:
+        check_writable(json_out, "--json", folder=False)
 
     report = export_onnx(model, onnx, int8=int8, exporter=exporter, input_size=parse_size(input_size),
                          split=split, root=data_root)

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from kdcache import __version__
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, describe_os_error
 
 app = typer.Typer(
     name="kdcache",
@@ -43,15 +43,21 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; a `KdcacheError` becomes one red line on stderr and exit code 2."""
+    """Run the CLI; a `KdcacheError` (or an OSError: full disk, read-only path, ...) becomes one red line on
+    stderr and exit code 2. Commands that write outputs name their output and the way to continue themselves
+    (`kdcache.errors.writing_to`); this handler is the last resort for every other path."""
     try:
         app(args=argv, prog_name="kdcache")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except KdcacheError as err:
+    except (KdcacheError, OSError) as err:
+        from rich.markup import escape
+
         from kdcache.console import console
 
-        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        line = describe_os_error(err) if isinstance(err, OSError) else str(err)
+        # Escaped: messages quote user text such as `[splits]` or `synth-train[:200]`, which is not markup.
+        console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 130

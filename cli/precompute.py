@@ -10,11 +10,13 @@ from kdcache.errors import KdcacheError
 
 
 def parse_hw(text: str, option: str) -> tuple[int, int]:
-    """`240x320` -> (240, 320)."""
+    """`240x320` -> (240, 320); both sides must be positive."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise KdcacheError(f"bad {option} '{text}': use HxW, e.g. 240x320") from None
+    if height <= 0 or width <= 0:
+        raise KdcacheError(f"bad {option} '{text}': both sides must be positive, e.g. 240x320")
     return height, width
 
 
@@ -79,14 +81,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a teacher once over splits into a resumable Zarr v3 cache (rerun the same command to resume)."""
         from kdcache.cli.cache import show_store
+        from kdcache.errors import check_writable, writing_to
         from kdcache.precompute import precompute
+        from kdcache.store.backend import local_path
 
-        url = precompute(
-            teacher, split, out, resolution=parse_hw(resolution, "--resolution"), batch_size=batch_size, device=device,
-            precision=precision, feature_layers=parse_layers(features),
-            feature_grid=parse_hw(feature_grid, "--feature-grid") if feature_grid else None,
-            feature_budget=feature_budget, flip_tta=flip_tta, shard=parse_shard(shard) if shard else None,
-            workers=workers, writer_threads=writer_threads, strict=strict, shard_size=shard_size,
-            root=data_root, split_options=parse_split_options(split_option),
-        )
+        if local_path(out) is not None:
+            check_writable(local_path(out))
+        # Shards are written whole and flagged done last: after a full disk the same command continues.
+        with writing_to(out, rerun="rerun the same command to continue"):
+            url = precompute(
+                teacher, split, out, resolution=parse_hw(resolution, "--resolution"), batch_size=batch_size,
+                device=device, precision=precision, feature_layers=parse_layers(features),
+                feature_grid=parse_hw(feature_grid, "--feature-grid") if feature_grid else None,
+                feature_budget=feature_budget, flip_tta=flip_tta, shard=parse_shard(shard) if shard else None,
+                workers=workers, writer_threads=writer_threads, strict=strict, shard_size=shard_size,
+                root=data_root, split_options=parse_split_options(split_option),
+            )
         show_store(url)

@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
         sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across GPUs under torchrun."),
         pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet encoder weights if available locally (offline: logged, trains from scratch)."),
     ) -> None:
+        from kdcache.errors import writing_to
         from kdcache.train import config_from_dict, train
 
         options = {
@@ -111,7 +112,10 @@ def register(app: typer.Typer) -> None:
         raw = build_raw_config(config, options, student, labeled, aux)
         if no_augment:
             raw.setdefault("augment", {})["enabled"] = False
-        results = train(config_from_dict(raw))
+        config = config_from_dict(raw)
+        # A full disk mid-run leaves every checkpoint whole (they are swapped in by rename): --resume continues.
+        with writing_to(config.out, rerun="rerun with --resume to continue from the last checkpoint"):
+            results = train(config)
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table, not one per process
             print_results(results)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from kdcache.console import log
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
 DYNAMO_OPSET, TORCHSCRIPT_OPSET = 18, 17
@@ -114,6 +114,8 @@ def _try_exporters(module, samples: torch.Tensor, tmp: Path, exporter: str) -> t
                 function(module, samples[:1], tmp, dynamic)
             error = _parity(_session(tmp), module, _probe_inputs(samples, dynamic))
         except Exception as err:  # exporter and runtime failures have many types; the next exporter may work
+            if disk_error(err) is not None:  # a full or read-only disk fails every exporter: say so instead
+                raise disk_error(err) from None
             failures.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
             log(f"[yellow]note:[/] ONNX exporter {name} failed ({failures[-1]}); trying the next one")
             continue
@@ -187,31 +189,33 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     from kdcache.evaluate.predictors import _size_from_meta
     from kdcache.students import load_student
 
+    target = Path(onnx_path).expanduser()
+    check_writable(target, "--onnx", folder=False)  # before any exporter runs: their failures would hide it
     student, meta = load_student(model)
     size = tuple(input_size or _size_from_meta(meta) or (240, 320))
     module = _ImageToDepth(student.eval().float()).eval()
     inputs = sample_images(size, max(2, samples), split, root)
-    target = Path(onnx_path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.onnx")
-    try:
-        name, error = _try_exporters(module, inputs, tmp, exporter)
-        _, dynamic, opset = EXPORTERS[name]
-        _write_metadata(tmp, {
-            "producer": "kdcache", "student": (student.config or {}).get("student", ""),
-            "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
-            "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
-            "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
-        })
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
-              "dynamic_axes": ["batch", "height", "width"] if dynamic else [], "parity_rel_error": error,
-              "size_mb": target.stat().st_size / 1e6, "output_space": meta.get("output_space", "depth"),
-              **_latencies(module, target, inputs[:1])}
-    if int8:
-        from kdcache.export_int8 import quantize_int8
+    with writing_to(target):  # a full disk mid-export leaves no file behind
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.onnx")
+        try:
+            name, error = _try_exporters(module, inputs, tmp, exporter)
+            _, dynamic, opset = EXPORTERS[name]
+            _write_metadata(tmp, {
+                "producer": "kdcache", "student": (student.config or {}).get("student", ""),
+                "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
+                "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
+                "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
+            })
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
+                  "dynamic_axes": ["batch", "height", "width"] if dynamic else [], "parity_rel_error": error,
+                  "size_mb": target.stat().st_size / 1e6, "output_space": meta.get("output_space", "depth"),
+                  **_latencies(module, target, inputs[:1])}
+        if int8:
+            from kdcache.export_int8 import quantize_int8
 
-        report["int8"] = quantize_int8(target, module, inputs, split=split, root=root)
-    return report
+            report["int8"] = quantize_int8(target, module, inputs, split=split, root=root)
+        return report

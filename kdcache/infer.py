@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from kdcache.console import log, progress
-from kdcache.errors import BadSampleError, KdcacheError
+from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
 from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, count_frames, is_video, read_frames, video_fps
 
@@ -80,8 +80,11 @@ def full_size(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -158,9 +161,10 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
           formats: Sequence[str] = ("color", "side"), *, device: str = "auto", precision: str = "fp32",
           input_size: tuple[int, int] | None = None, flip_tta: bool = False, cmap: str = "inferno") -> dict:
     """Run `model` on images / folders / videos and write depth outputs under `out`; returns a summary dict."""
+    out = Path(out).expanduser()
+    check_writable(out)
     predictor = load_predictor(model, device=device, precision=precision, input_size=input_size)
     _check_formats(formats, predictor.output_space)
-    out = Path(out).expanduser()
     items = expand_inputs(inputs)
     videos = [(p, s) for p, s in items if is_video(p)]
     images = [(p, s) for p, s in items if (p, s) not in videos]
@@ -169,7 +173,8 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
     summary = {"model": predictor.name, "output_space": predictor.output_space, "out": str(out), "images": 0,
                "skipped": [], "videos": []}
     model_seconds = 0.0
-    with progress(unit="img") as bar:
+    # Every output is written whole (temp file + rename): after a full disk, rerunning redoes it all cleanly.
+    with writing_to(out), progress(unit="img") as bar:
         task = bar.add_task("infer", total=len(images))
         for path, stem in images:
             try:

@@ -45,6 +45,41 @@ def test_folder_finds_images_recursively_and_skips_unreadable(photos, capsys):
     assert read == good and len(skipped) == 2
 
 
+def test_plain_iteration_follows_the_split_policy(photos, tmp_path, capsys):
+    good = ["a.JPEG", "b/deep/x.PNG", "b/gray.webp", "c.tiff"]
+    split = open_split(f"folder:{photos}")
+    assert "pass --strict" in capsys.readouterr().err  # the flag, not the Python keyword only
+    assert [s.id for s in split] == good  # unlabeled aux data: corrupt files are skipped ...
+    assert len(split.skipped) == len(HEADER_BAD) + len(DECODE_BAD)  # ... and counted
+    assert "truncated" in capsys.readouterr().err
+    sliced = open_split(f"folder:{photos}[1:]")
+    assert [s.id for s in sliced] == good[1:] and len(sliced.skipped) == len(HEADER_BAD) + len(DECODE_BAD)
+    decode_bad_only = tmp_path / "decode-bad"
+    write_bad_images(decode_bad_only)
+    for name in HEADER_BAD:
+        (decode_bad_only / name).unlink()
+    Image.new("RGB", (2, 2)).save(decode_bad_only / "good.png")
+    with pytest.raises(BadSampleError, match="truncated"):  # strict: stop, as labeled splits do
+        list(open_split(f"folder:{decode_bad_only}", strict=True))
+
+
+def test_labeled_splits_stop_at_a_bad_sample_when_iterated(photos):
+    from kdcache.data.splits import SlicedSplit
+
+    class Labeled:
+        name, labeled, space = "labeled", True, "depth"
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise BadSampleError(f"frame {index}", "corrupt")
+
+    for split in (Labeled(), SlicedSplit(Labeled(), 0, 2, "labeled[0:2]")):
+        with pytest.raises(BadSampleError, match="frame 0"):
+            list(split)
+
+
 def test_folder_strict_raises_on_the_first_unreadable_file(photos):
     with pytest.raises(BadSampleError, match="empty file"):
         open_split(f"folder:{photos}", strict=True)

@@ -199,5 +199,6 @@ def test_missing_nyu_names_both_layouts_and_the_download(data_root):
         open_split("nyu-test")
     message = str(info.value)
     for part in ("nyu_depth_v2_labeled.mat", "official_splits/test", "kdcache data download nyu", "KDCACHE_DATA",
-                 str(data_root)):
+                 str(data_root), "--data-root"):
         assert part in message
+    assert "--root" not in message.replace("--data-root", "")  # the option is --data-root

@@ -111,6 +111,9 @@ def test_kdcache_eval_cli_user_errors_exit_2(run_cli, tmp_path):
     assert code == 2 and "bad size" in stderr
     code, stdout, _ = run_cli("eval", "--list-protocols")
     assert code == 0 and "aligned-depth" in stdout
+    for missing in ("/nonexistent", str(tmp_path / "run"), "runs/absent", "model.onnx"):
+        code, _, stderr = run_cli("eval", "--split", SPLIT, "--model", missing, "--no-efficiency")
+        assert code == 2 and f"{missing}: no such file or directory" in stderr and "teacher '" not in stderr
 
 
 def test_cpu_peak_memory_sees_torch_allocations_and_throughput_batch_shrinks(monkeypatch):

@@ -132,6 +132,13 @@ def test_feature_budget_too_small_is_a_clear_error(tmp_path):
         run(tmp_path / "c.zarr", feature_budget=10)
 
 
+@pytest.mark.parametrize("grid", [(0, 0), (0, 4), (3, -1)])
+def test_an_empty_feature_grid_is_a_clear_error(tmp_path, grid):
+    with pytest.raises(KdcacheError, match="bad --feature-grid"):
+        run(tmp_path / "c.zarr", feature_grid=grid)
+    assert not (tmp_path / "c.zarr").exists()
+
+
 def test_flip_tta_stores_the_mean_of_both_predictions(tmp_path):
     data = open_store(run(tmp_path / "c.zarr", flip_tta=True)).split("kdtest-labeled").read(0, 4)
     plain = teacher_on(data["image"]).depth

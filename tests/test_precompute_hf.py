@@ -73,6 +73,8 @@ def test_cli_verify_fails_on_a_tampered_cache(tiny_teacher, tmp_path, run_cli):
      "bad --shard"),
     (("precompute", "--teacher", "no-such-teacher", "--split", "kdtest-labeled", "--out", "x.zarr"),
      "unknown teacher"),
+    (("precompute", "--teacher", "none", "--split", "kdtest-labeled", "--out", "x.zarr", "--feature-grid", "0x0"),
+     "bad --feature-grid '0x0': both sides must be positive"),
 ])
 def test_cli_user_errors_are_one_line_with_exit_2(args, message, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -12,6 +12,7 @@ from test_train_support import TINY_STUDENT, build_cache
 from kdcache.errors import KdcacheError
 from kdcache.students import load_student
 from kdcache.train import MODES, config_from_dict, train
+from kdcache.train.checkpointing import read_state
 
 SOURCES = {"labeled": "synth-train", "aux": "synth-aux", "aux-far": "synth-aux-far"}
 MIX = {"labeled": 0.5, "aux": 0.25, "aux-far": 0.25}
@@ -71,7 +72,7 @@ def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path, mode):
                                "sources": {"labeled": "synth-train"},
                                "batch_size": 4, "steps": 2, "workers": 0, "variant": [{**mode, **TINY_STUDENT}]})
     [result] = train(config)
-    assert result.output_space == "depth" and (tmp_path / "run/checkpoints/last/trainer.pt").is_file()
+    assert result.output_space == "depth" and (tmp_path / "run/checkpoints/last/trainer.json").is_file()
     assert json.loads((tmp_path / "run/config.json").read_text())["variant"]["loss"] == {"silog": 1.0}
 
 
@@ -121,8 +122,8 @@ def test_resume_after_a_kill_is_bitwise_equal(cache, tmp_path, monkeypatch):
         train(run_config(cache, tmp_path / "killed", variants, **options))
     train(run_config(cache, tmp_path / "killed", variants, resume=True, **options))
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "killed"))
-    straight = torch.load(tmp_path / "straight/checkpoints/last/trainer.pt", weights_only=False)
-    resumed = torch.load(tmp_path / "killed/checkpoints/last/trainer.pt", weights_only=False)
+    straight = read_state(tmp_path / "straight/checkpoints/last")
+    resumed = read_state(tmp_path / "killed/checkpoints/last")
     for key, value in straight["variant"]["core"].items():
         assert torch.equal(value, resumed["variant"]["core"][key]), key
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed/metrics.jsonl").read_text().splitlines()]
@@ -170,7 +171,7 @@ def test_bf16_autocast_and_ema_on_cpu(cache, tmp_path):
     variant = {"mode": "kd-labeled-aux", "ema": 0.99, **TINY_STUDENT}
     [result] = train(run_config(cache, tmp_path / "bf16", [variant], amp="bf16", steps=2, val="synth-test"))
     assert result.final_loss is not None and result.best_val_abs_rel is not None
-    state = torch.load(tmp_path / "bf16/checkpoints/last/trainer.pt", weights_only=False)
+    state = read_state(tmp_path / "bf16/checkpoints/last")
     raw = {k[len("student."):]: v for k, v in state["variant"]["core"].items() if k.startswith("student.")}
     saved = weights(tmp_path / "bf16")  # the checkpoint holds the EMA weights, the trainer state the raw ones
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())

@@ -32,4 +32,4 @@ def test_torchrun_two_processes_share_the_cache(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 9))
     assert (run / "checkpoints/best/model.safetensors").is_file()
-    assert (run / "checkpoints/last/trainer.pt").is_file()
+    assert (run / "checkpoints/last/trainer.json").is_file()

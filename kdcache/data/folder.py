@@ -4,14 +4,14 @@ Files are matched by extension (jpg, jpeg, png, webp, bmp, tif, tiff; any case) 
 sorted relative paths. Opening the split probes every file's header: by default files that cannot be read
 (empty, not an image, over the pixel limit) are skipped with a logged reason and a final count;
 `strict=True` raises on the first one instead. Pixel data that turns out corrupt later (a truncated file)
-raises `BadSampleError` from `__getitem__`, which long runs skip and count (`iter_samples`).
+raises `BadSampleError` from `__getitem__`; plain iteration (`for s in split`) and `iter_samples` skip and count it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from kdcache.console import log, progress
 from kdcache.data.images import load_rgb, open_image
@@ -72,7 +72,7 @@ class FolderSplit:
                 readable.append(path)
         if self.skipped:
             log(f"{self.name}: skipped {len(self.skipped)} of {len(candidates)} files that cannot be read "
-                f"(open with strict=True to stop on them instead)")
+                f"(pass --strict, or strict=True in Python, to stop on them instead)")
         return readable
 
     def _skip(self, err: BadSampleError) -> None:
@@ -87,6 +87,17 @@ class FolderSplit:
         path = self.paths[index]
         image = load_rgb(path, self.max_pixels)
         return Sample(self.ids[index], image, meta={"dataset": "folder", "source": str(path)})
+
+    def __iter__(self) -> Iterator[Sample]:
+        """`for sample in split` follows the split's policy: a file that turns out corrupt is skipped, logged and
+        counted in `skipped` (or raises when strict), as in `iter_samples`."""
+        for index in range(len(self)):
+            try:
+                yield self[index]
+            except BadSampleError as err:
+                if self.strict:
+                    raise
+                self._skip(err)
 
 
 @register_split("folder:", labeled=False, space=None)

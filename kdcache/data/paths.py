@@ -7,7 +7,7 @@ from pathlib import Path
 from kdcache.errors import KdcacheError
 
 
-_ROOT_ORIGIN = "(from --root, else $KDCACHE_DATA, else ./data)"
+_ROOT_ORIGIN = "(from --data-root, else $KDCACHE_DATA, else ./data)"
 
 
 def missing_data(dataset: str, root: Path, expected: list[Path], fix: str, need_all: bool = False) -> KdcacheError:
@@ -18,7 +18,7 @@ def missing_data(dataset: str, root: Path, expected: list[Path], fix: str, need_
     looked = (" and " if need_all else " or ").join(str(p) for p in expected)
     state = "does not exist" if not root.exists() else "does not hold it"
     return KdcacheError(f"{dataset} not found: data root {root} {_ROOT_ORIGIN} {state}; expected {looked}; {fix}, "
-                        f"or point $KDCACHE_DATA / --root at the folder that holds it")
+                        f"or point --data-root / $KDCACHE_DATA at the folder that holds it")
 
 
 def incomplete_data(dataset: str, missing: list[Path], total: int, fix: str) -> KdcacheError:

@@ -54,6 +54,10 @@ class SlicedSplit(Sequence[Sample]):
             raise IndexError(index)
         return self.base[self.start + index % len(self)]
 
+    def __iter__(self) -> Iterator[Sample]:
+        """The base split's policy for unreadable samples (skip and count, or stop), not Sequence's."""
+        return iter_samples(self, skipped=getattr(self.base, "skipped", None))
+
     def __getattr__(self, attr: str) -> Any:
         # Reader specific helpers (e.g. `ids`, `paths`) stay reachable through the view. `base` itself is
         # not there yet while unpickling (spawned DataLoader workers): no recursion then.
@@ -102,13 +106,13 @@ def list_splits() -> list[str]:
 def iter_samples(dataset: SplitDataset, strict: bool | None = None, skipped: list | None = None) -> Iterator[Sample]:
     """Iterate a split, skipping unreadable samples unless `strict` (their reasons go to `skipped`).
 
-    `strict=None` follows the split's own policy (`dataset.strict`): labeled splits stop on a bad sample,
-    `folder:` aux data skips and counts.
+    `strict=None` follows the split's own policy (`dataset.strict`, else whether it is labeled): labeled splits
+    stop on a bad sample, `folder:` aux data skips and counts.
     """
     from kdcache.errors import BadSampleError
 
     if strict is None:
-        strict = bool(getattr(dataset, "strict", False))
+        strict = bool(getattr(dataset, "strict", getattr(dataset, "labeled", True)))
     for index in range(len(dataset)):
         try:
             yield dataset[index]

@@ -16,7 +16,7 @@ from kdcache.demo.findings import check_findings, check_targets
 from kdcache.demo.plan import DemoPlan, load_plan
 from kdcache.demo.report import ROW_ORDER, render_report, result_row
 from kdcache.demo.steps import DemoSteps, Step, run_steps, write_json, write_text
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, check_writable
 
 __all__ = ["DemoResult", "run_demo", "load_plan"]
 
@@ -110,6 +110,7 @@ def run_demo(scale: str = "tiny", out: str | Path = "kdcache-demo", config: str 
     """Run (or finish) the demo at `scale` into `out`; returns where the report and results are."""
     plan = load_plan(scale, config)
     out = Path(out)
+    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     log(f"[bold]kdcache demo[/], scale [cyan]{plan.scale}[/]: {plan.summary} -> {out}")
     steps = DemoSteps(plan, out, workers=workers)

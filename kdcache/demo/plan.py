@@ -25,8 +25,13 @@ STUDENT_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def configs_dir() -> Path:
-    """`configs/` of the source checkout (kdcache is installed editable from it)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The shipped TOMLs: `kdcache/configs/` in an installed wheel, else `configs/` of the source checkout.
+
+    Both are the same files: pyproject.toml maps the checkout's `configs/` into the package as package data.
+    """
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
 
 
 @dataclass

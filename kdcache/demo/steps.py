@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kdcache.console import log
+from kdcache.errors import writing_to
 from kdcache.evaluate.report import write_atomic as write_text
 from kdcache.demo.plan import STUDENT_VARIANTS, DemoPlan
 
@@ -190,7 +191,8 @@ def run_steps(steps: list[Step], out: Path, expected_minutes: float, results: di
             continue
         log(f"{header}{_eta(started, done_share, expected_minutes)}\n    [dim]$ {step.command}[/]")
         step_start = time.perf_counter()
-        summary = step.run() or {}
+        with writing_to(out):  # a full disk: rerunning the demo reuses the finished steps and resumes the others
+            summary = step.run() or {}
         result = {"summary": summary, "seconds": round(time.perf_counter() - step_start, 1), "command": step.command}
         write_json(marker, result)
         results[step.key] = result | {"title": step.title}

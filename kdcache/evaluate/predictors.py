@@ -150,6 +150,12 @@ def is_student_spec(spec: str) -> bool:
     return spec.startswith("ckpt:") or Path(spec).expanduser().exists()
 
 
+def looks_like_path(spec: str) -> bool:
+    """A spec meant as a file or folder (no registered teacher name has a slash or a model-file suffix)."""
+    return not spec.startswith(("hf:", "ckpt:")) and (
+        spec.startswith(("/", ".", "~")) or "/" in spec or "\\" in spec or spec.endswith((".onnx", ".safetensors")))
+
+
 def load_predictor(spec: str | Predictor, device: str = "auto", precision: str = "fp32",
                    input_size: tuple[int, int] | None = None) -> Predictor:
     """A student run/checkpoint path (or `ckpt:PATH`), else a registered teacher name such as `hf:PATH`."""
@@ -164,12 +170,15 @@ def load_predictor(spec: str | Predictor, device: str = "auto", precision: str =
         path = Path(spec[5:] if spec.startswith("ckpt:") else spec).expanduser()
         model, meta = load_student(path)
         return StudentPredictor(spec, model, dict(meta), torch_device, input_size)
+    if looks_like_path(spec):
+        raise KdcacheError(f"{spec}: no such file or directory: pass an existing student run dir, checkpoint or "
+                           f".onnx file, or a teacher name (`kdcache teachers` lists them)")
     from kdcache.teachers import create_teacher
 
     try:
         teacher = create_teacher(spec, device=str(torch_device), precision=precision)
     except KdcacheError as err:
-        if spec.startswith(("hf:", "/", ".", "~")) or "/" in spec:
+        if spec.startswith("hf:"):
             raise
         raise KdcacheError(f"'{spec}' is neither an existing student run/checkpoint path nor a teacher: {err}") from err
     if teacher.output_space is None:

@@ -28,6 +28,17 @@ def default_grid(resolution: tuple[int, int]) -> tuple[int, int]:
     return max(1, resolution[0] // 8), max(1, resolution[1] // 8)
 
 
+def check_grid(grid) -> tuple[int, int]:
+    """A feature grid of two positive sides, as (h, w); anything else is one line naming --feature-grid."""
+    try:
+        height, width = (int(v) for v in grid)
+    except (TypeError, ValueError):
+        raise KdcacheError(f"bad --feature-grid {grid!r}: use HxW, e.g. 30x40") from None
+    if height < 1 or width < 1:
+        raise KdcacheError(f"bad --feature-grid {height}x{width}: both sides must be at least 1, e.g. 30x40")
+    return height, width
+
+
 def pool_to_grid(features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, C, h, w) -> (B, C, gh, gw) float32."""
     features = features.float()

@@ -16,7 +16,7 @@ import torch
 import zarr
 
 from kdcache.errors import KdcacheError
-from kdcache.precompute.features import PCA_MAX_VECTORS, POOLING, PcaBasis, cell_vectors, plan_channels
+from kdcache.precompute.features import PCA_MAX_VECTORS, POOLING, PcaBasis, cell_vectors, check_grid, plan_channels
 from kdcache.precompute.loader import ResizedSamples, collate_records, shard_batches
 from kdcache.precompute.targets import FeaturePlan, TargetMaker
 from kdcache.store import layout
@@ -60,7 +60,8 @@ def split_entries(datasets: dict, shard_size: int, root) -> dict[str, dict]:
 def requested_manifest(teacher, precision, flip_tta, resolution, shard_size, datasets, root, layers, grid, budget):
     features = None
     if teacher is not None and layers:
-        features = {"layers": list(layers), "grid": list(grid), "budget_bytes": int(budget), "pooling": POOLING}
+        features = {"layers": list(layers), "grid": list(check_grid(grid)), "budget_bytes": int(budget),
+                    "pooling": POOLING}
     return mf.build_manifest(
         teacher=teacher_entry(teacher, precision, flip_tta), resolution=resolution, shard_size=shard_size,
         splits=split_entries(datasets, shard_size, root), features=features,

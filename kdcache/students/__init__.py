@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 _OVERRIDES = tuple(f.name for f in fields(StudentSpec))
+MAX_WIDTH = 4096  # decoder widths are 16-128 in every preset; beyond this a spec is a typo or a crafted file
 
 
 def list_students() -> list[str]:
@@ -44,7 +45,11 @@ def resolve_spec(name: str, **overrides: Any) -> StudentSpec:
     else:
         raise KdcacheError(_unknown_student_message(name))
     if overrides.get("out_indices") is not None:
-        overrides["out_indices"] = tuple(int(i) for i in overrides["out_indices"])
+        indices = overrides["out_indices"]
+        if not isinstance(indices, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                              for i in indices):
+            raise KdcacheError(f"student out_indices must be a list of integers, got {indices!r}.")
+        overrides["out_indices"] = tuple(indices)
     spec = spec.replace(**overrides)
     DECODERS.resolve(spec.decoder)  # unknown decoder: one line listing the known ones
     _check_spec(spec)
@@ -61,8 +66,16 @@ def _unknown_student_message(name: str) -> str:
 
 
 def _check_spec(spec: StudentSpec) -> None:
-    if spec.width is not None and (not isinstance(spec.width, int) or spec.width < 4):
-        raise KdcacheError(f"student width must be an integer >= 4, got {spec.width!r}.")
+    """Types and sane bounds of every field, before anything is built."""
+    if not (isinstance(spec.encoder, str) and spec.encoder and isinstance(spec.decoder, str) and spec.decoder):
+        raise KdcacheError(f"student encoder and decoder must be names, got {spec.encoder!r} and {spec.decoder!r}.")
+    if spec.width is not None and (not isinstance(spec.width, int) or isinstance(spec.width, bool)
+                                   or not 4 <= spec.width <= MAX_WIDTH):
+        raise KdcacheError(f"student width must be an integer from 4 to {MAX_WIDTH}, got {spec.width!r}.")
+    if not isinstance(spec.drop_last_block, bool):
+        raise KdcacheError(f"student drop_last_block must be true or false, got {spec.drop_last_block!r}.")
+    if spec.out_indices is not None and len(set(spec.out_indices)) != len(spec.out_indices):
+        raise KdcacheError(f"student out_indices must be distinct, got {list(spec.out_indices)}.")
     if not (isinstance(spec.min_depth, (int, float)) and isinstance(spec.init_depth, (int, float))
             and spec.init_depth > spec.min_depth > 0):
         raise KdcacheError(f"student needs init_depth > min_depth > 0 (metres), got init_depth={spec.init_depth!r}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -47,10 +48,22 @@ def _description(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def save_student(model: nn.Module, directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write `directory/model.safetensors` and `directory/student.json`, replacing any previous checkpoint."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """`safetensors.torch.save_file`, with its I/O failures (full disk, ...) raised as the OSError they are."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from err
+
+
+def save_student(model: nn.Module, directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write `directory/model.safetensors` and `directory/student.json`, replacing any previous checkpoint."""
     directory = Path(directory)
     description = _description(model, meta or {})
     text = json.dumps(description, indent=2, sort_keys=True, default=str)
@@ -60,7 +73,7 @@ def save_student(model: nn.Module, directory: str | os.PathLike, meta: dict[str,
     staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        save_file(state, str(staging / WEIGHTS), metadata={"format": "pt", _HEADER_KEY: text})
+        save_tensors(state, staging / WEIGHTS, {"format": "pt", _HEADER_KEY: text})
         (staging / DESCRIPTION).write_text(text + "\n")
         for path in (staging / WEIGHTS, staging / DESCRIPTION):
             _fsync(path)
@@ -124,33 +137,59 @@ def read_description(weights: Path) -> dict[str, Any]:
                 raise KdcacheError(f"{weights} is not a kdcache student checkpoint (no {DESCRIPTION} and no kdcache "
                                    f"header): to use foreign weights, build the student and load_state_dict yourself.")
             description = json.loads(header)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise KdcacheError(f"cannot read student checkpoint {weights}: {err}; re-save it with save_student.") from err
-    if description.get("format") != FORMAT:
-        raise KdcacheError(f"{sidecar if sidecar.is_file() else weights} is not a kdcache student description "
-                           f"(format {description.get('format')!r}).")
-    if description.get("format_version", 0) > FORMAT_VERSION:
-        raise KdcacheError(f"{weights} was written by a newer kdcache (format {description['format_version']}): "
-                           f"upgrade kdcache.")
+    source = sidecar if sidecar.is_file() else weights
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        found = description.get("format") if isinstance(description, dict) else type(description).__name__
+        raise KdcacheError(f"{source} is not a kdcache student description (format {found!r}).")
+    version = description.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise KdcacheError(f"{weights} was written by a newer kdcache (format {version!r}): upgrade kdcache.")
+    _check_description(description, source)
     return description
 
 
+def _check_description(description: dict[str, Any], source: Path) -> None:
+    """The fields `load_student` reads have the right types (a crafted file gets one line, not a KeyError)."""
+    config, meta = description.get("config"), description.get("meta", {})
+    problem = None
+    if not isinstance(config, dict):
+        problem = "no config table"
+    elif not isinstance(config.get("student"), str):
+        problem = "no config.student name"
+    elif any(config.get(key) is not None and not isinstance(config[key], dict) for key in ("spec", "overrides")):
+        problem = "config.spec / config.overrides is not a table"
+    elif not isinstance(meta, dict) or meta.get("output_space", "depth") not in OUTPUT_SPACES:
+        problem = f"meta output_space must be one of {', '.join(OUTPUT_SPACES)}"
+    if problem:
+        raise KdcacheError(f"{source} is not a valid kdcache student description ({problem}): it was edited or "
+                           f"damaged; re-save the checkpoint with save_student.")
+
+
 def load_student(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """(student in eval mode, meta) from a run dir, checkpoint dir or .safetensors file."""
+    """(student in eval mode, meta) from a run dir, checkpoint dir or .safetensors file.
+
+    The description is validated and the architecture it names is first built on the meta device (no memory)
+    and compared with the tensor shapes in the safetensors header; only a match is built for real and loaded,
+    so a crafted student.json can never make kdcache allocate a model its weights file does not hold.
+    """
     from safetensors.torch import load_file
 
     weights = find_checkpoint(path)
     description = read_description(weights)
     config = description["config"]
+    with torch.device("meta"):
+        skeleton = _rebuild(config)
+    problem = _shape_mismatch(_shapes(skeleton.state_dict()), _header_shapes(weights))
+    if problem:
+        raise KdcacheError(f"{weights} does not match student '{config['student']}' ({problem}): it was saved by "
+                           f"a different kdcache/timm version or its {DESCRIPTION} was edited.")
     model = _rebuild(config)
     try:
         state = load_file(str(weights), device=str(device))
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
         raise KdcacheError(f"cannot read weights {weights}: {err}; the file is damaged, re-save it.") from err
-    problem = _state_mismatch(model, state)
-    if problem:
-        raise KdcacheError(f"{weights} does not match student '{config['student']}' ({problem}): it was saved by "
-                           f"a different kdcache/timm version or its {DESCRIPTION} was edited.")
     model.load_state_dict(state, strict=True)
     meta = dict(description.get("meta", {}))
     meta.setdefault("output_space", "depth")
@@ -164,19 +203,36 @@ def _rebuild(config: dict[str, Any]) -> nn.Module:
 
     spec = config.get("spec")
     if not spec:
-        return create_student(config["student"], pretrained=False, **config.get("overrides", {}))
+        return create_student(config["student"], pretrained=False, **config.get("overrides") or {})
+    if not {"encoder", "decoder"} <= set(spec):
+        raise KdcacheError(f"student spec {spec} lacks an encoder or decoder: re-save the checkpoint with "
+                           f"save_student.")
     name = config["student"] if config["student"] in STUDENTS else f"{spec['encoder']}+{spec['decoder']}"
     model = create_student(name, pretrained=False, **spec)
     model.config = dict(config)
     return model
 
 
-def _state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
-    """'' if `state` fits `model` exactly, else a short description of the first differences."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+def _shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from the safetensors header alone (no tensor data is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+        raise KdcacheError(f"cannot read weights {weights}: {err}; the file is damaged, re-save it.") from err
+
+
+def _shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    """'' if `found` fits `expected` exactly, else a short description of the first differences."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(found) if found[k] != expected[k])
     parts = [f"{len(keys)} {label}, e.g. {keys[0]}" for keys, label in
              ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "with another shape")) if keys]
     return "; ".join(parts)

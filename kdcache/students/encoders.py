@@ -104,6 +104,13 @@ def _input_multiple(body: nn.Module, stride: int) -> int:
     return stride * patch
 
 
+def _bad_out_indices(model_name: str, out_indices) -> str:
+    with torch.device("meta"):  # counting the levels builds nothing real
+        levels = len(timm.create_model(model_name, pretrained=False, features_only=True).feature_info)
+    return (f"encoder '{model_name}' has {levels} feature levels: out_indices must be distinct integers from "
+            f"{-levels} to {levels - 1}, got {list(out_indices)}.")
+
+
 class TimmEncoder(nn.Module):
     """Normalise [0, 1] RGB with the backbone's own mean/std and return its feature maps, fine to coarse."""
 
@@ -111,7 +118,12 @@ class TimmEncoder(nn.Module):
                  out_indices: tuple[int, ...] | None = None):
         super().__init__()
         timm_kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
-        self.body = create_timm_features(model_name, pretrained, **timm_kwargs)
+        try:
+            self.body = create_timm_features(model_name, pretrained, **timm_kwargs)
+        except (IndexError, AssertionError):
+            if out_indices is None:
+                raise
+            raise KdcacheError(_bad_out_indices(model_name, out_indices)) from None
         self._was_cut = bool(drop_last_block)
         if drop_last_block:
             _drop_last_block(self.body, model_name)

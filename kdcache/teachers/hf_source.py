@@ -2,7 +2,8 @@
 
 All the ways loading can fail for a user (no network, offline mode, typo in a path, a folder that is not a
 depth model) become one `KdcacheError` line *before* any image is processed, naming the hub id and the
-way out (`--teacher hf:/path/to/folder`). Weights are never loaded with `trust_remote_code`.
+way out (`--teacher hf:/path/to/folder`). Weights are never loaded with `trust_remote_code`, and only from
+safetensors files: a pickled `pytorch_model.bin` can run code when it is loaded, so it is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from kdcache.errors import KdcacheError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+SAFETENSORS_ONLY = ("only safetensors weights are loaded (a pickled .bin can run code when loaded): convert it once, "
+                    "in a session you trust, with `model.save_pretrained(folder, safe_serialization=True)`")
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,14 @@ def load_pretrained(source: HFSource, model_class):
     """`model_class.from_pretrained` with every loading failure turned into one clear line."""
     check_available(source)
     target = str(source.local) if source.is_local else source.ref
+    if source.is_local:
+        _check_safetensors(source.local)
     try:
-        model = model_class.from_pretrained(target, revision=source.revision, trust_remote_code=False)
+        model = model_class.from_pretrained(target, revision=source.revision, trust_remote_code=False,
+                                            use_safetensors=True)
     except (OSError, EnvironmentError) as err:
+        if "safetensors" in str(err):
+            raise KdcacheError(f"teacher '{source.ref}' has no safetensors weights: {SAFETENSORS_ONLY}") from None
         if source.is_local:
             raise KdcacheError(f"cannot load teacher from {target}: {_first_line(err)}") from err
         if "not a valid model identifier" in str(err):
@@ -97,6 +105,13 @@ def load_pretrained(source: HFSource, model_class):
             "use a DPT or Depth Anything checkpoint (`kdcache teachers` lists known ones)"
         ) from err
     return model.eval()
+
+
+def _check_safetensors(folder: Path) -> None:
+    """Refuse a folder whose only weights are pickles, before transformers opens anything."""
+    weights = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if weights and not any(name.endswith(".safetensors") for name in weights):
+        raise KdcacheError(f"teacher folder {folder} holds {', '.join(weights)}: {SAFETENSORS_ONLY}")
 
 
 def weights_sha256(folder: Path) -> str:

@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from kdcache import __version__
 from kdcache.console import log, progress
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch
 from kdcache.train.config import TrainConfig, config_json
@@ -52,6 +52,7 @@ class VariantResult:
 
 
 def train_config(config: TrainConfig) -> list[VariantResult]:
+    check_writable(config.out)  # before the cache is read or a model built
     ctx = init_distributed(config.device)
     try:
         return Run(config, ctx).execute()
@@ -111,7 +112,11 @@ class Run:
         )
         if self.states:
             state = self.states[self.config.variants.index(variant)]
-            trainer.load_state_dict(state["variant"], state["rng"][self.ctx.rank])
+            try:
+                trainer.load_state_dict(state["variant"], state["rng"][self.ctx.rank])
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+                raise KdcacheError(f"--resume: the trainer state in {self.config.variant_dir(variant)} does not "
+                                   f"fit variant '{variant.name}' ({type(err).__name__}): start a new --out") from None
         return trainer
 
     def _fingerprint(self, variant) -> dict[str, Any]:
@@ -294,9 +299,11 @@ class Run:
                 "step": step, "lanes": self.plan.lanes, "fingerprint": self._fingerprint(trainer.variant),
                 "variant": trainer.state_dict(), "rng": rng[index], "best_val": best_val, "best_step": best_step,
             }
-            ckpt.write_checkpoint(directory / "checkpoints" / "last", trainer.eval_model, meta, state)
+            # `best` first: if writing `last` fails (full disk), the resumed run redoes this step and
+            # rewrites the same `best`; the other order could leave a state whose best_step has no checkpoint.
             if improved:
                 ckpt.write_checkpoint(directory / "checkpoints" / "best", trainer.eval_model, meta, None)
+            ckpt.write_checkpoint(directory / "checkpoints" / "last", trainer.eval_model, meta, state)
         barrier(self.ctx)
 
     def _meta(self, trainer: VariantTrainer, step: int, score: float | None) -> dict[str, Any]:
