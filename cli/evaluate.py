@@ -8,13 +8,7 @@ from typing import List, Optional
 import typer
 
 from kdcache.errors import KdcacheError, check_writable
-
-
-def parse_size(text: Optional[str]) -> tuple[int, int] | None:
-    """`"240x320"` (HxW) -> (240, 320)."""
-    from kdcache.cli.precompute import parse_hw
-
-    return parse_hw(text, "size") if text else None
+from kdcache.sizes import parse_hw
 
 
 def eval_command(
@@ -51,9 +45,9 @@ def eval_command(
             check_writable(path, option, folder=False)  # before the evaluation, not after it
     rows = evaluate(
         model, split, protocol=list(protocol) if protocol else None, flip_tta=flip_tta, device=device,
-        precision=precision, input_size=parse_size(input_size), crop=crop, max_depth=max_depth,
+        precision=precision, input_size=parse_hw(input_size, "--input-size"), crop=crop, max_depth=max_depth,
         efficiency=efficiency, throughput_batch=throughput_batch, root=data_root, strict=strict,
-        split_options={**({"gt": gt} if gt else {}), **({"size": parse_size(size)} if size else {})},
+        split_options={**({"gt": gt} if gt else {}), **({"size": parse_hw(size, "--size")} if size else {})},
     )
     print_results(rows)
     if json_out:

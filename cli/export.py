@@ -19,15 +19,15 @@ def export_command(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root (default $KDCACHE_DATA or ./data)."),
 ) -> None:
     """Export a student to ONNX, check it against PyTorch with onnxruntime, report latency."""
-    from kdcache.cli.evaluate import parse_size
     from kdcache.errors import check_writable
     from kdcache.export import export_onnx
     from kdcache.export_report import print_export_report
+    from kdcache.sizes import parse_hw
 
     if json_out:
         check_writable(json_out, "--json", folder=False)
 
-    report = export_onnx(model, onnx, int8=int8, exporter=exporter, input_size=parse_size(input_size),
+    report = export_onnx(model, onnx, int8=int8, exporter=exporter, input_size=parse_hw(input_size, "--input-size"),
                          split=split, root=data_root)
     print_export_report(report)
     if json_out:

@@ -22,12 +22,12 @@ def infer_command(
     """Predict depth for images, folders and videos."""
     from rich.table import Table
 
-    from kdcache.cli.evaluate import parse_size
     from kdcache.evaluate.report import stdout_console
     from kdcache.infer import infer
+    from kdcache.sizes import parse_hw
 
     summary = infer(model, inputs, out, formats=tuple(fmt) if fmt else ("color", "side"), device=device,
-                    precision=precision, input_size=parse_size(input_size), flip_tta=flip_tta, cmap=cmap)
+                    precision=precision, input_size=parse_hw(input_size, "--input-size"), flip_tta=flip_tta, cmap=cmap)
     table = Table(title=f"kdcache infer — {summary['model']} ({summary['output_space']})")
     for column in ("Input", "Items", "Output", "Speed"):
         table.add_column(column, justify="right" if column in ("Items", "Speed") else "left")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional
 
 import typer
 
 from kdcache.errors import KdcacheError
-
-
-def parse_hw(text: str, option: str) -> tuple[int, int]:
-    """`240x320` -> (240, 320); both sides must be positive."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise KdcacheError(f"bad {option} '{text}': use HxW, e.g. 240x320") from None
-    if height <= 0 or width <= 0:
-        raise KdcacheError(f"bad {option} '{text}': both sides must be positive, e.g. 240x320")
-    return height, width
+from kdcache.sizes import parse_hw
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -42,13 +33,13 @@ def parse_split_options(items: List[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise KdcacheError(f"bad --split-option '{item}': use KEY=VALUE, e.g. size=96x128 or gt=filled")
-        options[key.strip()] = _parse_value(text.strip())
+        options[key.strip()] = _parse_value(text.strip(), f"--split-option {key.strip()}")
     return options
 
 
-def _parse_value(text: str):
-    if "x" in text and all(part.isdigit() for part in text.split("x")):
-        return tuple(int(part) for part in text.split("x"))
+def _parse_value(text: str, option: str):
+    if re.fullmatch(r"\d+x\d+", text):
+        return parse_hw(text, option)
     for kind in (int, float):
         try:
             return kind(text)
@@ -92,7 +83,7 @@ def register(app: typer.Typer) -> None:
             url = precompute(
                 teacher, split, out, resolution=parse_hw(resolution, "--resolution"), batch_size=batch_size,
                 device=device, precision=precision, feature_layers=parse_layers(features),
-                feature_grid=parse_hw(feature_grid, "--feature-grid") if feature_grid else None,
+                feature_grid=parse_hw(feature_grid, "--feature-grid"),
                 feature_budget=feature_budget, flip_tta=flip_tta, shard=parse_shard(shard) if shard else None,
                 workers=workers, writer_threads=writer_threads, strict=strict, shard_size=shard_size,
                 root=data_root, split_options=parse_split_options(split_option),

@@ -6,15 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from kdcache.errors import KdcacheError
-
-
-def _parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise KdcacheError(f"bad --resolution '{text}': use HxW, e.g. 240x320.") from None
-    return height, width
+from kdcache.sizes import parse_hw
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
         from kdcache.students import describe_students
 
-        height, width = _parse_resolution(resolution)
+        height, width = parse_hw(resolution, "--resolution")
         rows = describe_students(list(name) if name else None, (height, width))
         table = Table(title=f"students (GMACs = multiply-accumulates of one {height}x{width} image; "
                             f"GFLOPs = 2 x GMACs)")

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from kdcache.errors import KdcacheError
+from kdcache.sizes import parse_hw
 
 HELP = """Train students from a cache made by `kdcache precompute`.
 
@@ -29,16 +30,6 @@ def _sources(labeled: Optional[str], aux: list[str]) -> dict[str, str]:
             raise KdcacheError(f"source name '{name}' is given twice: name aux sources as NAME=SPLIT")
         sources[name] = split
     return sources
-
-
-def _resolution(text: Optional[str]) -> Optional[list[int]]:
-    if text is None:
-        return None
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise KdcacheError(f"--resolution {text}: write HxW, e.g. 240x320") from None
-    return [height, width]
 
 
 def build_raw_config(config_file: Optional[Path], options: dict[str, Any], students: list[str],
@@ -104,7 +95,7 @@ def register(app: typer.Typer) -> None:
             "epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
             "seed": seed, "ema": ema, "warmup": warmup, "clip_grad": clip_grad,
             "amp": amp, "device": device, "workers": workers, "val_max_samples": val_max_samples,
-            "resolution": _resolution(resolution), "feature_layers": feature_layer or None,
+            "resolution": parse_hw(resolution, "--resolution"), "feature_layers": feature_layer or None,
             "log_every": log_every, "checkpoint_every": checkpoint_every,
             "resume": resume or None, "overwrite": overwrite or None, "sync_bn": sync_bn or None,
             "pretrained": pretrained or None,

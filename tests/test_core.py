@@ -124,3 +124,20 @@ def test_a_sliced_split_pickles_for_spawned_workers():
 
     view = pickle.loads(pickle.dumps(open_split("synth-train[2:4]", size=(24, 32))))
     assert len(view) == 2 and view[0].image.shape == (24, 32, 3)
+
+
+@pytest.mark.parametrize("text, expected", [("240x320", (240, 320)), ("96X128", (96, 128)), (None, None)])
+def test_parse_hw(text, expected):
+    from kdcache.sizes import parse_hw
+
+    assert parse_hw(text, "--resolution") == expected
+
+
+@pytest.mark.parametrize("text, reason", [("big", "use HxW"), ("240x", "use HxW"), ("0x320", "positive"),
+                                          ("-1x4", "positive")])
+def test_parse_hw_names_the_option_in_one_line(text, reason):
+    from kdcache.sizes import parse_hw
+
+    with pytest.raises(KdcacheError, match=f"^bad --feature-grid '{text}': .*{reason}") as caught:
+        parse_hw(text, "--feature-grid")
+    assert "\n" not in str(caught.value)

@@ -108,7 +108,7 @@ def test_kdcache_eval_cli_user_errors_exit_2(run_cli, tmp_path):
     code, _, stderr = run_cli("eval", "--split", SPLIT, "--model", "x", "--protocol", "zoe")
     assert code == 2 and "unknown protocol" in stderr
     code, _, stderr = run_cli("eval", "--split", "synth-test[:1]", "--size", "32by40", "--model", "x")
-    assert code == 2 and "bad size" in stderr
+    assert code == 2 and "bad --size" in stderr
     code, stdout, _ = run_cli("eval", "--list-protocols")
     assert code == 0 and "aligned-depth" in stdout
     for missing in ("/nonexistent", str(tmp_path / "run"), "runs/absent", "model.onnx"):

@@ -254,7 +254,7 @@ def test_cli_free_combination_and_errors(run_cli):
     params = student_complexity("resnet18+nnconv5")["params"] / 1e6
     assert f"{params:.2f}" in out
     for args, message in [(("--resolution", "big"), "bad --resolution"), (("-s", "nope"), "unknown student"),
-                          (("--resolution", "0x10"), "bad resolution")]:
+                          (("--resolution", "0x10"), "bad --resolution '0x10': both sides must be positive")]:
         code, _, err = run_cli("students", *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
