@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from kdcache.errors import KdcacheError
-from kdcache.evaluate.align import fit_scale_shift
 from kdcache.evaluate.context import DatasetContext, crop_mask
-from kdcache.metrics import depth_metrics
+from kdcache.metrics import NoValidPixels, depth_metrics
 from kdcache.registry import Registry
+from kdcache.scale_shift import fit_scale_shift
 
 PROTOCOLS: Registry = Registry("protocol", list_command="kdcache eval --list-protocols")
 
@@ -257,6 +257,14 @@ def hu() -> Protocol:
 # ---------------------------------------------------------------- aligned (MiDaS / DPT zero-shot)
 
 
+def _fit(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """`kdcache.scale_shift.fit_scale_shift` of one (H, W) image, the same fit as training's validation."""
+    if not mask.any():
+        raise NoValidPixels("no valid pixel to align the prediction on: check the ground truth's valid mask")
+    scale, shift = fit_scale_shift(*(torch.from_numpy(np.asarray(a))[None] for a in (pred, target, mask)))
+    return float(scale), float(shift)
+
+
 def _score_aligned_disparity(pred, model_space, prepared, context, gt_space):
     pred = upsample(pred, prepared.gt.shape, align_corners=False).astype(np.float64)
     disparity = pred if model_space == "disparity" else 1.0 / np.maximum(pred, 1e-12)
@@ -264,13 +272,13 @@ def _score_aligned_disparity(pred, model_space, prepared, context, gt_space):
     if gt_space == "disparity":
         # Relative GT (HR-WSI): align to it and score in disparity space, as Depth Anything reports.
         mask = prepared.valid & (gt > 0) & np.isfinite(disparity)
-        scale, shift = fit_scale_shift(disparity, gt, mask)
+        scale, shift = _fit(disparity, gt, mask)
         aligned = np.maximum(scale * disparity + shift, 1e-3 * gt[mask].max())
         return depth_metrics(aligned, gt, mask)
     mask = prepared.valid & (gt > 0) & (gt < context.max_depth) & np.isfinite(disparity)
     target = np.zeros_like(gt)
     target[mask] = 1.0 / gt[mask]
-    scale, shift = fit_scale_shift(disparity, target, mask)
+    scale, shift = _fit(disparity, target, mask)
     aligned = np.maximum(scale * disparity + shift, 1.0 / context.max_depth)  # disparity clamp >= 1/cap
     return depth_metrics(1.0 / aligned, gt, mask)
 
@@ -290,7 +298,7 @@ def _score_aligned_depth(pred, model_space, prepared, context, gt_space):
     depth = upsample(pred, prepared.gt.shape, align_corners=False).astype(np.float64)
     gt = prepared.gt.astype(np.float64)
     mask = prepared.valid & (gt > context.min_depth) & (gt < context.max_depth) & np.isfinite(depth)
-    scale, shift = fit_scale_shift(depth, gt, mask)
+    scale, shift = _fit(depth, gt, mask)
     aligned = clamp_depth(scale * depth + shift, context.min_depth, context.max_depth)
     return depth_metrics(aligned, gt, mask)
 

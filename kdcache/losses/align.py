@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from kdcache.losses.masking import EPS
+from kdcache.scale_shift import fit_scale_shift
 
 
 def masked_median(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -31,19 +32,10 @@ def normalise(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def lstsq_align(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """s * x + t with per-image (s, t) minimising sum over mask of (s x + t - y)^2 (identity where singular)."""
-    w = mask.to(x.dtype)
-    a00 = (w * x * x).flatten(1).sum(1)
-    a01 = (w * x).flatten(1).sum(1)
-    a11 = w.flatten(1).sum(1)
-    b0 = (w * x * y).flatten(1).sum(1)
-    b1 = (w * y).flatten(1).sum(1)
-    det = a00 * a11 - a01 * a01
-    ok = det > EPS
-    safe = torch.where(ok, det, torch.ones_like(det))
-    scale = torch.where(ok, (a11 * b0 - a01 * b1) / safe, torch.ones_like(det))
-    shift = torch.where(ok, (a00 * b1 - a01 * b0) / safe, torch.zeros_like(det))
-    return scale.view(-1, 1, 1, 1) * x + shift.view(-1, 1, 1, 1)
+    """s * x + t with per-image (s, t) minimising sum over mask of (s x + t - y)^2 (`kdcache.scale_shift`: where
+    x is constant over the mask, s = 0 and t = the mean of y)."""
+    scale, shift = fit_scale_shift(x, y, mask)
+    return scale.to(x.dtype).view(-1, 1, 1, 1) * x + shift.to(x.dtype).view(-1, 1, 1, 1)
 
 
 ALIGNMENTS = ("median", "lstsq")

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import torch
 
+from kdcache.scale_shift import fit_scale_shift
+
 EPS = 1e-6
 
 
 def align_disparity(disparity: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image least squares `s * disparity + t ~ target` over `mask`; all (B, N) float64."""
-    m = mask.double()
-    p, y = disparity.double() * m, target.double() * m
-    a00, a01, a11 = (p * p).sum(1), p.sum(1), m.sum(1)
-    b0, b1 = (p * y).sum(1), y.sum(1)
-    det = a00 * a11 - a01 * a01
-    ok = det.abs() > 1e-12 * (a00 * a11).clamp_min(1e-300)
-    scale = torch.where(ok, (a11 * b0 - a01 * b1) / det.where(ok, torch.ones_like(det)), torch.zeros_like(det))
-    shift = torch.where(ok, (-a01 * b0 + a00 * b1) / det.where(ok, torch.ones_like(det)), b1 / a11.clamp_min(1))
+    """Per-image least squares `s * disparity + t ~ target` over `mask` (`kdcache.scale_shift`, the fit the
+    aligned protocols of `kdcache eval` use); all (B, N) float64."""
+    scale, shift = fit_scale_shift(disparity, target, mask)
     return scale[:, None] * disparity.double() + shift[:, None]
 
 
