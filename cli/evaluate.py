@@ -33,7 +33,8 @@ def eval_command(
 ) -> None:
     """Score models on a labeled split with the literature's exact protocols."""
     from kdcache.evaluate import evaluate
-    from kdcache.evaluate.report import print_results, to_json, to_markdown, write_atomic
+    from kdcache.atomic import write_text
+    from kdcache.evaluate.report import print_results, to_json, to_markdown
 
     if list_protocols:
         _print_protocols()
@@ -51,9 +52,9 @@ def eval_command(
     )
     print_results(rows)
     if json_out:
-        write_atomic(json_out, to_json(rows))
+        write_text(json_out, to_json(rows))
     if markdown_out:
-        write_atomic(markdown_out, to_markdown(rows))
+        write_text(markdown_out, to_markdown(rows))
 
 
 def _print_protocols() -> None:

@@ -33,9 +33,9 @@ def export_command(
     if json_out:
         import json
 
-        from kdcache.evaluate.report import write_atomic
+        from kdcache.atomic import write_text
 
-        write_atomic(json_out, json.dumps(report, indent=2))
+        write_text(json_out, json.dumps(report, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from kdcache.atomic import write_bytes
 from kdcache.console import log, progress
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
@@ -77,16 +78,6 @@ def full_size(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(tensor, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -115,7 +106,7 @@ def write_outputs(image: np.ndarray, pred: np.ndarray, space: str, stem: Path, f
     }
     for name in formats:
         path, encode = files[name]
-        _write_atomic(path, encode())
+        write_bytes(path, encode())
         written.append(path)
     return written
 

@@ -7,17 +7,17 @@ imageio-ffmpeg`). A missing backend is a one-line error naming that command.
 
 from __future__ import annotations
 
-import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
+from kdcache.atomic import replacing
 from kdcache.errors import KdcacheError
 
 FFMPEG_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
-VIDEO_EXTENSIONS = FFMPEG_EXTENSIONS | {".gif"}
 
 
 def is_video(path: Path) -> bool:
@@ -92,7 +92,8 @@ class VideoWriter:
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps = path, fps
-        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        self._output = ExitStack()
+        self.tmp = self._output.enter_context(replacing(path))  # keeps the extension ffmpeg picks the container by
         self.frames: list[Image.Image] = []
         self.writer = None
         if path.suffix.lower() != ".gif":
@@ -108,15 +109,10 @@ class VideoWriter:
             self.writer.append_data(np.pad(frame, pad) if any(p[1] for p in pad) else frame)
 
     def close(self) -> None:
-        try:
-            if self.writer is None:
-                if self.frames:
-                    duration = int(round(1000.0 / self.fps))
-                    self.frames[0].save(self.tmp, save_all=True, append_images=self.frames[1:], duration=duration,
-                                        loop=0)
-            else:
+        """Finish the file and rename it into place; if finishing fails, the temp file is deleted."""
+        with self._output:
+            if self.writer is not None:
                 self.writer.close()
-            os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+            elif self.frames:
+                duration = int(round(1000.0 / self.fps))
+                self.frames[0].save(self.tmp, save_all=True, append_images=self.frames[1:], duration=duration, loop=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from kdcache.atomic import replacing
 from kdcache.data.splits import SPLITS, list_splits, open_split
 from kdcache.errors import KdcacheError
 
@@ -84,15 +84,8 @@ def colorize(values: np.ndarray, valid: np.ndarray, space: str | None, cmap: str
 
 
 def _write_png(picture: np.ndarray, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            Image.fromarray(picture).save(stream, format="PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(out) as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG")
 
 
 def default_out(split: str, index: int) -> Path:

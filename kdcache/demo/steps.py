@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from kdcache.console import log
 from kdcache.errors import writing_to
-from kdcache.evaluate.report import write_atomic as write_text
+from kdcache.atomic import write_text
 from kdcache.demo.plan import STUDENT_VARIANTS, DemoPlan
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -140,13 +138,3 @@ def to_json(rows: list[dict]) -> str:
     payload = {"kdcache_version": kdcache.__version__, "torch": torch.__version__, "python": platform.python_version(),
                "results": rows}
     return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write text through a temp name + os.replace so a killed run never leaves half a file."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -5,8 +5,8 @@ process never leaves a torn chunk or shard. It does not fsync, though: after a p
 may be durable while the data is not. kdcache records a shard as done only after its data is written,
 so `DurableLocalStore` fsyncs the file before the rename and the directory after it.
 
-The shard writer batches that: it writes a shard's files with `write_file(..., sync=False)` (temporary file and
-rename, no fsync), then makes them all durable at once with `make_durable` (each file, then each folder once),
+The shard writer batches that: it writes a shard's files with `kdcache.atomic.write_bytes` (temporary file and rename,
+no fsync), then makes them all durable at once with `kdcache.atomic.make_durable` (each file, then each folder once),
 and only then sets the shard's done flag. A crash in between leaves renamed files whose data may be lost, but
 the flag unset: the shard is redone on resume, and its files are replaced whole.
 
@@ -15,8 +15,6 @@ Object stores (s3://, gs://, ...) replace whole objects atomically on PUT, so `F
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,62 +22,8 @@ from zarr.abc.store import Store
 from zarr.core.buffer import Buffer
 from zarr.storage import FsspecStore, LocalStore
 
+from kdcache.atomic import TEMP_MARK, write_bytes
 from kdcache.errors import KdcacheError
-
-PARTIAL_SUFFIX = ".partial"
-
-
-def write_file(path: Path, data, exclusive: bool = False, sync: bool = True) -> int:
-    """Write `data` (bytes-like) to `path` atomically: a temporary file renamed into place, fsynced when `sync`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
-    try:
-        with tmp.open("wb") as handle:
-            written = handle.write(data)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        if exclusive:
-            os.link(tmp, path)  # raises FileExistsError instead of overwriting
-            tmp.unlink()
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if sync:
-        _fsync_dir(path.parent)
-    return written
-
-
-def make_durable(paths) -> None:
-    """fsync every file in `paths`, then every folder holding one (once each). A path with no file (zarr deletes a
-    chunk equal to the fill value instead of writing it) only has its folder synced, which makes the deletion
-    durable."""
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for folder in {Path(path).parent for path in paths}:
-        _fsync_dir(folder)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class DurableLocalStore(LocalStore):
@@ -94,12 +38,13 @@ class DurableLocalStore(LocalStore):
         if not self._is_open:
             await self._open()
         self._check_writable()
-        await asyncio.to_thread(write_file, self.root / key, value.as_buffer_like(), exclusive, self.sync)
+        await asyncio.to_thread(write_bytes, self.root / key, value.as_buffer_like(), exclusive=exclusive,
+                                sync=self.sync)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._ensure_open_sync()
         self._check_writable()
-        write_file(self.root / key, value.as_buffer_like(), sync=self.sync)
+        write_bytes(self.root / key, value.as_buffer_like(), sync=self.sync)
 
 
 class AtomicLocalStore(DurableLocalStore):
@@ -140,7 +85,7 @@ def remove_stale_partials(url: str) -> int:
     path = local_path(url)
     if path is None or not path.exists():
         return 0
-    stale = list(path.rglob(f"*{PARTIAL_SUFFIX}"))
+    stale = list(path.rglob(f"*{TEMP_MARK}"))
     for file in stale:
         file.unlink(missing_ok=True)
     return len(stale)

@@ -22,10 +22,11 @@ import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 
+from kdcache.atomic import make_durable, write_bytes
 from kdcache.console import log
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
-from kdcache.store.backend import local_path, make_durable, open_backend, write_file
+from kdcache.store.backend import local_path, open_backend
 from kdcache.store.shardwrite import ShardEncoder, chunk_path
 
 CREATE_TIMEOUT_S = 3600.0
@@ -169,7 +170,7 @@ class ShardWriter:
             return chunk_path(array, start)
         path, payload = encoder.encode(start, values)
         if self._local is not None:
-            write_file(self._local.expanduser() / path, payload, sync=False)
+            write_bytes(self._local.expanduser() / path, payload)
         else:
             store = array.store_path.store
             zarr.core.sync.sync(store.set(path, default_buffer_prototype().buffer.from_bytes(payload)))

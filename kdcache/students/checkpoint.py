@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from kdcache.atomic import make_durable, replacing_dir
 from kdcache.errors import KdcacheError
 
 WEIGHTS = "model.safetensors"
@@ -69,35 +68,11 @@ def save_student(model: nn.Module, directory: str | os.PathLike, meta: dict[str,
     text = json.dumps(description, indent=2, sort_keys=True, default=str)
     # Own, contiguous CPU copies: safetensors refuses shared or strided storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    with replacing_dir(directory) as staging:
         save_tensors(state, staging / WEIGHTS, {"format": "pt", _HEADER_KEY: text})
         (staging / DESCRIPTION).write_text(text + "\n")
-        for path in (staging / WEIGHTS, staging / DESCRIPTION):
-            _fsync(path)
-        _swap_into_place(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        make_durable([staging / WEIGHTS, staging / DESCRIPTION])
     return directory
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _swap_into_place(staging: Path, directory: Path) -> None:
-    """Rename `staging` to `directory`; an existing checkpoint is moved aside first and deleted after."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(directory, retired)
-    os.replace(staging, directory)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:

@@ -14,14 +14,12 @@ between the two renames, `last.old` is still complete and `find_resume` uses it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kdcache.atomic import replacing_dir
 from kdcache.errors import KdcacheError
 
 STATE_JSON = "trainer.json"
@@ -38,27 +36,10 @@ def write_checkpoint(directory: Path, weights: torch.nn.Module, meta: dict[str, 
     """Atomically (re)write `directory` with the student's weights, its meta and the trainer state."""
     from kdcache.students import save_student
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with replacing_dir(directory) as staging:
         save_student(weights, staging, meta)
         if state is not None:
             write_state(staging, state)
-        _swap_in(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    old = directory.with_name(directory.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(staging, directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_resume(run_dir: Path) -> Path | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from kdcache.atomic import replacing, write_text
 
 
 class MetricsLog:
@@ -19,9 +20,7 @@ class MetricsLog:
             self._rewrite([r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step])
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
     def append(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
@@ -66,10 +65,11 @@ def write_curves(metrics_path: Path, png_path: Path, title: str) -> None:
     axes[2].set(title="validation AbsRel", xlabel="step")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(png_path).with_name(".curves.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        with replacing(png_path) as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def _positive(records: list[dict[str, Any]], keys: list[str]) -> bool:

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from kdcache import __version__
+from kdcache.atomic import write_text
 from kdcache.console import log, progress
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
@@ -169,9 +170,7 @@ class Run:
                  "steps_per_epoch": self.per_epoch, "total_steps": self.total, "world_size": self.ctx.world_size}
         for variant, trainer, directory in zip(self.config.variants, self.trainers, self.dirs):
             text = config_json(self.config, variant, {**extra, "output_space": trainer.output_space})
-            tmp = directory / ".config.json.tmp"
-            tmp.write_text(text)
-            tmp.replace(directory / "config.json")
+            write_text(directory / "config.json", text)
 
     # --- the loop -----------------------------------------------------------------------------------------
     def execute(self) -> list[VariantResult]:

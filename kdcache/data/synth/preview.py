@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from kdcache.atomic import replacing
 from kdcache.data.splits import open_split
 
 
@@ -50,14 +50,9 @@ def save_grid(path: str | os.PathLike = "docs/images/synth_grid.png", rows: int 
 def _save_atomic(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
