@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kdcache.console import log
+from kdcache.console import log, stdout_console
 
-# Tables on stdout (logs and progress stay on stderr); wide enough when piped so no column is truncated.
-stdout = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _mb(n: float) -> str:
@@ -75,9 +71,9 @@ def show_store(url: str) -> None:
     from kdcache.store.info import store_info
 
     store, infos = store_info(url)
-    stdout.print(manifest_table(store.manifest))
-    stdout.print(splits_table(infos))
-    stdout.print(fields_table(infos))
+    stdout_console().print(manifest_table(store.manifest))
+    stdout_console().print(splits_table(infos))
+    stdout_console().print(fields_table(infos))
 
 
 def verify_table(report) -> Table:
@@ -125,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
         report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
                               tolerance=tolerance, seed=seed)
-        stdout.print(verify_table(report))
+        stdout_console().print(verify_table(report))
         for note in report.notes:
             log(f"[yellow]note:[/] {note}")
         for problem in report.problems:

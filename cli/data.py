@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kdcache.console import log
+from kdcache.console import log, stdout_console
 
 data_app = typer.Typer(help="Datasets: list registered splits, inspect a sample, download NYU Depth v2.",
                        no_args_is_help=True)
-_stdout = Console()
 
 ROOT_HELP = "Data root (default: $KDCACHE_DATA, else ./data)."
 
@@ -32,7 +30,7 @@ def list_command(root: Optional[Path] = typer.Option(None, "--data-root", "--roo
         labeled = "?" if row.labeled is None else ("yes" if row.labeled else "no")
         expected = "-" if row.expected is None else f"{row.expected:,}"
         table.add_row(row.name, count, expected, labeled, row.space or "-")
-    _stdout.print(table)
+    stdout_console().print(table)
     missing = [row for row in rows if row.count is None and row.problem != "pattern"]
     if missing:
         log(f"{len(missing)} split(s) missing; `kdcache data show SPLIT` says where each one is expected")
@@ -64,7 +62,7 @@ def show_command(
             table.add_row("GT range (p2 / p50 / p98)", f"{r['p2']:.4g} / {r['p50']:.4g} / {r['p98']:.4g}")
             table.add_row("GT min / max", f"{r['min']:.4g} / {r['max']:.4g}")
     table.add_row("picture", str(view.out))
-    _stdout.print(table)
+    stdout_console().print(table)
 
 
 @data_app.command("download")
@@ -82,7 +80,7 @@ def download_command(
 
     options = {"labeled_url": labeled_url, "splits_url": splits_url, "force": force}
     for path in download(dataset, root, **options):
-        _stdout.print(str(path))
+        stdout_console().print(str(path))
 
 
 def register(app: typer.Typer) -> None:

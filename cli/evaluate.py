@@ -70,7 +70,7 @@ def _print_protocols() -> None:
     for name in list_protocols():
         protocol = create_protocol(name)
         table.add_row(name, "/".join(protocol.model_spaces), Text(protocol.description))  # Text: "[min, max]" is no markup
-    from kdcache.evaluate.report import stdout_console
+    from kdcache.console import stdout_console
 
     stdout_console().print(table)
 

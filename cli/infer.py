@@ -22,7 +22,7 @@ def infer_command(
     """Predict depth for images, folders and videos."""
     from rich.table import Table
 
-    from kdcache.evaluate.report import stdout_console
+    from kdcache.console import stdout_console
     from kdcache.infer import infer
     from kdcache.sizes import parse_hw
 

@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
         resolution: str = typer.Option("240x320", "--resolution", help="Input size HxW for the GMACs column."),
     ) -> None:
         """List student presets: encoder, decoder, parameters and GMACs (multiply-accumulates) at a resolution."""
-        from rich.console import Console
         from rich.table import Table
 
+        from kdcache.console import stdout_console
         from kdcache.students import describe_students
 
         height, width = parse_hw(resolution, "--resolution")
@@ -34,7 +34,4 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             table.add_row(row["name"], row["encoder"], row["decoder"] + (f" w{row['width']}" if row["width"] else ""),
                           f"{row['params'] / 1e6:.2f}", f"{row['gmacs']:.2f}", row["description"])
-        console = Console()
-        if not console.is_terminal:  # piped or captured: print whole rows rather than squeeze to 80 columns
-            console = Console(width=160)
-        console.print(table)
+        stdout_console().print(table)

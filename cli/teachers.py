@@ -5,16 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-# Piped output (files, CI logs) has no real width: print the wide table unwrapped rather than at 80 columns.
-_PIPE_WIDTH = 180
+from kdcache.console import stdout_console
 
-
-def _stdout() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, _PIPE_WIDTH))
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +43,7 @@ def _print_registry() -> None:
         shown = name + "PATH" if name.endswith(":") else name
         table.add_row(shown, info["source"], info["output_space"] or "-", info["input_rule"],
                       _layers(info["feature_layers"]), _params(info["params"]), _licence(info["licence"]))
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 def _print_teacher(facts: dict) -> None:
@@ -66,7 +60,7 @@ def _print_teacher(facts: dict) -> None:
     for key, value in facts["identity"].items():
         if key not in ("preprocess", "name", "output_space"):
             table.add_row(key, str(value))
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 def _layers(layers) -> str:

@@ -112,8 +112,9 @@ def register(app: typer.Typer) -> None:
 
 
 def print_results(results) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from kdcache.console import stdout_console
 
     table = Table(title="kdcache train")
     numeric = ("steps", "best val AbsRel", "final loss", "time (s)")
@@ -123,5 +124,4 @@ def print_results(results) -> None:
         best = "-" if r.best_val_abs_rel is None else f"{r.best_val_abs_rel:.4f} @ {r.best_step}"
         loss = "-" if r.final_loss is None else f"{r.final_loss:.4f}"
         table.add_row(r.name, r.student, r.output_space, str(r.steps), best, loss, f"{r.compute_time_s:.1f}", r.run_dir)
-    # Wide enough for run paths when stdout is a pipe (rich would otherwise assume 80 columns).
-    Console(width=max(Console().width, 160)).print(table)
+    stdout_console().print(table)

@@ -19,6 +19,17 @@ from rich.text import Text
 # Progress and logs go to stderr so stdout stays clean for tables and JSON a user may pipe.
 console = Console(stderr=True)
 
+# Piped output (a file, a CI log) has no width, and rich would fold tables to 80 columns: print them this wide.
+PIPED_WIDTH = 200
+
+
+def stdout_console() -> Console:
+    """The console for tables on stdout: the terminal's width, or `PIPED_WIDTH` columns when piped.
+
+    Built per call, so it writes to whatever `sys.stdout` is at that moment (a test's capture included)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
 
 class RateColumn(ProgressColumn):
     """Items per second, e.g. `42.0 img/s`."""

@@ -46,6 +46,6 @@ def export_table(report: dict) -> Table:
 
 
 def print_export_report(report: dict, console: Console | None = None) -> None:
-    from kdcache.evaluate.report import stdout_console
+    from kdcache.console import stdout_console
 
     (console or stdout_console()).print(export_table(report))

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 import kdcache
+from kdcache.console import stdout_console
 from kdcache.metrics import HIGHER_IS_BETTER, METRIC_KEYS
 
 _LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
@@ -103,12 +104,6 @@ def results_tables(rows: list[dict]) -> list[Table]:
             efficiency.add_row(row["name"], *_efficiency_row(row))
         tables.append(efficiency)
     return tables
-
-
-def stdout_console() -> Console:
-    """A console for result tables on stdout; piped to a file it is wide enough not to fold columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
 
 
 def print_results(rows: list[dict], console: Console | None = None) -> None:
