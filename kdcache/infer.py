@@ -22,6 +22,7 @@ from PIL import Image
 
 from kdcache.atomic import write_bytes
 from kdcache.console import log, progress
+from kdcache.depth_colors import colorize, display_range, to_nearness
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
 from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, count_frames, is_video, read_frames, video_fps
@@ -47,27 +48,6 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
     if not found:
         raise KdcacheError("no image or video found in the inputs: pass .jpg/.png files, folders or .mp4/.gif videos")
     return found
-
-
-def to_nearness(pred: np.ndarray, space: str) -> np.ndarray:
-    """Larger = nearer, for display: 1/depth for metric predictions, disparity as is."""
-    return 1.0 / np.maximum(pred, 1e-6) if space == "depth" else pred
-
-
-def display_range(nearness: np.ndarray) -> tuple[float, float]:
-    """Robust colour range: 2nd and 98th percentiles (a few extreme pixels do not wash out the map)."""
-    lo, hi = np.percentile(nearness[np.isfinite(nearness)], [2, 98]) if np.isfinite(nearness).any() else (0.0, 1.0)
-    return float(lo), float(max(hi, lo + 1e-6))
-
-
-def colorize(nearness: np.ndarray, lo: float, hi: float, cmap: str = "inferno") -> np.ndarray:
-    """(H, W, 3) uint8 colour image of `nearness` mapped through a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    if cmap not in colormaps:
-        raise KdcacheError(f"unknown colormap '{cmap}': use e.g. inferno, magma, viridis, turbo, gray")
-    scaled = np.clip((nearness - lo) / (hi - lo), 0.0, 1.0)
-    return (colormaps[cmap](np.nan_to_num(scaled))[..., :3] * 255).astype(np.uint8)
 
 
 def full_size(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -48,3 +48,5 @@ def test_data_show_user_errors_exit_2_with_one_line(data_root, run_cli):
     assert code == 2 and "out of range" in err
     code, _, err = run_cli("data", "show", "nyu-tset")
     assert code == 2 and "nyu-test" in err
+    code, _, err = run_cli("data", "show", "synth-test[:1]", "--cmap", "no-such-map", "--out", data_root / "x.png")
+    assert code == 2 and "unknown colormap 'no-such-map'" in err and len(err.strip().splitlines()) == 1

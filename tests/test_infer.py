@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from eval_helpers import save_tiny_student
-from kdcache.infer import colorize, infer, to_nearness
+from kdcache.depth_colors import colorize, to_nearness
+from kdcache.infer import infer
 from kdcache.students import load_student
 
 

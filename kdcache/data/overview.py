@@ -13,6 +13,7 @@ from PIL import Image
 
 from kdcache.atomic import replacing
 from kdcache.data.splits import SPLITS, list_splits, open_split
+from kdcache.depth_colors import colorize, display_range
 from kdcache.errors import KdcacheError
 
 PERCENTILES = (2, 50, 98)
@@ -64,25 +65,6 @@ class SplitView:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def colorize(values: np.ndarray, valid: np.ndarray, space: str | None, cmap: str = "turbo") -> np.ndarray:
-    """(H, W) depth or disparity -> (H, W, 3) uint8, robustly scaled (2nd-98th percentile), invalid black.
-
-    Depth is drawn with the colormap reversed so that near is warm in both spaces.
-    """
-    import matplotlib
-
-    rgb = np.zeros(values.shape + (3,), dtype=np.uint8)
-    if not valid.any():
-        return rgb
-    low, high = np.percentile(values[valid], [2, 98])
-    scaled = np.clip((values - low) / max(float(high - low), 1e-12), 0.0, 1.0)
-    if space == "depth":
-        scaled = 1.0 - scaled
-    colours = (matplotlib.colormaps[cmap](scaled)[..., :3] * 255).round().astype(np.uint8)
-    rgb[valid] = colours[valid]
-    return rgb
-
-
 def _write_png(picture: np.ndarray, out: Path) -> None:
     with replacing(out) as tmp:
         Image.fromarray(picture).save(tmp, format="PNG")
@@ -113,7 +95,10 @@ def show_split(split: str, root: str | os.PathLike | None = None, index: int = 0
             stats = np.percentile(values, PERCENTILES)
             view.depth_range = {"min": float(values.min()), **{f"p{p}": float(v) for p, v in zip(PERCENTILES, stats)},
                                 "max": float(values.max())}
-        panels.append(colorize(sample.depth, valid, sample.space, cmap))
+        low, high = display_range(sample.depth, valid)
+        # Near is warm in both spaces: a depth map's colours are reversed (high disparity = near = warm already).
+        bounds = (high, low) if sample.space == "depth" else (low, high)
+        panels.append(colorize(sample.depth, *bounds, cmap=cmap, valid=valid))
     view.out = Path(out) if out is not None else default_out(split, index)
     _write_png(np.concatenate(panels, axis=1), view.out)
     return view
