@@ -186,13 +186,13 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     Returns a JSON-able report: path, exporter, opset, dynamic axes, parity error, latencies, and for
     `int8` the quantized file with its size and accuracy change (`kdcache.export_int8`).
     """
-    from kdcache.evaluate.predictors import _size_from_meta
+    from kdcache.evaluate.predictors import size_from_meta
     from kdcache.students import load_student
 
     target = Path(onnx_path).expanduser()
     check_writable(target, "--onnx", folder=False)  # before any exporter runs: their failures would hide it
     student, meta = load_student(model)
-    size = tuple(input_size or _size_from_meta(meta) or (240, 320))
+    size = tuple(input_size or size_from_meta(meta) or (240, 320))
     module = _ImageToDepth(student.eval().float()).eval()
     inputs = sample_images(size, max(2, samples), split, root)
     with writing_to(target):  # a full disk mid-export leaves no file behind

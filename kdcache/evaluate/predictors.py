@@ -68,7 +68,7 @@ class StudentPredictor(Predictor):
                  input_size: tuple[int, int] | None = None):
         self.meta = meta
         space = meta.get("output_space", "depth")
-        size = input_size or _size_from_meta(meta)
+        size = input_size or size_from_meta(meta)
         identity = {"name": name, "student": meta.get("student") or meta.get("name"), "output_space": space}
         super().__init__(name, space, device, model.eval().to(device), size, identity)
 
@@ -137,7 +137,8 @@ class OnnxPredictor(Predictor):
         return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
 
 
-def _size_from_meta(meta: dict) -> tuple[int, int] | None:
+def size_from_meta(meta: dict) -> tuple[int, int] | None:
+    """The (H, W) a student was trained at, from its checkpoint meta (None if it does not say)."""
     for source in (meta, meta.get("config") or {}):
         for key in _META_SIZE_KEYS:
             value = source.get(key) if isinstance(source, dict) else None
