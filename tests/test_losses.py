@@ -309,3 +309,23 @@ def test_bf16_predictions_are_computed_in_float32():
     pred["depth"] = pred["depth"].to(torch.bfloat16)
     value = build_objective({"silog": 1.0, "kd": 1.0})(pred, make_target())[0]
     assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+def test_a_loss_must_declare_its_targets():
+    from kdcache.losses import register_loss
+
+    for targets in ((), ("depth",), "teachers"):
+        with pytest.raises(ValueError, match="must declare the targets it reads"):
+            register_loss("undeclared", targets=targets)
+    with pytest.raises(TypeError):
+        register_loss("undeclared")  # targets is a required keyword
+    assert "undeclared" not in list_losses()
+
+
+def test_loss_targets_come_from_the_registration():
+    from kdcache.losses import loss_targets
+
+    assert loss_targets("kd") == {"teacher"} and loss_targets("silog") == {"gt"}
+    assert loss_targets("attention") == {"features"}
+    with pytest.raises(KdcacheError, match="unknown loss 'kdd'.*Did you mean 'kd'"):
+        loss_targets("kdd")

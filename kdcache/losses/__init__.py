@@ -12,6 +12,6 @@ from __future__ import annotations
 from kdcache.losses import gt  # noqa: F401,I001
 from kdcache.losses import distill, feature  # noqa: F401
 from kdcache.losses.objective import Objective, build_objective, create_loss
-from kdcache.losses.registry import LOSSES, list_losses, register_loss
+from kdcache.losses.loss_registry import LOSSES, list_losses, loss_targets, register_loss
 
-__all__ = ["LOSSES", "Objective", "build_objective", "create_loss", "list_losses", "register_loss"]
+__all__ = ["LOSSES", "Objective", "build_objective", "create_loss", "list_losses", "loss_targets", "register_loss"]

@@ -22,7 +22,7 @@ from torch import nn
 from kdcache.errors import KdcacheError
 from kdcache.losses.align import ALIGNMENTS, aligned_disparity_pair
 from kdcache.losses.masking import EPS, masked_mean_per_image, mean_over_images, pred_depth, teacher_mask
-from kdcache.losses.registry import register_loss
+from kdcache.losses.loss_registry import register_loss
 
 DEPTH_LOSSES = ("log-l1", "silog")
 

@@ -24,7 +24,7 @@ from torch import nn
 from kdcache.errors import KdcacheError
 from kdcache.losses.masking import require, sample_mask, zero_like_graph
 from kdcache.losses.pairing import module_key, pair_layers
-from kdcache.losses.registry import register_loss
+from kdcache.losses.loss_registry import register_loss
 
 _FIX = "precompute the cache with --features and keep them in the batch, or drop this loss"
 

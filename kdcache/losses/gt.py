@@ -17,7 +17,7 @@ from kdcache.errors import KdcacheError
 from kdcache.losses.align import ALIGNMENTS, aligned_disparity_pair
 from kdcache.losses.masking import (EPS, gt_mask, masked_mean_per_image, mean_over_images, pred_depth,
                                     zero_like_graph)
-from kdcache.losses.registry import register_loss
+from kdcache.losses.loss_registry import register_loss
 
 
 class _MetricGTLoss(nn.Module):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdcache.errors import KdcacheError
-from kdcache.losses.registry import LOSSES
+from kdcache.losses.loss_registry import LOSSES
 
 
 class Objective(nn.Module):

@@ -39,8 +39,6 @@ FLOAT_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 MASK_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 
-PER_SAMPLE_SCALARS = ("ids", "teacher_ok", "readable")
-
 
 @dataclass(frozen=True)
 class FieldSpec:

@@ -13,7 +13,7 @@ from typing import Any
 from kdcache.errors import KdcacheError
 from kdcache.train.config import TrainConfig, source_counts
 from kdcache.train.loader import LoaderPlan, SourcePlan
-from kdcache.train.targets import loss_targets
+from kdcache.losses.loss_registry import loss_targets
 
 
 @dataclass

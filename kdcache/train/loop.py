@@ -28,7 +28,8 @@ from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch
 from kdcache.train.config import TrainConfig, config_json
 from kdcache.train.curves import MetricsLog, write_curves
-from kdcache.train.distributed import DistContext, barrier, broadcast_object, init_distributed, shutdown
+from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
+                                       shutdown)
 from kdcache.train.loader import LoaderPlan, iter_validation, make_loader
 from kdcache.train.validate import batch_abs_rel
 from kdcache.train.variant import VariantTrainer, output_space
@@ -240,7 +241,7 @@ class Run:
         wall = time.perf_counter() - started - self.epoch_end_time - (self.loader_startup or 0.0)
         for index, (trainer, acc) in enumerate(zip(self.trainers, sums)):
             means = {k: float(v) / count for k, v in acc.items()}
-            means = _mean_across_ranks(means, self.ctx)
+            means = mean_across_ranks(means, self.ctx)
             if self.ctx.is_main:
                 self.logs[index].append({
                     "kind": "train", "step": step, "epoch": step / self.per_epoch, "lr": trainer.lr,
@@ -340,9 +341,3 @@ def _gather(value, ctx: DistContext) -> list:
     out = [None] * ctx.world_size
     dist.all_gather_object(out, value)
     return out
-
-
-def _mean_across_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
-    from kdcache.train.distributed import mean_across_ranks
-
-    return mean_across_ranks(values, ctx)

@@ -17,7 +17,7 @@ from torch import nn
 from kdcache.train.checkpointing import capture_rng, restore_rng
 from kdcache.train.config import TrainConfig, VariantConfig
 from kdcache.train.distributed import DistContext, wrap
-from kdcache.train.targets import loss_targets
+from kdcache.losses.loss_registry import loss_targets
 
 
 class StudentWithObjective(nn.Module):
