@@ -34,7 +34,7 @@ def eval_command(
     """Score models on a labeled split with the literature's exact protocols."""
     from kdcache.evaluate import evaluate
     from kdcache.atomic import write_text
-    from kdcache.evaluate.report import print_results, to_json, to_markdown
+    from kdcache.evaluate.results import print_results, to_json, to_markdown
 
     if list_protocols:
         _print_protocols()

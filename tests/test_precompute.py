@@ -116,7 +116,7 @@ def test_feature_budget_reduces_channels_with_a_stored_pca_basis(tmp_path):
     store = open_store(run(tmp_path / "c.zarr", feature_budget=budget, pca_fit_samples=8))
     per_layer = store.manifest["features"]["per_layer"]
     assert {k: (v["channels"], v["pca"]) for k, v in per_layer.items()} == {"stem": (10, True), "deep": (10, True)}
-    from kdcache.precompute.plan import feature_plan
+    from kdcache.precompute.store_plan import feature_plan
 
     basis = feature_plan(store.url, store.manifest).bases["deep"]
     np.testing.assert_allclose(basis.components @ basis.components.T, np.eye(10), atol=1e-5)

@@ -8,7 +8,7 @@ from kdcache.evaluate.efficiency import measure_efficiency
 from kdcache.evaluate.evaluate import evaluate
 from kdcache.evaluate.predictors import Predictor, load_predictor
 from kdcache.evaluate.protocols import PROTOCOLS, create_protocol, list_protocols, register_protocol, resolve_protocol
-from kdcache.evaluate.report import print_results, to_json, to_markdown
+from kdcache.evaluate.results import print_results, to_json, to_markdown
 
 __all__ = [
     "PROTOCOLS",

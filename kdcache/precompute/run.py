@@ -23,11 +23,11 @@ import numpy as np
 from kdcache.console import log
 from kdcache.devices import launch_env, resolve_device
 from kdcache.errors import KdcacheError
-from kdcache.precompute import plan as planning
+from kdcache.precompute import store_plan as planning
 from kdcache.precompute.features import default_grid
-from kdcache.precompute.loader import ResizedSamples, RunSamples, make_loader, run_batches
+from kdcache.precompute.image_loader import ResizedSamples, RunSamples, make_loader, run_batches
 from kdcache.precompute.stream import SplitRun, Stream
-from kdcache.precompute.targets import FeaturePlan, TargetMaker
+from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import lock
 from kdcache.store import manifest as mf
 from kdcache.store.backend import remove_stale_partials

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdcache.console import progress
-from kdcache.precompute import plan as planning
-from kdcache.precompute.targets import TargetMaker
+from kdcache.precompute import store_plan as planning
+from kdcache.precompute.teacher_targets import TargetMaker
 from kdcache.store.reader import StoredSplit, open_store
 
 MAP_FIELDS = ("teacher", "gt")

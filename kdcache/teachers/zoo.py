@@ -100,7 +100,7 @@ def hf(ref: str, device="cpu", precision="fp32", **options):
 )
 def ckpt(ref: str, device="cpu", precision="fp32", **options):
     """`ckpt:PATH`: a kdcache student as teacher."""
-    from kdcache.teachers.checkpoint import create_checkpoint_teacher
+    from kdcache.teachers.student_teacher import create_checkpoint_teacher
 
     return create_checkpoint_teacher(ref, device=device, precision=precision, **options)
 

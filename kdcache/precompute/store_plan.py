@@ -17,8 +17,8 @@ import zarr
 
 from kdcache.errors import KdcacheError
 from kdcache.precompute.features import PCA_MAX_VECTORS, POOLING, PcaBasis, cell_vectors, check_grid, plan_channels
-from kdcache.precompute.loader import ResizedSamples, collate_records, shard_batches
-from kdcache.precompute.targets import FeaturePlan, TargetMaker
+from kdcache.precompute.image_loader import ResizedSamples, collate_records, shard_batches
+from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import layout
 from kdcache.store import manifest as mf
 from kdcache.store.writer import create_store
