@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from kdcache.data import SPLITS, open_split
-from kdcache.data.synth.camera import NYU_CX, NYU_CY, NYU_FX, NYU_FY, Pose, nyu_intrinsics
-from kdcache.data.synth.render import render
-from kdcache.data.synth.scene import Scene
-from kdcache.data.synth.shapes import Light, Room, Sphere
-from kdcache.data.synth.textures import PATTERNS, Material, material_pattern
+from kdcache.world.camera import NYU_CX, NYU_CY, NYU_FX, NYU_FY, Pose, nyu_intrinsics
+from kdcache.world.render import render
+from kdcache.world.scene import Scene
+from kdcache.world.shapes import Light, Room, Sphere
+from kdcache.world.materials import PATTERNS, Material, material_pattern
 from kdcache.errors import KdcacheError
 
 SYNTH_SPLITS = [name for name in SPLITS.names() if name.startswith("synth-")]
@@ -199,8 +199,8 @@ def test_sphere_depth_matches_analytic_ray_sphere_intersection():
 
 
 def test_baked_floor_shadows_match_the_blobs_they_approximate():
-    from kdcache.data.synth.floormap import FloorMaps, _blob, _contact, _umbra
-    from kdcache.data.synth.shapes import Box
+    from kdcache.world.lighting import FloorMaps, _blob, _contact, _umbra
+    from kdcache.world.shapes import Box
 
     pose = Pose((2.0, 1.5, 0.8), yaw=0.0, pitch=0.0)
     crate = Box((1.2, 0.4, 4.0), (0.5, 0.4, 0.3), 0.3, Material("plain", (0.5,) * 3, (0.5,) * 3))
@@ -243,7 +243,7 @@ def test_filtered_patterns_fade_to_their_mean_when_a_pixel_covers_many_periods(p
 
 
 def test_preview_grid_is_written(tmp_path):
-    from kdcache.data.synth.preview import save_grid
+    from kdcache.data.synth import save_grid
 
     out = save_grid(tmp_path / "grid.png", rows=1, indoor_cols=1, far_cols=1, size=(24, 32))
     assert out.exists() and out.stat().st_size > 1000

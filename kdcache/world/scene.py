@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdcache.data.synth import palette
-from kdcache.data.synth.camera import Pose
-from kdcache.data.synth.draws import Draws
-from kdcache.data.synth.shapes import Box, Cylinder, Light, Room, Sphere
+from kdcache.world import materials
+from kdcache.world.camera import Pose
+from kdcache.world.draws import Draws
+from kdcache.world.shapes import Box, Cylinder, Light, Room, Sphere
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,11 @@ def _room_and_pose(rng: Draws, world: World, scale: float):
 
 
 def _room_materials(rng: Draws, scale: float):
-    wall = palette.wall_material(rng)
+    wall = materials.wall_material(rng)
     walls = [wall] * 4
     if rng.random() < 0.3:  # an accent wall
-        walls[int(rng.integers(4))] = palette.wall_material(rng)
-    return (palette.floor_material(rng, scale), palette.ceiling_material(rng), *walls)
+        walls[int(rng.integers(4))] = materials.wall_material(rng)
+    return (materials.floor_material(rng, scale), materials.ceiling_material(rng), *walls)
 
 
 def _furnish(rng: Draws, world: World, size, pose: Pose, scale: float) -> list:
@@ -104,7 +104,7 @@ def _furnish(rng: Draws, world: World, size, pose: Pose, scale: float) -> list:
     placed: list = []
     footprints: list[tuple[float, float, float]] = []  # (x, z, radius) of everything on the floor
     n_objects = int(rng.integers(world.objects[0], world.objects[1] + 1))
-    kinds = [palette.pick(rng, _KINDS, _KIND_WEIGHTS) for _ in range(n_objects)]
+    kinds = [materials.pick(rng, _KINDS, _KIND_WEIGHTS) for _ in range(n_objects)]
     for kind in kinds:
         budget = world.max_primitives - len(placed)
         if budget < (5 if kind == "table" else 1):
@@ -118,7 +118,7 @@ def _furnish(rng: Draws, world: World, size, pose: Pose, scale: float) -> list:
 def _place(rng, kind, size, pose, scale, footprints):
     """Try a few random spots for one object (or object group); [] if the room has no room for it."""
     width, _, depth = size
-    material = palette.object_material(rng, scale)
+    material = materials.object_material(rng, scale)
     for _ in range(12):
         if kind == "box_wall":
             made = [_wall_box(rng, width, depth, scale, material)]
@@ -171,7 +171,7 @@ def _make(rng, kind, scale, mat):
     """One free-standing object (or a table's parts) centred on x = z = 0."""
     if kind == "box":
         hx, hy, hz = rng.uniform(0.2, 1.0) * scale, rng.uniform(0.15, 1.0) * scale, rng.uniform(0.2, 0.6) * scale
-        yaw = palette.pick(rng, (0.0, math.pi / 2)) if rng.random() < 0.7 else float(rng.uniform(0, math.pi))
+        yaw = materials.pick(rng, (0.0, math.pi / 2)) if rng.random() < 0.7 else float(rng.uniform(0, math.pi))
         return [Box((0.0, hy, 0.0), (hx, hy, hz), yaw, mat)]
     if kind == "table":
         return _table(rng, scale, mat)
@@ -203,7 +203,7 @@ def _table(rng, scale, mat):
     """A table top on four legs (five boxes), centred on x = z = 0."""
     hx, hz = rng.uniform(0.35, 0.9) * scale, rng.uniform(0.3, 0.6) * scale
     height, top, leg = rng.uniform(0.45, 0.8) * scale, 0.025 * scale, 0.03 * scale
-    yaw = palette.pick(rng, (0.0, math.pi / 2)) if rng.random() < 0.6 else float(rng.uniform(0, math.pi))
+    yaw = materials.pick(rng, (0.0, math.pi / 2)) if rng.random() < 0.6 else float(rng.uniform(0, math.pi))
     c, s = math.cos(yaw), math.sin(yaw)
     parts = [Box((0.0, height - top, 0.0), (hx, top, hz), yaw, mat)]
     leg_half_height = (height - 2 * top) / 2
@@ -221,7 +221,7 @@ def _on_top(rng, placed, scale, budget):
     for support in supports:
         if len(extra) >= budget or rng.random() > 0.4:
             continue
-        mat = palette.object_material(rng, scale)
+        mat = materials.object_material(rng, scale)
         x, top, z = support.center[0], support.top, support.center[2]
         shift = min(support.half[0], support.half[2]) * 0.4
         x, z = x + rng.uniform(-shift, shift), z + rng.uniform(-shift, shift)
@@ -242,7 +242,7 @@ def _pictures(rng, size, pose, scale, budget):
         hw, hh, thick = rng.uniform(0.2, 0.6) * scale, rng.uniform(0.15, 0.45) * scale, 0.02
         y = float(np.clip(rng.uniform(1.2, 1.9) * scale, hh + 0.3, height - hh - 0.1))
         yaw, x, z = _against_wall(rng, width, depth, hw, thick)
-        pictures.append(Box((x, y, z), (hw, hh, thick), yaw, palette.picture_material(rng)))
+        pictures.append(Box((x, y, z), (hw, hh, thick), yaw, materials.picture_material(rng)))
     return pictures
 
 

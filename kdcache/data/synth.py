@@ -1,4 +1,5 @@
-"""The synthetic splits: rooms rendered on demand from a per-(split, index) seed; no files anywhere.
+"""The synthetic splits: rooms of the procedural world (`kdcache.world`) rendered on demand from a per-(split, index)
+seed; no files anywhere.
 
 | split           | labels        | samples | world                                   |
 |-----------------|---------------|---------|-----------------------------------------|
@@ -10,21 +11,28 @@
 Sample `i` of a split is rendered from `numpy.random.default_rng(salt << 32 | i)` (via `Draws`), so it is identical
 across processes and DataLoader workers (scene geometry and depth also across machines; pixel values up to the
 last-bit rounding of numpy's vectorised sin/exp on other CPUs), and splits never share a seed.
+
+`save_grid` draws a contact sheet of them for the docs:
+
+    python -c "from kdcache.data.synth import save_grid; save_grid('docs/images/synth_grid.png')"
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kdcache.atomic import replacing
 from kdcache.data.sample import Sample
 from kdcache.data.splits import register_split
-from kdcache.data.synth.camera import nyu_intrinsics
-from kdcache.data.synth.draws import Draws
-from kdcache.data.synth.render import render
-from kdcache.data.synth.scene import FAR, INDOOR, World, sample_scene
 from kdcache.errors import KdcacheError
+from kdcache.world.camera import nyu_intrinsics
+from kdcache.world.draws import Draws
+from kdcache.world.render import render
+from kdcache.world.scene import FAR, INDOOR, World, sample_scene
 
 DEFAULT_SIZE = (240, 320)
 MIN_DEPTH = 0.5
@@ -143,3 +151,48 @@ _SPLITS = (
 for _name, _salt, _length, _world, _labeled in _SPLITS:
     register_split(_name, labeled=_labeled, space="depth" if _labeled else None, world=_world.name,
                    length=_length)(_factory(_name, _salt, _length, _world, _labeled))
+
+
+# ---------------------------------------------------------------- a contact sheet for the docs
+
+
+def save_grid(path: str | os.PathLike = "docs/images/synth_grid.png", rows: int = 4, indoor_cols: int = 4,
+              far_cols: int = 1, size: tuple[int, int] = (240, 320), start: int = 0) -> Path:
+    """Render `rows` x (`indoor_cols` synth-train + `far_cols` synth-aux-far) samples into one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kdcache.data.splits import open_split
+
+    indoor = open_split("synth-train", size=size)
+    far = open_split("synth-aux-far", size=size)
+    cols = indoor_cols + far_cols
+    height, width = size
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 2 * (2.6 * height / width + 0.25) + 0.5),
+                             squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.65 / fig.get_figheight(), wspace=0.04,
+                        hspace=0.18)
+    for col in range(cols):
+        split, offset = (indoor, col) if col < indoor_cols else (far, col - indoor_cols)
+        for row in range(rows):
+            index = start + row * (indoor_cols if split is indoor else far_cols) + offset
+            sample = split.render(index)
+            top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
+            top.imshow(sample.image)
+            vmax = 10.0 if split is indoor else 40.0
+            bottom.imshow(sample.depth, cmap="turbo", vmin=0.0, vmax=vmax)
+            top.set_title(f"{split.name}[{index}]", fontsize=7)
+            bottom.set_title(f"depth {sample.depth.min():.1f}-{sample.depth.max():.1f} m", fontsize=7)
+            for ax in (top, bottom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.suptitle("kdcache synthetic world: RGB above z-depth (turbo colour map, blue = near; 0-10 m for "
+                 "synth-train, 0-40 m for synth-aux-far)", fontsize=9, y=1 - 0.15 / fig.get_figheight())
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(path)

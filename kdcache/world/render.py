@@ -11,13 +11,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from kdcache.data.synth.camera import nyu_intrinsics
-from kdcache.data.synth.draws import Draws
-from kdcache.data.synth.frames import object_frame, room_frame
-from kdcache.data.synth.lighting import dot, irradiance
-from kdcache.data.synth.raycast import cast
-from kdcache.data.synth.shapes import ROOM_SURFACES
-from kdcache.data.synth.textures import PATTERNS, material_pattern
+from kdcache.world.camera import nyu_intrinsics
+from kdcache.world.draws import Draws
+from kdcache.world.raycast import object_frame, room_frame
+from kdcache.world.lighting import dot, irradiance
+from kdcache.world.raycast import cast
+from kdcache.world.shapes import ROOM_SURFACES
+from kdcache.world.materials import PATTERNS, material_pattern
 
 F32 = np.float32
 # Mean linear intensity the auto-exposure aims for (~ mid-grey after gamma).

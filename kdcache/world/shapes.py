@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdcache.data.synth.textures import Material
+from kdcache.world.materials import Material
 
 
 # The 8 sign combinations of a box's corners, (8, 3).
