@@ -90,44 +90,45 @@ def verify_table(report) -> Table:
     return table
 
 
+def info_command(
+    store: str = typer.Argument(..., help="Cache path or fsspec URL (the --out of `kdcache precompute`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
+) -> None:
+    """Manifest, counts, bytes per sample, compression ratio and completeness of a cache."""
+    if as_json:
+        from kdcache.store import open_store
+
+        typer.echo(json.dumps(open_store(store).manifest, indent=2))
+        return
+    show_store(store)
+
+
+def verify_command(
+    store: str = typer.Argument(..., help="Cache path or fsspec URL."),
+    teacher: str = typer.Option(None, "--teacher", help="Teacher to recompute with (default: the cache's)."),
+    sample: int = typer.Option(4, "--sample", min=0, help="Samples per split to recompute (0: skip)."),
+    device: str = typer.Option("auto", "--device", help="Device for the recomputation (auto: the GPU if there is one)."),
+    precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
+    tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
+    seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
+) -> None:
+    """Completeness, NaN/inf scan, and a recomputation of K samples with the teacher (non-zero exit on failure)."""
+    from kdcache.precompute import verify_store
+
+    report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
+                          tolerance=tolerance, seed=seed)
+    stdout_console().print(verify_table(report))
+    for note in report.notes:
+        log(f"[yellow]note:[/] {note}")
+    for problem in report.problems:
+        log(f"[bold red]FAIL:[/] {problem}")
+    if not report.ok:
+        raise typer.Exit(1)
+    log(f"[green]OK[/]: {store} is complete, finite and matches its teacher within {tolerance:g}")
+
+
 def register(app: typer.Typer) -> None:
     cache = typer.Typer(help="Inspect and verify teacher caches.", no_args_is_help=True)
-
-    @cache.command("info")
-    def info(
-        store: str = typer.Argument(..., help="Cache path or fsspec URL (the --out of `kdcache precompute`)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
-    ) -> None:
-        """Manifest, counts, bytes per sample, compression ratio and completeness of a cache."""
-        if as_json:
-            from kdcache.store import open_store
-
-            typer.echo(json.dumps(open_store(store).manifest, indent=2))
-            return
-        show_store(store)
-
-    @cache.command("verify")
-    def verify(
-        store: str = typer.Argument(..., help="Cache path or fsspec URL."),
-        teacher: str = typer.Option(None, "--teacher", help="Teacher to recompute with (default: the cache's)."),
-        sample: int = typer.Option(4, "--sample", min=0, help="Samples per split to recompute (0: skip)."),
-        device: str = typer.Option("auto", "--device", help="Device for the recomputation (auto: the GPU if there is one)."),
-        precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
-        tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
-        seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
-    ) -> None:
-        """Completeness, NaN/inf scan, and a recomputation of K samples with the teacher (non-zero exit on failure)."""
-        from kdcache.precompute import verify_store
-
-        report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
-                              tolerance=tolerance, seed=seed)
-        stdout_console().print(verify_table(report))
-        for note in report.notes:
-            log(f"[yellow]note:[/] {note}")
-        for problem in report.problems:
-            log(f"[bold red]FAIL:[/] {problem}")
-        if not report.ok:
-            raise typer.Exit(1)
-        log(f"[green]OK[/]: {store} is complete, finite and matches its teacher within {tolerance:g}")
-
+    cache.command("info")(info_command)
+    cache.command("verify")(verify_command)
     app.add_typer(cache, name="cache")

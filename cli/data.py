@@ -10,13 +10,10 @@ from rich.table import Table
 
 from kdcache.console import log, stdout_console
 
-data_app = typer.Typer(help="Datasets: list registered splits, inspect a sample, download NYU Depth v2.",
-                       no_args_is_help=True)
 
 ROOT_HELP = "Data root (default: $KDCACHE_DATA, else ./data)."
 
 
-@data_app.command("list")
 def list_command(root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP)) -> None:
     """Table of registered splits: size if the data is present (else 'missing'), labels, GT space."""
     from kdcache.data.overview import split_statuses
@@ -36,7 +33,6 @@ def list_command(root: Optional[Path] = typer.Option(None, "--data-root", "--roo
         log(f"{len(missing)} split(s) missing; `kdcache data show SPLIT` says where each one is expected")
 
 
-@data_app.command("show")
 def show_command(
     split: str = typer.Argument(..., help="Split name, e.g. nyu-test, synth-train[:8], folder:/photos."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: ./<split>-<index>.png)."),
@@ -65,7 +61,6 @@ def show_command(
     stdout_console().print(table)
 
 
-@data_app.command("download")
 def download_command(
     dataset: str = typer.Argument(..., help="Dataset to fetch: nyu."),
     root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP),
@@ -84,4 +79,9 @@ def download_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(data_app, name="data")
+    data = typer.Typer(help="Datasets: list registered splits, inspect a sample, download NYU Depth v2.",
+                       no_args_is_help=True)
+    data.command("list")(list_command)
+    data.command("show")(show_command)
+    data.command("download")(download_command)
+    app.add_typer(data, name="data")

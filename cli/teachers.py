@@ -11,10 +11,6 @@ from kdcache.console import stdout_console
 
 
 
-def register(app: typer.Typer) -> None:
-    app.command("teachers")(teachers_command)
-
-
 def teachers_command(
     name: Optional[str] = typer.Argument(
         None, help="Load this teacher (e.g. hf:/path/to/folder, ckpt:runs/x) and show its layers and identity."),
@@ -83,3 +79,7 @@ def _licence(licence) -> str:
     if not licence:
         return "-"
     return f"{licence} (NC)" if "-nc" in licence.lower() else licence
+
+
+def register(app: typer.Typer) -> None:
+    app.command("teachers")(teachers_command)
