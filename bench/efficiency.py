@@ -26,7 +26,7 @@ DPT_LARGE = dict(
     patch_size=16, backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024],
     fusion_hidden_size=256, readout_type="project", reassemble_factors=[4, 2, 1, 0.5], qkv_bias=True,
 )
-PUBLISHED_DPT_LARGE_PARAMS = 343_000_000  # model card / reference.md: ~343 M
+PUBLISHED_DPT_LARGE_PARAMS = 343_000_000  # the Intel/dpt-large model card on the Hugging Face Hub: ~343 M
 
 
 class ModulePredictor(Predictor):

@@ -1,4 +1,5 @@
-"""depth_metrics against values computed by hand on tiny arrays (reference.md §2 formulas)."""
+"""depth_metrics against values computed by hand on tiny arrays (the formulas of BTS's and ZoeDepth's `compute_errors`,
+listed in docs/evaluation.md)."""
 
 import math
 

@@ -16,7 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
-# NYU Depth v2 colour camera at 640x480 (see docs/reference.md).
+# NYU Depth v2 colour camera at 640x480: fx_rgb, fy_rgb, cx_rgb, cy_rgb of the NYU toolbox's `camera_params.m`
+# (Silberman et al. 2012), rounded to 4 decimals.
 NYU_SIZE = (480, 640)
 NYU_FX, NYU_FY, NYU_CX, NYU_CY = 518.8579, 519.4696, 325.5824, 253.7362
 
