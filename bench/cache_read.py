@@ -23,15 +23,14 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # `helpers`: the test doubles the benches reuse
 
 FIELDS = ["image", "teacher", "teacher_ok", "features"]
 
 
 def build_store(work: Path, images: int, resolution, shard_size: int) -> str:
     from precompute import write_images
-    from test_precompute_fakes import FakeTeacher
+    from helpers.precompute_fakes import FakeTeacher
 
     from kdcache.precompute import precompute
 

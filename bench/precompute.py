@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # `helpers`: the test doubles the benches reuse
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int]) -> None:
@@ -77,7 +77,7 @@ def build_teacher(args, work: Path) -> str:
     """The teacher name to create (`emulated:N`, or `hf:DIR` of a freshly built random-weight model)."""
     if args.teacher == "emulated":
         return f"emulated:{args.teacher_ms:g}"
-    from tiny_models import make_bench_dpt, make_dpt_large_arch
+    from helpers.tiny_models import make_bench_dpt, make_dpt_large_arch
 
     builder = {"bench-dpt": make_bench_dpt, "dpt-large-arch": make_dpt_large_arch}[args.teacher]
     return f"hf:{builder(work / 'teacher')}"

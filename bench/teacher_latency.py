@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # `helpers`: the test doubles the benches reuse
 
 import torch  # noqa: E402
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tiny_models import make_bench_dpt
+    from helpers.tiny_models import make_bench_dpt
 
     from kdcache.teachers import create_teacher
 

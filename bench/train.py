@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS))  # `helpers`: the test doubles the benches reuse
 
 import torch  # noqa: E402
 
@@ -45,7 +45,7 @@ def forward_flops(fn) -> int:
 
 
 def build_cache(args, root: Path) -> tuple[str, str, dict]:
-    from tiny_models import make_bench_dpt
+    from helpers.tiny_models import make_bench_dpt
 
     from kdcache.precompute import precompute
     from kdcache.teachers import create_teacher
@@ -92,9 +92,7 @@ def online_kd(teacher):
 
 
 BUILD = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_train_support import build_cache
+from helpers.train_support import build_cache
 build_cache({path!r}, {{"synth-train": {count}}}, shard_size=16, resolution=({h}, {w}))
 """
 
@@ -117,8 +115,9 @@ print(before, peak)
 
 def peak_rss_mb(root: Path, count: int, args) -> tuple[float, float]:
     """(RSS before, peak RSS during) one loader pass over a `count`-sample cache, in a fresh process."""
-    values = dict(tests=str(TESTS), path=str(root / f"mem{count}.zarr"), count=count, h=args.height, w=args.width)
-    subprocess.run([sys.executable, "-c", BUILD.format(**values)], check=True, capture_output=True)
+    values = dict(path=str(root / f"mem{count}.zarr"), count=count, h=args.height, w=args.width)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", BUILD.format(**values)], check=True, capture_output=True, env=env)
     done = subprocess.run([sys.executable, "-c", PEAK_RSS.format(**values)], capture_output=True, text=True,
                           check=True)
     before, after = done.stdout.strip().splitlines()[-1].split()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from data_fixtures import write_hrwsi, write_nyu
+from helpers.data_fixtures import write_hrwsi, write_nyu
 
 
 def test_data_list_counts_present_and_marks_missing(data_root, run_cli):

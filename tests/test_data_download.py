@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from data_fixtures import write_nyu_mat, write_splits_mat
+from helpers.data_fixtures import write_nyu_mat, write_splits_mat
 from kdcache.data import open_split
 from kdcache.data.download import download, download_nyu
 from kdcache.errors import KdcacheError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_fixtures import write_bad_images
+from helpers.data_fixtures import write_bad_images
 from kdcache.data import iter_samples, open_split
 from kdcache.errors import BadSampleError, KdcacheError
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_fixtures import write_bad_images, write_convertible_images
+from helpers.data_fixtures import write_bad_images, write_convertible_images
 from kdcache.data import images
 from kdcache.data.images import (
     check_same_size,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_fixtures import kitti_gt_png, kitti_rows, write_hrwsi, write_kitti
+from helpers.data_fixtures import kitti_gt_png, kitti_rows, write_hrwsi, write_kitti
 from kdcache.data import open_split
 from kdcache.errors import BadSampleError, KdcacheError
 

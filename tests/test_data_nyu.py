@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_fixtures import (
+from helpers.data_fixtures import (
     NYU_SCENES,
     nyu_depth,
     nyu_image,

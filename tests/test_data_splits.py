@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_fixtures import write_all
+from helpers.data_fixtures import write_all
 from kdcache.data import list_splits, open_split
 from kdcache.data.overview import show_split
 from kdcache.errors import KdcacheError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_helpers import SPLIT, ArraySplit, save_tiny_student
+from helpers.eval_fixtures import SPLIT, ArraySplit, save_tiny_student
 from kdcache.errors import KdcacheError
 from kdcache.evaluate import Predictor, evaluate, to_markdown
 from kdcache.metrics import METRIC_KEYS
@@ -26,7 +26,7 @@ class OraclePredictor(Predictor):
 
 @pytest.fixture(scope="module")
 def tiny_dpt(tmp_path_factory):
-    from tiny_models import make_tiny_dpt
+    from helpers.tiny_models import make_tiny_dpt
 
     return make_tiny_dpt(tmp_path_factory.mktemp("dpt") / "tiny-dpt")
 
@@ -143,7 +143,7 @@ class Constant(Predictor):
 
 
 def test_nyu_reader_gets_the_eigen_crop_and_raw_depth_range(data_root):
-    from data_fixtures import write_nyu
+    from helpers.data_fixtures import write_nyu
 
     from kdcache.data import open_split
     from kdcache.evaluate.context import crop_mask
@@ -162,7 +162,7 @@ def test_nyu_reader_gets_the_eigen_crop_and_raw_depth_range(data_root):
 
 
 def test_hrwsi_disparity_ground_truth_gets_aligned_disparity(data_root):
-    from data_fixtures import write_hrwsi
+    from helpers.data_fixtures import write_hrwsi
 
     write_hrwsi(data_root)
     row = evaluate([Constant(2.0)], "hrwsi-val", protocol="metric", efficiency=False)[0]

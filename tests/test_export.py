@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval_helpers import SPLIT, ArraySplit, save_tiny_student
+from helpers.eval_fixtures import SPLIT, ArraySplit, save_tiny_student
 from kdcache.errors import KdcacheError
 from kdcache.evaluate import evaluate
 from kdcache.evaluate.predictors import OnnxPredictor

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval_helpers import save_tiny_student
+from helpers.eval_fixtures import save_tiny_student
 from kdcache.depth_colors import colorize, to_nearness
 from kdcache.infer import infer
 from kdcache.students import load_student
@@ -63,7 +63,7 @@ def test_npy_holds_the_students_own_output_in_metres(run, tmp_path):
 
 
 def test_relative_teacher_writes_disparity_and_refuses_millimetres(tmp_path, run_cli):
-    from tiny_models import make_tiny_dpt
+    from helpers.tiny_models import make_tiny_dpt
 
     teacher = f"hf:{make_tiny_dpt(tmp_path / 'dpt')}"
     _write_png(tmp_path / "x.png", 3)

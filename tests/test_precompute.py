@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers.precompute_fakes import RESOLUTION, FakeSplit, FakeTeacher
 
-from test_precompute_fakes import RESOLUTION, FakeSplit, FakeTeacher  # noqa: E402
-
-from kdcache.errors import KdcacheError  # noqa: E402
-from kdcache.precompute import precompute, verify_store  # noqa: E402
-from kdcache.precompute.features import pool_to_grid  # noqa: E402
-from kdcache.precompute.resize import resize_image, resize_nearest  # noqa: E402
-from kdcache.store import open_store  # noqa: E402
+from kdcache.errors import KdcacheError
+from kdcache.precompute import precompute, verify_store
+from kdcache.precompute.features import pool_to_grid
+from kdcache.precompute.resize import resize_image, resize_nearest
+from kdcache.store import open_store
 
 FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 

@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+import helpers.precompute_fakes  # noqa: F401  (registers the kdtest-* splits)
+from helpers.tiny_models import make_tiny_depth_anything, make_tiny_dpt
 
-import test_precompute_fakes  # noqa: E402,F401  (registers the kdtest-* splits)
-from tiny_models import make_tiny_depth_anything, make_tiny_dpt  # noqa: E402
-
-from kdcache.precompute.features import pool_to_grid  # noqa: E402
-from kdcache.store import open_store  # noqa: E402
-from kdcache.teachers import create_teacher  # noqa: E402
+from kdcache.precompute.features import pool_to_grid
+from kdcache.store import open_store
+from kdcache.teachers import create_teacher
 
 BUILDERS = {"dpt": make_tiny_dpt, "depth-anything": make_tiny_depth_anything}
 

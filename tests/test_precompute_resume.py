@@ -16,19 +16,18 @@ import numpy as np
 import pytest
 import zarr
 
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers.precompute_fakes import main as run_fake
 
-from test_precompute_fakes import main as run_fake  # noqa: E402
+from kdcache.store import open_store
 
-from kdcache.store import open_store  # noqa: E402
-
-FAKES = str(Path(__file__).parent / "test_precompute_fakes.py")
+TESTS = str(Path(__file__).resolve().parent)  # holds `helpers`, for the subprocesses
 SPLIT = "kdtest-big"  # 40 samples, shards of 4 -> 10 shards
 
 
 def spawn(out, *args) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, FAKES, str(out), *args], env=env,
+    path = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    return subprocess.Popen([sys.executable, "-m", "helpers.precompute_fakes", str(out), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

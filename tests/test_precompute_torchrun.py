@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tiny_models import make_tiny_dpt
+from helpers.tiny_models import make_tiny_dpt
 
 
 def kdcache(*args, launcher=()) -> subprocess.CompletedProcess:

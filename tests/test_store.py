@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers.precompute_fakes import RESOLUTION, FakeTeacher
 
-from test_precompute_fakes import RESOLUTION, FakeTeacher  # noqa: E402
-
-from kdcache.errors import KdcacheError  # noqa: E402
-from kdcache.precompute import precompute  # noqa: E402
-from kdcache.precompute.resize import aspect_crop_box, resize_nearest  # noqa: E402
-from kdcache.store import group_name, open_store  # noqa: E402
-from kdcache.store import manifest as mf  # noqa: E402
-from kdcache.store.backend import DurableLocalStore, local_path, remove_stale_partials  # noqa: E402
+from kdcache.errors import KdcacheError
+from kdcache.precompute import precompute
+from kdcache.precompute.resize import aspect_crop_box, resize_nearest
+from kdcache.store import group_name, open_store
+from kdcache.store import manifest as mf
+from kdcache.store.backend import DurableLocalStore, local_path, remove_stale_partials
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from kdcache.errors import KdcacheError
 from kdcache.teachers import TEACHERS, create_teacher, list_teachers, teacher_info
 from kdcache.teachers.hf_arch import read_architecture
 from kdcache.teachers.preprocess import IMAGENET_MEAN, IMAGENET_STD, ResizeRule
-from tiny_models import make_tiny_depth_anything, make_tiny_dpt, make_tiny_dpt_hybrid
+from helpers.tiny_models import make_tiny_depth_anything, make_tiny_dpt, make_tiny_dpt_hybrid
 
 # What each built-in HF name must load. A new HF entry fails the tests until it is added here.
 EXPECTED_HUB = {

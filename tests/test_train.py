@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_train_support import TINY_STUDENT, build_cache
+from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.students import load_student

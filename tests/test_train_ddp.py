@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from test_train_support import TINY_STUDENT, build_cache
+from helpers.train_support import TINY_STUDENT, build_cache
 
 
 def test_torchrun_two_processes_share_the_cache(tmp_path):

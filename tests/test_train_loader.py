@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train_support import TINY_STUDENT, build_cache
+from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.train import config_from_dict, load_toml

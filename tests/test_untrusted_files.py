@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_train_support import TINY_STUDENT, build_cache
+from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.students import create_student, load_student, save_student
@@ -113,7 +113,7 @@ def test_demo_never_unpickles_a_planted_teacher_run(tmp_path, run_cli):
 
 # --- HF teachers ------------------------------------------------------------------------------------------
 def test_hf_folder_with_a_pickled_bin_is_refused_in_one_line(tmp_path, run_cli):
-    from tiny_models import make_tiny_dpt
+    from helpers.tiny_models import make_tiny_dpt
 
     folder = make_tiny_dpt(tmp_path / "teacher")
     (folder / "model.safetensors").unlink()
@@ -126,7 +126,7 @@ def test_hf_folder_with_a_pickled_bin_is_refused_in_one_line(tmp_path, run_cli):
 
 def test_a_cached_hub_snapshot_with_only_a_pickled_bin_is_refused_in_one_line(tmp_path, monkeypatch, run_cli):
     from huggingface_hub import constants
-    from tiny_models import make_tiny_dpt
+    from helpers.tiny_models import make_tiny_dpt
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "models--Intel--dpt-large"

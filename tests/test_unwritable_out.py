@@ -1,7 +1,7 @@
 """An output that cannot be written is one line naming the path and the reason, for every command that writes.
 
 Places: below /proc, below a plain file (both in-process), a read-only filesystem and a filesystem that fills up
-mid-run (real tmpfs mounts in a private user namespace, see small_disks.py). After a full disk, what was written
+mid-run (real tmpfs mounts in a private user namespace, see helpers/small_disks.py). After a full disk, what was written
 stays consistent, and rerunning (train: with --resume) finishes with the same result as a run on a roomy disk.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from test_train_support import TINY_STUDENT, build_cache
+from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.students import create_student, load_student, save_student
 
@@ -108,7 +108,7 @@ def _disk_usage(folder: Path) -> int:
 def on_small_disks(argv: list[str], size: int, work: Path, rerun_extra=()) -> dict:
     spec = work / "spec.json"
     spec.write_text(json.dumps({"argv": argv, "size": size, "work": str(work), "rerun_extra": list(rerun_extra)}))
-    done = subprocess.run(["unshare", "-rm", sys.executable, str(HERE / "small_disks.py"), str(spec)],
+    done = subprocess.run(["unshare", "-rm", sys.executable, str(HERE / "helpers" / "small_disks.py"), str(spec)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((work / "report.json").read_text())

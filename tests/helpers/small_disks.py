@@ -8,7 +8,7 @@ run left on the tmpfs to plain folders beside it, for the test to compare with a
 2. `--out` on a tmpfs of `size` bytes, too small for the whole output (the disk fills up mid-run);
 3. the same tmpfs grown to 256 MiB, and the command rerun (plus `rerun_extra`, e.g. `--resume`).
 
-usage: python small_disks.py SPEC.json   (SPEC: argv with "{out}", size, rerun_extra, work)
+usage: python tests/helpers/small_disks.py SPEC.json   (SPEC: argv with "{out}", size, rerun_extra, work)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Helpers for the training tests: a tiny kdcache store written with the real store writer.
 
-Kept in a test_train* module so it ships with the tests it serves; it defines no tests itself.
+The bench scripts reuse it (bench/train.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 contract, small registered splits in the real `Sample` format, and a `main()` so subprocess tests
 (kill -9, concurrent `--shard i/N`) can run precompute with them.
 
-    python tests/test_precompute_fakes.py OUT [--shard i/N] [--delay S] [--seed K] [--split S]
+    PYTHONPATH=tests python -m helpers.precompute_fakes OUT [--shard i/N] [--delay S] [--seed K] [--split S]
 """
 
 from __future__ import annotations
