@@ -19,6 +19,7 @@ def run(tmp_path_factory):
     return save_tiny_student(tmp_path_factory.mktemp("export") / "run")
 
 
+@pytest.mark.slow
 def test_kdcache_export_default_exporter_is_dynamic_and_matches_pytorch(run, run_cli, tmp_path):
     out = tmp_path / "onnx" / "student.onnx"
     code, stdout, stderr = run_cli("export", "--model", run, "--onnx", out, "--int8", "--split", SPLIT,

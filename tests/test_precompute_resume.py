@@ -58,6 +58,7 @@ def done_shards(url) -> int:
     return len([p for p in folder.iterdir() if not p.name.endswith(".partial")]) if folder.exists() else 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_store(tmp_path, reference):
     out = tmp_path / "killed.zarr"
     process = spawn(out, "--delay", "0.1")
@@ -79,6 +80,7 @@ def wait_for_shards(out, process, count: int = 2) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_store_being_written_is_refused_naming_the_first(tmp_path, reference):
     out = tmp_path / "locked.zarr"
     hold = tmp_path / "hold"
@@ -98,6 +100,7 @@ def test_a_second_run_on_a_store_being_written_is_refused_naming_the_first(tmp_p
     assert_same_store(out, reference)  # the first run's data, unmixed
 
 
+@pytest.mark.slow
 def test_a_killed_runs_lock_is_taken_over(tmp_path, reference):
     out = tmp_path / "stale.zarr"
     killed = spawn(out, "--delay", "0.1")
@@ -111,6 +114,7 @@ def test_a_killed_runs_lock_is_taken_over(tmp_path, reference):
     assert_same_store(out, reference)
 
 
+@pytest.mark.slow
 def test_two_concurrent_shard_processes_equal_one_run(tmp_path, reference):
     out = tmp_path / "sharded.zarr"
     processes = [spawn(out, "--shard", f"{i}/2", "--delay", "0.02") for i in (1, 0)]  # shard 1 starts first, waits

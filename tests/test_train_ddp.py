@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers.train_support import TINY_STUDENT, build_cache
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_share_the_cache(tmp_path):
     cache = build_cache(tmp_path / "tiny.zarr", {"synth-train": 32, "synth-aux": 16, "synth-test": 8})
     config = tmp_path / "ddp.toml"

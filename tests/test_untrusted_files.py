@@ -177,6 +177,7 @@ def test_a_crafted_student_json_is_refused_before_building(student_dir, edit, me
     one_line_error(code, stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc/self/status")
 @pytest.mark.parametrize("change", [{"encoder": "vit_giant_patch14_224"}, {"width": 3000}], ids=["giant", "wide"])
 def test_a_crafted_spec_allocates_nothing_big(student_dir, change):
