@@ -7,7 +7,8 @@ Phases (all by default, in this order; each one stores its figures in OUT/result
   train    every preset distilled from that cache with one recipe (OUT/runs/<preset>);
   eval     AbsRel and δ1 of every run and of the teacher on the demo's test split (metric protocol);
   speed    each run exported to ONNX (`kdcache export`) and timed under onnxruntime in a fresh process
-           (kdcache.export_speed: 2 threads, batch 1, 240x320, median of 50 runs after 10 warm-ups);
+           (kdcache.export_speed: 2 threads, batch 1, 240x320, median of 50 runs after 10 warm-ups), in
+           `--rounds` interleaved rounds; the median over rounds is kept, with every round's figure;
   report   the plot, the markdown table (also written into docs/benchmarks.md between the pareto markers),
            and, for each FPS budget, the most accurate preset that meets it.
 Run `speed` when `uptime` shows a quiet machine (the load average is printed with the figures); `--remeasure`
@@ -35,9 +36,13 @@ def load_results(out: Path) -> dict:
 
 
 def save_results(out: Path, results: dict) -> None:
+    """Merge into OUT/results.json entry by entry, so two training processes (disjoint --student lists) can share it."""
     from kdcache.evaluate.report import write_atomic
 
-    write_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
+    merged = load_results(out)
+    for name, entry in results.items():
+        merged[name] = {**merged.get(name, {}), **entry} if isinstance(entry, dict) else entry
+    write_atomic(out / "results.json", json.dumps(merged, indent=2, default=str))
 
 
 def demo_steps(config: dict, out: Path):
@@ -73,7 +78,9 @@ def phase_train(config: dict, out: Path, names: list[str], results: dict) -> Non
         entry = results.setdefault(name, {})
         if entry.get("train"):
             continue
-        train_config = steps.distil_config(name, config["recipe"], run, epochs=int(config["epochs"]))
+        preset, _, seed = name.partition("@seed")
+        train_config = steps.distil_config(preset, config["recipe"], run, epochs=int(config["epochs"]))
+        train_config["seed"] = int(seed or 0)
         if (run / "config.json").exists():
             train_config["resume"] = True
         log(f"[bold]pareto:[/] training {name} ({config['recipe']}, {config['epochs']} epochs) -> {run}")
@@ -88,7 +95,9 @@ def phase_eval(config: dict, out: Path, names: list[str], results: dict) -> None
     from kdcache.evaluate import evaluate
 
     plan, _ = demo_steps(config, out)
-    todo = [n for n in [TEACHER, *names] if _run_dir(out, n).exists() and not results.get(n, {}).get("eval")]
+    finished = [TEACHER] if _run_dir(out, TEACHER).exists() else []
+    finished += [n for n in names if results.get(n, {}).get("train")]  # never a run still training
+    todo = [n for n in finished if not results.get(n, {}).get("eval")]
     if not todo:
         return
     rows = evaluate([str(_run_dir(out, n)) for n in todo], plan.splits["test"], plan.eval_protocol,
@@ -111,7 +120,7 @@ def export_for_speed(out: Path, name: str, size: tuple[int, int]) -> tuple[Path,
 
     run = _run_dir(out, name)
     weights = "trained"
-    if not run.exists():
+    if not (run / "checkpoints").exists() and not (run / "model.safetensors").exists():
         import torch
 
         from kdcache.students import create_student, save_student
@@ -129,25 +138,39 @@ def export_for_speed(out: Path, name: str, size: tuple[int, int]) -> tuple[Path,
 
 
 def phase_speed(config: dict, out: Path, names: list[str], results: dict, remeasure: bool = False,
-                settings=None) -> None:
+                rounds: int = 3, settings=None) -> None:
+    """Export every model, then time them in `rounds` interleaved rounds (each a fresh process, median of 50):
+    the figure kept is the median over rounds, so a burst of load from other jobs hits every model alike."""
+    import statistics
+
     from kdcache.console import log
     from kdcache.export_speed import SpeedSettings, measure_isolated
 
     settings = settings or SpeedSettings()
+    todo = {}
     for name in [TEACHER, *names]:
-        entry = results.setdefault(name, {})
         if name == TEACHER and not _run_dir(out, name).exists():
             continue
         path, weights = export_for_speed(out, name, settings.size)
-        if entry.get("speed", {}).get("weights") == weights and not remeasure:
-            continue
-        load_before = _load_average()
-        speed = measure_isolated(path, settings)
-        speed.update(weights=weights, load_average_before=load_before, load_average_after=_load_average())
-        entry["speed"] = speed
-        log(f"{name}: {speed['latency_ms']:.1f} ms = {speed['fps']:.1f} FPS (IQR {speed['latency_iqr_ms'][0]:.1f}-"
-            f"{speed['latency_iqr_ms'][1]:.1f} ms), peak {speed['peak_memory_mib']:.0f} MiB, load {load_before}")
-        save_results(out, results)
+        if remeasure or results.get(name, {}).get("speed", {}).get("weights") != weights:
+            todo[name] = (path, weights)
+    measured: dict[str, list[dict]] = {name: [] for name in todo}
+    for round_index in range(rounds):
+        for name, (path, _) in todo.items():
+            speed = measure_isolated(path, settings)
+            speed["load_average"] = _load_average()
+            measured[name].append(speed)
+            log(f"round {round_index + 1}/{rounds} {name}: {speed['latency_ms']:.1f} ms = {speed['fps']:.1f} FPS "
+                f"(min {speed['latency_min_ms']:.1f} ms), load {speed['load_average']}")
+    for name, runs in measured.items():
+        latency = statistics.median(r["latency_ms"] for r in runs)
+        results.setdefault(name, {})["speed"] = {
+            **settings.__dict__, "size": list(settings.size), "weights": todo[name][1], "onnx": str(todo[name][0]),
+            "latency_ms": latency, "fps": 1e3 / latency, "rounds": [r["latency_ms"] for r in runs],
+            "latency_min_ms": min(r["latency_min_ms"] for r in runs),
+            "peak_memory_mib": statistics.median(r["peak_memory_mib"] for r in runs),
+            "load_average": [r["load_average"] for r in runs]}
+    save_results(out, results)
 
 
 def _complexity(results: dict, names: list[str]) -> None:
@@ -186,6 +209,18 @@ def markdown_table(results: dict, names: list[str], picks: dict[int, str | None]
             f"{sp['latency_ms']:.1f} | {sp['fps']:.1f} | {sp['peak_memory_mib']:.0f} | "
             f"{', '.join(winners.get(name, [])) if name != TEACHER else ''} |")
     return "\n".join(lines)
+
+
+def seed_table(results: dict, names: list[str]) -> str:
+    """AbsRel of every preset trained with more than one seed (`--extra-seed`): the noise the picks stand on."""
+    lines = ["| student | AbsRel per seed (0, 1, ...) | spread |", "|---|---|---:|"]
+    for name in names:
+        seeds = [results[name]["eval"]["abs_rel"]] if results.get(name, {}).get("eval") else []
+        seeds += [entry["eval"]["abs_rel"] for key, entry in sorted(results.items())
+                  if key.startswith(f"{name}@seed") and isinstance(entry, dict) and entry.get("eval")]
+        if len(seeds) > 1:
+            lines.append(f"| {name} | {', '.join(f'{v:.4f}' for v in seeds)} | {max(seeds) - min(seeds):.4f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def plot(results: dict, names: list[str], budgets: list[float], path: Path, title: str) -> None:
@@ -246,6 +281,9 @@ def phase_report(config: dict, out: Path, names: list[str], results: dict, image
     results["picks"] = {str(k): v for k, v in picks.items()}
     save_results(out, results)
     table = markdown_table(results, names, picks)
+    seeds = seed_table(results, names)
+    if seeds:
+        table += "\n\nSeed spread (the same recipe, another training seed):\n\n" + seeds
     print(table)
     title = (f"{len(names)} student presets, each distilled with '{config['recipe']}' for {config['epochs']} epochs "
              f"from one teacher cache (kdcache demo --scale {config['demo_scale']}, synthetic test split)")
@@ -281,6 +319,9 @@ def main() -> None:
     parser.add_argument("--student", action="append", help="only these presets (default: every registered one)")
     parser.add_argument("--phase", action="append", choices=PHASES, help="only these phases (repeatable)")
     parser.add_argument("--remeasure", action="store_true", help="time every model again in the speed phase")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds in the speed phase")
+    parser.add_argument("--extra-seed", type=int, help="train/eval the --student presets again with this seed "
+                                                       "(kept as PRESET@seedN beside seed 0, for the spread)")
     parser.add_argument("--image", type=Path, default=ROOT / "docs" / "images" / "students_pareto.png")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -289,6 +330,8 @@ def main() -> None:
 
     config = tomllib.loads(args.config.read_text())
     names = args.student or [n for n in list_students() if not STUDENTS.info(n).get("alias_of")]
+    if args.extra_seed is not None:
+        names = [f"{n}@seed{args.extra_seed}" for n in names]
     args.out.mkdir(parents=True, exist_ok=True)
     results = load_results(args.out)
     phases = args.phase or list(PHASES)
@@ -300,7 +343,7 @@ def main() -> None:
         phase_eval(config, args.out, names, results)
     if "speed" in phases:
         print(f"load average before timing: {_load_average()}")
-        phase_speed(config, args.out, names, results, remeasure=args.remeasure)
+        phase_speed(config, args.out, names, results, remeasure=args.remeasure, rounds=args.rounds)
     if "report" in phases:
         every = [n for n in list_students() if n in results and not STUDENTS.info(n).get("alias_of")]
         phase_report(config, args.out, every, results, args.image, args.docs)

@@ -90,7 +90,7 @@ def measure_onnx_speed(path: str | os.PathLike, settings: SpeedSettings = SpeedS
     return {
         "onnx": str(path), "input_size": list(feed[next(iter(feed))].shape[-2:]), "threads": settings.threads,
         "repeats": settings.repeats, "latency_ms": 1e3 * median, "fps": 1.0 / median,
-        "latency_iqr_ms": [1e3 * quartiles[0], 1e3 * quartiles[2]],
+        "latency_iqr_ms": [1e3 * quartiles[0], 1e3 * quartiles[2]], "latency_min_ms": 1e3 * min(times),
         "peak_memory_mib": None if peak is None or rss_before is None else max(peak - rss_before, 0) / MIB,
     }
 

@@ -114,3 +114,15 @@ def lcnet_lite() -> StudentSpec:
                                                      "normalisation folded")
 def efficientvit_lite() -> StudentSpec:
     return StudentSpec("efficientvit_b0", "minidpt", width=32, fold_norm=True)
+
+
+@register_student("efficientvit-nnconv5", description="EfficientViT-B0 + FastDepth's NNConv5 decoder (w32), "
+                                                        "normalisation folded")
+def efficientvit_nnconv5() -> StudentSpec:
+    return StudentSpec("efficientvit_b0", "nnconv5", width=32, fold_norm=True)
+
+
+@register_student("mobilenetv4-nnconv5", description="MobileNetV4-Conv-Small + FastDepth's NNConv5 decoder (w32), "
+                                                       "normalisation folded")
+def mobilenetv4_nnconv5() -> StudentSpec:
+    return StudentSpec("mobilenetv4_conv_small", "nnconv5", width=32, fold_norm=True)

@@ -184,10 +184,14 @@ function thumbnail(source, width, height) {
 async function pump(source, mine, once = false) {
   const width = source.videoWidth || source.naturalWidth;
   const height = source.videoHeight || source.naturalHeight;
-  const canvas = $("rgb");
+  // Frames are captured off screen and shown with their depth, so RGB and depth on the page are the same frame.
+  const canvas = document.createElement("canvas");
   canvas.width = Math.min(CAPTURE_WIDTH, width);
   canvas.height = Math.max(1, Math.round(height * canvas.width / width));
   const ctx = canvas.getContext("2d");
+  const shown = $("rgb");
+  shown.width = canvas.width;
+  shown.height = canvas.height;
   $("stop").disabled = once;
   live.state = "streaming";
   arrivals.length = 0;
@@ -214,6 +218,7 @@ async function pump(source, mine, once = false) {
       continue;
     }
     if (mine !== token) break;
+    shown.getContext("2d").drawImage(canvas, 0, 0);
     await show(reply, performance.now() - sent, rgbThumb);
     if (once) { live.state = "shown"; break; }
   }
@@ -230,11 +235,15 @@ async function show(reply, roundTrip, rgbThumb) {
   const depthThumbs = [];
   await Promise.all(reply.panels.map((result, i) => new Promise((resolve) => {
     const panel = panels[i];
-    panel.img.onload = () => { depthThumbs[i] = thumbnail(panel.img, panel.img.naturalWidth, panel.img.naturalHeight); resolve(); };
-    panel.img.onerror = () => resolve();
-    panel.img.src = result.image;
     live.modelMs[result.role] = result.model_ms;
     setCaption(panel, result.model_ms);
+    if (panel.img.src === result.image) { depthThumbs[i] = panel.thumb; resolve(); return; }  // no load event
+    panel.img.onload = () => {
+      depthThumbs[i] = panel.thumb = thumbnail(panel.img, panel.img.naturalWidth, panel.img.naturalHeight);
+      resolve();
+    };
+    panel.img.onerror = () => resolve();
+    panel.img.src = result.image;
   })));
   live.log.push({ rgb: rgbThumb, depth: depthThumbs, modelMs: reply.panels.map((p) => p.model_ms), t: now });
   if (live.log.length > LOG_FRAMES) live.log.shift();
