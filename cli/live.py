@@ -6,13 +6,15 @@ from typing import Optional
 
 import typer
 
+from kdcache.live import DEFAULT_PORT
+
 
 def live_command(
     model: str = typer.Option(..., "--model", "-m", help="Student run dir / checkpoint, or an exported .onnx file."),
     teacher: Optional[str] = typer.Option(None, "--teacher", "-t",
                                           help="Show a teacher beside the student: a registered name (dpt-large, "
                                                "hf:PATH) or ckpt:RUN."),
-    port: int = typer.Option(7860, "--port", help="Port on this machine (0: any free port)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port on this machine (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (browsers allow the camera only "
                                                           "on localhost or https)."),
     size: Optional[str] = typer.Option(None, "--size", help="Model input HxW (default: the model's own, else the "
