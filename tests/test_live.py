@@ -176,6 +176,33 @@ def test_browser_shows_clear_messages_for_bad_input(runs, serve, tmp_path):
         assert driver.execute_script("return kdcacheLive.frames;") == 1 and page_message(driver) == ""
 
 
+def _webm(path, frames):
+    import imageio.v2 as imageio
+
+    writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=30, codec="libvpx-vp9", macro_block_size=1)
+    for frame in frames:
+        writer.append_data(frame)
+    writer.close()
+    return path
+
+
+@browser
+def test_browser_streams_an_uploaded_video(runs, serve, tmp_path):
+    video = _webm(tmp_path / "rooms.webm", two_scene_frames(120, 160, period=5, count=30))
+    url = serve(runs["student"])
+    with chromium() as driver:
+        driver.get(url)
+        wait_for(driver, "window.kdcacheLive && kdcacheLive.state === 'ready'")
+        driver.find_element("id", "file").send_keys(str(video))
+        wait_for(driver, "kdcacheLive.frames >= 8", timeout=120)
+        assert page_message(driver) == "" and not driver.execute_script("return kdcacheLive.errors.length;")
+        assert driver.find_element("id", "stop").is_enabled()
+        driver.find_element("id", "stop").click()
+        frames = driver.execute_script("return kdcacheLive.frames;")
+        wait_for(driver, "kdcacheLive.state === 'stopped'")
+        assert driver.execute_script("return kdcacheLive.frames;") <= frames + 1  # the stream really stopped
+
+
 @browser
 def test_browser_says_when_the_model_cannot_be_loaded(serve, tmp_path):
     broken = tmp_path / "broken.onnx"
