@@ -141,7 +141,9 @@ def main() -> None:
     parser.add_argument("--page", action="append", choices=("kdcache", "gradio"))
     parser.add_argument("--camera", default="480x640", help="fake camera HxW (30 FPS)")
     args = parser.parse_args()
-    height, width = (int(v) for v in args.camera.split("x"))
+    from kdcache.cli.evaluate import parse_size
+
+    height, width = parse_size(args.camera)
     camera = write_y4m(Path(tempfile.mkdtemp()) / "camera.y4m", two_scene_frames(height, width, period=15, count=60))
     kdcache_fps = None
     for page in args.page or ["kdcache"]:

@@ -104,7 +104,9 @@ def main() -> None:
             print(f"{label}: could not be built ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
     options = dict(option.split("=", 1) for option in args.split_option)
     if "size" in options:
-        options["size"] = tuple(int(v) for v in options["size"].split("x"))
+        from kdcache.cli.evaluate import parse_size
+
+        options["size"] = parse_size(options["size"])
     rows = evaluate([OnnxPredictor(path, label) for label, path in variants.items()], args.split, "metric",
                     efficiency=False, split_options=options)
     accuracy = {label: row["metrics"] for label, row in zip(variants, rows)}
