@@ -180,13 +180,20 @@ def _complexity(results: dict, names: list[str]) -> None:
         results.setdefault(row["name"], {})["complexity"] = {"params_m": row["params"] / 1e6, "gflops": row["gflops"]}
 
 
-def budget_picks(results: dict, names: list[str], budgets: list[float]) -> dict[int, str | None]:
-    """For each FPS budget, the most accurate (lowest AbsRel) preset whose measured FPS meets it."""
+def best_run_fps(speed: dict) -> float:
+    """FPS of the fastest single run: on a machine other jobs load, the closest figure to an idle machine's."""
+    return 1e3 / speed.get("latency_min_ms", speed["latency_ms"])
+
+
+def budget_picks(results: dict, names: list[str], budgets: list[float], best_run: bool = False) -> dict[int, str | None]:
+    """For each FPS budget, the most accurate (lowest AbsRel) preset whose measured FPS (median, or the best run's
+    with `best_run`) meets it."""
     scored = [(results[n]["eval"]["abs_rel"], n) for n in names
               if results.get(n, {}).get("eval") and results[n].get("speed")]
     picks = {}
     for budget in budgets:
-        fitting = [(absrel, n) for absrel, n in scored if results[n]["speed"]["fps"] >= budget]
+        fps = (lambda n: best_run_fps(results[n]["speed"])) if best_run else (lambda n: results[n]["speed"]["fps"])
+        fitting = [(absrel, n) for absrel, n in scored if fps(n) >= budget]
         picks[int(budget)] = min(fitting)[1] if fitting else None
     return picks
 
@@ -195,8 +202,8 @@ def markdown_table(results: dict, names: list[str], picks: dict[int, str | None]
     winners = {}
     for budget, name in picks.items():
         winners.setdefault(name, []).append(f"{budget} FPS")
-    lines = ["| student | AbsRel | δ1 | params (M) | GFLOPs @240x320 | ORT ms | FPS | peak MiB | best for |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| student | AbsRel | δ1 | params (M) | GFLOPs @240x320 | ORT ms | FPS | best-run FPS | peak MiB | best for |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     order = sorted((n for n in [TEACHER, *names] if results.get(n, {}).get("speed")),
                    key=lambda n: -results[n]["speed"]["fps"])
     for name in order:
@@ -206,7 +213,7 @@ def markdown_table(results: dict, names: list[str], picks: dict[int, str | None]
         lines.append(
             f"| {label} | {ev.get('abs_rel', float('nan')):.4f} | {ev.get('d1', float('nan')):.3f} | "
             f"{cx.get('params_m', float('nan')):.2f} | {cx.get('gflops', float('nan')):.2f} | "
-            f"{sp['latency_ms']:.1f} | {sp['fps']:.1f} | {sp['peak_memory_mib']:.0f} | "
+            f"{sp['latency_ms']:.1f} | {sp['fps']:.1f} | {best_run_fps(sp):.0f} | {sp['peak_memory_mib']:.0f} | "
             f"{', '.join(winners.get(name, [])) if name != TEACHER else ''} |")
     return "\n".join(lines)
 
@@ -253,7 +260,9 @@ def plot(results: dict, names: list[str], budgets: list[float], path: Path, titl
     ax.set_xscale("log")
     ax.set_xlabel("FPS (onnxruntime, 2 CPU threads, batch 1, 240x320)  — log scale")
     ax.set_ylabel("AbsRel (lower is better)")
-    ax.set_title(title, fontsize=10, pad=16)
+    import textwrap
+
+    ax.set_title(textwrap.fill(title, 100), fontsize=9, pad=16)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
@@ -277,27 +286,35 @@ def write_docs_table(table: str, docs: Path) -> bool:
 
 def phase_report(config: dict, out: Path, names: list[str], results: dict, image: Path, docs: Path) -> dict:
     _complexity(results, names)
+    plan, _ = demo_steps(config, out)
+    if plan.teacher.preset in results and TEACHER in results:
+        results[TEACHER]["complexity"] = results[plan.teacher.preset]["complexity"]
     picks = budget_picks(results, names, config["budgets_fps"])
+    best_run = budget_picks(results, names, config["budgets_fps"], best_run=True)
     results["picks"] = {str(k): v for k, v in picks.items()}
+    results["picks_best_run"] = {str(k): v for k, v in best_run.items()}
     save_results(out, results)
     table = markdown_table(results, names, picks)
     seeds = seed_table(results, names)
     if seeds:
         table += "\n\nSeed spread (the same recipe, another training seed):\n\n" + seeds
     print(table)
-    title = (f"{len(names)} student presets, each distilled with '{config['recipe']}' for {config['epochs']} epochs "
-             f"from one teacher cache (kdcache demo --scale {config['demo_scale']}, synthetic test split)")
+    load = results.get(TEACHER, {}).get("speed", {}).get("load_average", ["?"])[0].split()[0]
+    title = (f"{len(names)} student presets, each distilled '{config['recipe']}' for {config['epochs']} epochs from one "
+             f"teacher cache (kdcache demo --scale {config['demo_scale']}); AbsRel on the synthetic test split; "
+             f"median FPS on a shared 2-core CPU at load ~{load}")
     plot(results, names, config["budgets_fps"], image, title)
     if docs and write_docs_table(table, docs):
         print(f"wrote the table into {docs}")
     print(f"wrote {image}")
     for budget, name in picks.items():
+        also = f"; by the best run: {best_run[budget]}" if best_run[budget] != name else ""
         if name:
             ev, sp = results[name]["eval"], results[name]["speed"]
-            print(f"realtime_{budget}={name}  (AbsRel {ev['abs_rel']:.4f}, {sp['fps']:.1f} FPS)")
+            print(f"realtime_{budget}={name}  (AbsRel {ev['abs_rel']:.4f}, {sp['fps']:.1f} FPS median{also})")
         else:
-            print(f"realtime_{budget}=none  (no preset reaches {budget} FPS)")
-    _check_aliases(picks)
+            print(f"realtime_{budget}=none  (no preset's median reaches {budget} FPS{also})")
+    _check_aliases({b: picks[b] or best_run[b] for b in picks})
     return picks
 
 
