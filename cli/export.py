@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from kdcache.export_speed import SpeedSettings
+
 
 def export_command(
     model: str = typer.Option(..., "--model", "-m", help="Student run dir, checkpoint dir or .safetensors file."),
@@ -15,6 +17,7 @@ def export_command(
     split: Optional[str] = typer.Option(None, "--split", help="Split for sample inputs and the int8 accuracy check."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW of the sample inputs (default: training size)."),
     exporter: str = typer.Option("auto", help="auto, dynamo, torchscript, torchscript-static."),
+    threads: int = typer.Option(SpeedSettings.threads, "--threads", help="onnxruntime threads for the latency / FPS figure."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the export report as JSON here."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root (default $KDCACHE_DATA or ./data)."),
 ) -> None:
@@ -28,7 +31,7 @@ def export_command(
         check_writable(json_out, "--json", folder=False)
 
     report = export_onnx(model, onnx, int8=int8, exporter=exporter, input_size=parse_hw(input_size, "--input-size"),
-                         split=split, root=data_root)
+                         split=split, root=data_root, threads=threads)
     print_export_report(report)
     if json_out:
         import json

@@ -33,9 +33,9 @@ def _root(
 
 def _register_commands() -> None:
     # One module per command group, in the order a user meets them.
-    from kdcache.cli import data, teachers, precompute, cache, students, train, evaluate, infer, export, demo
+    from kdcache.cli import data, teachers, precompute, cache, students, train, evaluate, infer, export, live, demo
 
-    for module in (demo, data, teachers, precompute, cache, students, train, evaluate, infer, export):
+    for module in (demo, data, teachers, precompute, cache, students, train, evaluate, infer, export, live):
         module.register(app)
 
 

@@ -24,6 +24,7 @@ import torch
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
+from kdcache.export_speed import SpeedSettings, measure_onnx_speed, ort_session
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
 DYNAMO_OPSET, TORCHSCRIPT_OPSET = 18, 17
@@ -60,15 +61,6 @@ EXPORTERS = {  # name -> (function, dynamic, opset), tried in this order by expo
     "torchscript": (_export_torchscript, True, TORCHSCRIPT_OPSET),
     "torchscript-static": (_export_torchscript, False, TORCHSCRIPT_OPSET),
 }
-
-
-def _session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def relative_error(onnx_out: np.ndarray, torch_out: np.ndarray) -> float:
@@ -112,7 +104,7 @@ def _try_exporters(module, samples: torch.Tensor, tmp: Path, exporter: str) -> t
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 function(module, samples[:1], tmp, dynamic)
-            error = _parity(_session(tmp), module, _probe_inputs(samples, dynamic))
+            error = _parity(ort_session(tmp), module, _probe_inputs(samples, dynamic))
         except Exception as err:  # exporter and runtime failures have many types; the next exporter may work
             if disk_error(err) is not None:  # a full or read-only disk fails every exporter: say so instead
                 raise disk_error(err) from None
@@ -151,12 +143,14 @@ def _median_seconds(run, repeats: int = 10, warmup: int = 3) -> float:
 
 
 @torch.no_grad()
-def _latencies(module, path: Path, x: torch.Tensor) -> dict[str, float]:
-    """Batch-1 CPU latency (ms) of PyTorch and onnxruntime with the same thread count."""
-    session = _session(path, threads=torch.get_num_threads())
-    feed = {"image": x.numpy()}
-    return {"torch_latency_ms": 1e3 * _median_seconds(lambda: module(x)),
-            "onnx_latency_ms": 1e3 * _median_seconds(lambda: session.run(None, feed))}
+def _latencies(module, path: Path, x: torch.Tensor, threads: int) -> dict:
+    """Batch-1 CPU latency at the export size: PyTorch (its own thread count), then onnxruntime with `threads`
+    threads as `kdcache.export_speed` measures it (median of 50 after warm-up), with the FPS that gives."""
+    settings = SpeedSettings(size=tuple(x.shape[-2:]), threads=threads)
+    speed = measure_onnx_speed(path, settings)
+    return {"torch_latency_ms": 1e3 * _median_seconds(lambda: module(x)), "torch_threads": torch.get_num_threads(),
+            "onnx_latency_ms": speed["latency_ms"], "onnx_fps": speed["fps"], "onnx_threads": threads,
+            "onnx_latency_iqr_ms": speed["latency_iqr_ms"], "onnx_repeats": speed["repeats"]}
 
 
 def sample_images(size: tuple[int, int], count: int = 2, split: str | None = None, root=None) -> torch.Tensor:
@@ -180,10 +174,11 @@ def sample_images(size: tuple[int, int], count: int = 2, split: str | None = Non
 
 def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8: bool = False,
                 exporter: str = "auto", input_size: tuple[int, int] | None = None, split: str | None = None,
-                root=None, samples: int = 2) -> dict:
+                root=None, samples: int = 2, threads: int = SpeedSettings.threads) -> dict:
     """Export a student run/checkpoint to ONNX, verify it against PyTorch, optionally quantize to int8.
 
-    Returns a JSON-able report: path, exporter, opset, dynamic axes, parity error, latencies, and for
+    Returns a JSON-able report: path, exporter, opset, dynamic axes, parity error, latencies (onnxruntime with
+    `threads` threads, and its FPS at the export size), and for
     `int8` the quantized file with its size and accuracy change (`kdcache.export_int8`).
     """
     from kdcache.evaluate.predictors import size_from_meta
@@ -213,9 +208,9 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
                   "dynamic_axes": ["batch", "height", "width"] if dynamic else [], "parity_rel_error": error,
                   "size_mb": target.stat().st_size / 1e6, "output_space": meta.get("output_space", "depth"),
-                  **_latencies(module, target, inputs[:1])}
+                  **_latencies(module, target, inputs[:1], threads)}
         if int8:
             from kdcache.export_int8 import quantize_int8
 
-            report["int8"] = quantize_int8(target, module, inputs, split=split, root=root)
+            report["int8"] = quantize_int8(target, module, inputs, split=split, root=root, threads=threads)
         return report

@@ -41,11 +41,11 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def _output_difference(fp32: Path, int8: Path, inputs: torch.Tensor) -> dict:
-    from kdcache.export import _session
+    from kdcache.export_speed import ort_session
 
     feed = {"image": inputs.numpy()}
-    reference = _session(fp32).run(None, feed)[0]
-    quantized = _session(int8).run(None, feed)[0]
+    reference = ort_session(fp32).run(None, feed)[0]
+    quantized = ort_session(int8).run(None, feed)[0]
     relative = np.abs(quantized - reference) / np.maximum(np.abs(reference), 1e-6)
     return {"on": f"{len(inputs)} sample image(s)", "mean_rel_diff_vs_fp32": float(relative.mean()),
             "max_rel_diff_vs_fp32": float(relative.max())}
@@ -62,17 +62,17 @@ def _metric_change(fp32: Path, int8: Path, split: str, root) -> dict:
 
 
 def quantize_int8(fp32: Path, module: torch.nn.Module, inputs: torch.Tensor, split: str | None = None,
-                  root=None) -> dict:
-    """Write `<name>.int8.onnx` next to `fp32`; report its size, latency and accuracy change."""
+                  root=None, threads: int = 2) -> dict:
+    """Write `<name>.int8.onnx` next to `fp32`; report its size, latency (onnxruntime, `threads` threads) and
+    accuracy change."""
     from kdcache.data import open_split
-    from kdcache.export import _median_seconds, _session
+    from kdcache.export_speed import SpeedSettings, measure_onnx_speed
 
     target = fp32.with_name(f"{fp32.stem}.int8.onnx")
     _quantize(fp32, target)
-    session = _session(target, threads=torch.get_num_threads())
-    feed = {"image": inputs[:1].numpy()}
+    speed = measure_onnx_speed(target, SpeedSettings(size=tuple(inputs.shape[-2:]), threads=threads))
     report = {"onnx": str(target), "size_mb": target.stat().st_size / 1e6,
-              "onnx_latency_ms": 1e3 * _median_seconds(lambda: session.run(None, feed))}
+              "onnx_latency_ms": speed["latency_ms"], "onnx_fps": speed["fps"]}
     labeled = bool(split) and open_split(split, root=root).labeled
     if split and not labeled:
         log(f"[yellow]note:[/] split '{split}' has no ground truth: int8 accuracy is compared with fp32 outputs")

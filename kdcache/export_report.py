@@ -31,13 +31,15 @@ def export_table(report: dict) -> Table:
         ("output", f"{report['output_space']} at the input size"),
         ("parity vs PyTorch", f"max rel. error {report['parity_rel_error']:.2e} (limit {PARITY_TOLERANCE:g}) ✓"),
         ("latency, batch 1 @ {}x{}".format(*report["input_size"]),
-         f"PyTorch {report['torch_latency_ms']:.1f} ms, onnxruntime {report['onnx_latency_ms']:.1f} ms"),
+         f"onnxruntime ({report['onnx_threads']} threads) {report['onnx_latency_ms']:.1f} ms = "
+         f"{report['onnx_fps']:.1f} FPS (median of {report['onnx_repeats']}); PyTorch ({report['torch_threads']} "
+         f"threads) {report['torch_latency_ms']:.1f} ms"),
     ]
     int8 = report.get("int8")
     if int8:
         rows += [
             ("int8 file", f"{int8['onnx']} ({int8['size_mb']:.1f} MB)"),
-            ("int8 latency", f"onnxruntime {int8['onnx_latency_ms']:.1f} ms"),
+            ("int8 latency", f"onnxruntime {int8['onnx_latency_ms']:.1f} ms = {int8['onnx_fps']:.1f} FPS"),
             ("int8 accuracy", _accuracy_cell(int8["accuracy"])),
         ]
     for key, value in rows:

@@ -30,6 +30,9 @@ def test_kdcache_export_default_exporter_is_dynamic_and_matches_pytorch(run, run
     assert report["exporter"] == "dynamo" and report["opset"] == 18
     assert report["dynamic_axes"] == ["batch", "height", "width"] and report["parity_rel_error"] < 1e-3
     assert report["int8"]["accuracy"]["protocol"] == "metric" and set(report["int8"]["accuracy"]["delta"])
+    # The speed users choose by: onnxruntime with 2 threads at the export size, as latency and FPS.
+    assert report["onnx_threads"] == 2 and report["onnx_repeats"] == 50 and "FPS" in stdout
+    assert report["onnx_fps"] == pytest.approx(1e3 / report["onnx_latency_ms"]) and report["int8"]["onnx_fps"] > 0
     assert out.with_name("student.int8.onnx").is_file()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left
     # Another batch and an odd size, straight through onnxruntime, against PyTorch.
@@ -63,3 +66,17 @@ def test_relative_error_and_cli_errors(run_cli, tmp_path):
     assert relative_error(np.array([1.0, 2.002]), np.array([1.0, 2.0])) == pytest.approx(1e-3)
     code, _, stderr = run_cli("export", "--model", tmp_path / "missing", "--onnx", tmp_path / "x.onnx")
     assert code == 2 and "does not exist" in stderr
+
+
+def test_speed_is_measured_in_a_fresh_process_with_the_settings_given(run, tmp_path):
+    from kdcache.export_speed import SpeedSettings, measure_isolated
+
+    path = tmp_path / "student.onnx"
+    export_onnx(run, path, input_size=(32, 48))
+    speed = measure_isolated(path, SpeedSettings(size=(40, 56), threads=1, warmup=1, repeats=5))
+    assert speed["input_size"] == [40, 56] and speed["threads"] == 1 and speed["repeats"] == 5
+    assert speed["fps"] == pytest.approx(1e3 / speed["latency_ms"]) and speed["peak_memory_mib"] >= 0
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"no model")
+    with pytest.raises(KdcacheError, match="cannot load ONNX model"):
+        measure_isolated(broken, SpeedSettings(repeats=1))

@@ -264,3 +264,35 @@ def test_init_depth_bias_is_exact():
 
     for value in (1e-3, 0.5, 2.5, 30.0):
         assert math.log1p(math.exp(inverse_softplus(value))) == pytest.approx(value, rel=1e-9)
+
+
+def test_fold_normalisation_is_exact_away_from_padded_borders():
+    from kdcache.students.encoders import fold_normalisation
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        reference = conv((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+        fold_normalisation(conv, mean, std)
+        folded = conv(x)
+    torch.testing.assert_close(folded[..., 1:, 1:], reference[..., 1:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_fold_norm_students_skip_the_input_normalisation(tmp_path):
+    folded = create_student("mobilenetv3_small_100+minidpt", fold_norm=True, width=16).eval()
+    assert folded.encoder.fold_norm and folded.encoder.body.conv_stem.bias is not None
+    with torch.no_grad():
+        assert folded(torch.rand(1, 3, 64, 80)).shape == (1, 1, 64, 80)
+
+
+def test_realtime_aliases_are_measured_presets():
+    from kdcache.students import STUDENTS, resolve_spec
+
+    aliases = [n for n in list_students() if STUDENTS.info(n).get("alias_of")]
+    assert sorted(aliases) == ["realtime-120", "realtime-30", "realtime-60"]
+    for alias in aliases:
+        info = STUDENTS.info(alias)
+        assert resolve_spec(alias) == resolve_spec(info["alias_of"])
+        assert "bench/pareto.py" in info["description"] and "FPS" in info["description"]

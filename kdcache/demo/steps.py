@@ -135,26 +135,42 @@ class DemoSteps:
         return self._train_config(self.gt_store, self.teacher_run, {"labeled": self.plan.teacher_train}, stage,
                                   [variant])
 
+    def variant_entry(self, name: str, preset: str, recipe: str) -> dict:
+        """One `[[variant]]` of a train config: student `preset` trained the `recipe` way (a STUDENT_VARIANTS key)."""
+        stage = self.plan.student
+        spec = STUDENT_VARIANTS[recipe]
+        loss = {}
+        if "gt" in spec["targets"]:
+            loss.update(stage.gt_loss)
+        if "kd" in spec["targets"]:
+            loss.update(stage.kd_loss)
+        variant = {"name": name, "student": preset, "sources": spec["sources"], "loss": loss}
+        options = {k: v for k, v in stage.options.get("loss_options", {}).items() if k in loss}
+        if options:
+            variant["loss_options"] = options
+        return variant
+
     def students_config(self) -> dict:
         stage = self.plan.student
         sources = {"labeled": self.plan.splits["train"], "aux": self.plan.splits["aux"],
                    "aux-far": self.plan.splits["aux-far"]}
-        variants = []
-        for name, spec in STUDENT_VARIANTS.items():
-            loss = {}
-            if "gt" in spec["targets"]:
-                loss.update(stage.gt_loss)
-            if "kd" in spec["targets"]:
-                loss.update(stage.kd_loss)
-            variant = {"name": name, "student": stage.preset, "sources": spec["sources"], "loss": loss}
-            options = {k: v for k, v in stage.options.get("loss_options", {}).items() if k in loss}
-            if options:
-                variant["loss_options"] = options
-            variants.append(variant)
+        variants = [self.variant_entry(name, stage.preset, name) for name in STUDENT_VARIANTS]
         return self._train_config(self.teacher_store, self.students_run, sources, stage, variants)
 
+    def distil_config(self, preset: str, recipe: str, out: Path, **stage_changes) -> dict:
+        """A train config distilling one `preset` from this demo's teacher cache with one recipe (bench/pareto.py).
+
+        `stage_changes` (epochs, batch_size, lr) override the plan's student stage."""
+        from dataclasses import replace
+
+        stage = replace(self.plan.student, **stage_changes)
+        roles = {"labeled": "train", "aux": "aux", "aux-far": "aux-far"}
+        sources = {name: self.plan.splits[roles[name]] for name in STUDENT_VARIANTS[recipe]["sources"]}
+        return self._train_config(self.teacher_store, out, sources, stage, [self.variant_entry(preset, preset, recipe)])
+
     # -- the plan ----------------------------------------------------------------------------------
-    def steps(self, evaluate_step: Step, report_step: Step) -> list[Step]:
+    def teacher_steps(self) -> list[Step]:
+        """Steps 1-3: the GT store, the teacher trained on it, the teacher's cache (what bench/pareto.py reuses)."""
         plan = self.plan
         return [
             self._precompute_step("gt-store", "cache images and ground truth (no teacher)", "none",
@@ -163,7 +179,11 @@ class DemoSteps:
                              self.teacher_config(), 0.30),
             self._precompute_step("teacher-cache", "run the teacher once over labeled + aux + aux-far images",
                                   f"ckpt:{self.teacher_run}", plan.cached_splits, self.teacher_store, 0.12),
-            self._train_step("students", f"distil {plan.student.preset} five ways in one pass over the cache",
+        ]
+
+    def steps(self, evaluate_step: Step, report_step: Step) -> list[Step]:
+        return self.teacher_steps() + [
+            self._train_step("students", f"distil {self.plan.student.preset} five ways in one pass over the cache",
                              self.students_config(), 0.43),
             evaluate_step,
             report_step,

@@ -110,15 +110,9 @@ class OnnxPredictor(Predictor):
     kind = "onnx"
 
     def __init__(self, path: str | Path, name: str | None = None, threads: int | None = None):
-        import onnxruntime as ort
+        from kdcache.export_speed import ort_session
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own types for unreadable / invalid models
-            raise KdcacheError(f"cannot load ONNX model {path}: {err}; re-export it with kdcache export") from err
+        self.session = ort_session(path, threads)
         props = self.session.get_modelmeta().custom_metadata_map
         self.input_name = self.session.get_inputs()[0].name
         size = props.get("input_size")

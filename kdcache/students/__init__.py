@@ -86,7 +86,7 @@ def create_student(name: str = "mobilevit", pretrained: bool = False, **override
     """Build student `name`; `pretrained` loads ImageNet encoder weights if available (never fails offline)."""
     spec = resolve_spec(name, **overrides)
     encoder = TimmEncoder(spec.encoder, pretrained=pretrained, drop_last_block=spec.drop_last_block,
-                          out_indices=spec.out_indices)
+                          out_indices=spec.out_indices, fold_norm=spec.fold_norm)
     decoder = DECODERS.create(spec.decoder, encoder.channels, encoder.reductions, width=spec.width)
     config = {"student": name, "overrides": _jsonable(overrides), "spec": _jsonable(asdict(spec))}
     return DepthStudent(encoder, decoder, config, init_depth=spec.init_depth, min_depth=spec.min_depth)

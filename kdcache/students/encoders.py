@@ -111,11 +111,40 @@ def _bad_out_indices(model_name: str, out_indices) -> str:
             f"{-levels} to {levels - 1}, got {list(out_indices)}.")
 
 
+def _first_conv(body: nn.Module) -> nn.Conv2d:
+    conv = next((m for m in body.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None or conv.in_channels != 3 or conv.groups != 1:
+        raise KdcacheError("fold_norm needs an encoder whose first layer is a plain 3-channel convolution: "
+                           "remove the option for this encoder.")
+    return conv
+
+
+@torch.no_grad()
+def fold_normalisation(conv: nn.Conv2d, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Rewrite `conv` so that conv'(x) == conv((x - mean) / std): weights / std, bias - sum(w * mean / std).
+
+    Exact except where the convolution zero-pads (its borders then see 0 instead of -mean/std), which only
+    matters for weights trained with the normalisation outside; a `fold_norm` student is trained folded.
+    """
+    scale = (1.0 / std).view(1, 3, 1, 1)
+    shift = (mean / std).view(1, 3, 1, 1)
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=conv.weight.device)
+    new_bias = bias - (conv.weight * shift).sum(dim=(1, 2, 3))
+    conv.weight.mul_(scale)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias)
+    else:
+        conv.bias.copy_(new_bias)
+
+
 class TimmEncoder(nn.Module):
-    """Normalise [0, 1] RGB with the backbone's own mean/std and return its feature maps, fine to coarse."""
+    """Normalise [0, 1] RGB with the backbone's own mean/std and return its feature maps, fine to coarse.
+
+    `fold_norm=True` folds that normalisation into the first convolution instead (one elementwise pass over the
+    input less at inference; ImageNet weights are folded once when they are loaded)."""
 
     def __init__(self, model_name: str, pretrained: bool = False, drop_last_block: bool = False,
-                 out_indices: tuple[int, ...] | None = None):
+                 out_indices: tuple[int, ...] | None = None, fold_norm: bool = False):
         super().__init__()
         timm_kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
         try:
@@ -133,8 +162,13 @@ class TimmEncoder(nn.Module):
         cfg = self.body.pretrained_cfg
         # Buffers (not parameters) so they follow .to(device) but are not trained; persistent=False keeps
         # checkpoints free of constants that the architecture already defines.
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.0,) * 3)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (1.0,) * 3)).view(1, 3, 1, 1), persistent=False)
+        mean, std = torch.tensor(cfg.get("mean", (0.0,) * 3)), torch.tensor(cfg.get("std", (1.0,) * 3))
+        self.fold_norm = bool(fold_norm)
+        if self.fold_norm:
+            fold_normalisation(_first_conv(self.body), mean, std)
+            mean, std = torch.zeros(3), torch.ones(3)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
 
     def _probe_channels(self) -> tuple[list[int], list[int]]:
         """Channels and strides of the maps: timm's feature_info, measured instead when the body was cut."""
@@ -151,5 +185,7 @@ class TimmEncoder(nn.Module):
         return channels, reductions
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.fold_norm:
+            return list(self.body(x))
         return list(self.body((x - self.mean) / self.std))
 

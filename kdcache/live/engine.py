@@ -1,0 +1,168 @@
+"""The model side of `kdcache live`: one frame (JPEG/PNG bytes) in, colour-mapped depth JPEGs and timings out.
+
+Models load in a background thread so the page comes up at once and can say "loading" or why a model failed;
+`check_model_spec` does the cheap checks the CLI runs before the server starts. Frames are processed one at a
+time under a lock (the models use every core), each panel's colour range is smoothed over frames as in
+`kdcache infer`'s videos, and the colouring is that of `kdcache infer` (near = bright).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from kdcache.errors import KdcacheError
+
+MAX_FRAME_BYTES = 16 * 2**20
+MAX_FRAME_PIXELS = 4096 * 4096
+RANGE_SMOOTHING = 0.8  # weight of the previous colour range: steady colours without lagging a scene change
+
+
+def check_model_spec(spec: str, role: str) -> None:
+    """One-line `KdcacheError` unless `spec` can be a student run / checkpoint / .onnx file (or, for the teacher,
+    a registered teacher name). Cheap: nothing is loaded; a file that exists but is broken fails on the page."""
+    from kdcache.evaluate.predictors import is_student_spec
+
+    path = Path(spec[5:] if spec.startswith("ckpt:") else spec).expanduser()
+    if spec.endswith(".onnx"):
+        if not path.is_file():
+            raise KdcacheError(f"--{role} {spec}: no such ONNX file (make one with kdcache export).")
+        return
+    if is_student_spec(spec) or spec.startswith("ckpt:"):
+        from kdcache.students.checkpoint import find_checkpoint
+
+        find_checkpoint(path)
+        return
+    if role == "teacher":
+        from kdcache.teachers import TEACHERS
+
+        TEACHERS.resolve(spec)  # unknown name: one line listing the known teachers
+        return
+    raise KdcacheError(f"--{role} {spec}: no such student run, checkpoint or .onnx file "
+                       f"(train one with kdcache train, or export one with kdcache export).")
+
+
+@dataclass
+class Panel:
+    """One model on the page: its spec, load state and the colour range carried from frame to frame."""
+
+    role: str  # "student" or "teacher"
+    spec: str
+    state: str = "loading"  # loading | ready | error
+    error: str | None = None
+    predictor: object = None
+    window: np.ndarray | None = None
+    latencies: list[float] = field(default_factory=list)
+
+    def info(self) -> dict:
+        info = {"role": self.role, "model": self.spec, "state": self.state, "error": self.error}
+        if self.predictor is not None:
+            info.update(output_space=self.predictor.output_space,
+                        input_size=list(self.predictor.input_size) if self.predictor.input_size else None,
+                        kind=self.predictor.kind)
+        return info
+
+
+class FrameError(KdcacheError):
+    """A frame the server cannot use (HTTP 400): the page shows the message and the stream goes on."""
+
+
+class LiveEngine:
+    def __init__(self, model: str, teacher: str | None = None, device: str = "cpu",
+                 input_size: tuple[int, int] | None = None, cmap: str = "inferno", quality: int = 85):
+        self.panels = [Panel("student", model)] + ([Panel("teacher", teacher)] if teacher else [])
+        self.device, self.input_size, self.cmap, self.quality = device, input_size, cmap, quality
+        self.lock = threading.Lock()
+        self.frames = 0
+        self.loader = threading.Thread(target=self._load_all, name="kdcache-live-load", daemon=True)
+
+    def start_loading(self) -> None:
+        self.loader.start()
+
+    def _load_all(self) -> None:
+        from kdcache.console import log
+        from kdcache.evaluate.predictors import load_predictor
+
+        for panel in self.panels:
+            try:
+                panel.predictor = load_predictor(panel.spec, device=self.device, input_size=self.input_size)
+                panel.state = "ready"
+            except Exception as err:  # any load failure is shown on the page rather than killing the server
+                panel.state, panel.error = "error", _one_line(err)
+                log(f"[bold red]error:[/] cannot load the {panel.role} model {panel.spec}: {panel.error}")
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        self.loader.join(timeout)
+        return not self.loader.is_alive()
+
+    def info(self) -> dict:
+        states = [p.state for p in self.panels]
+        state = "error" if "error" in states else "loading" if "loading" in states else "ready"
+        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames}
+
+    def process(self, data: bytes) -> dict:
+        """Depth panels for one encoded frame: {"panels": [{role, model, image (data URL), model_ms}], ...}."""
+        info = self.info()
+        if info["state"] != "ready":
+            failed = next((p for p in self.panels if p.state == "error"), None)
+            if failed:
+                raise RuntimeError(f"the {failed.role} model {failed.spec} could not be loaded: {failed.error}")
+            raise LookupError("the model is still loading")
+        started = time.perf_counter()
+        image = decode_frame(data)
+        panels = []
+        with self.lock:
+            for panel in self.panels:
+                panels.append(self._run_panel(panel, image))
+            self.frames += 1
+        return {"panels": panels, "frame_size": [image.shape[0], image.shape[1]],
+                "server_ms": 1e3 * (time.perf_counter() - started), "frame": self.frames}
+
+    def _run_panel(self, panel: Panel, image: np.ndarray) -> dict:
+        from kdcache.depth_colors import colorize, display_range, to_nearness
+        from kdcache.infer import full_size
+
+        tick = time.perf_counter()
+        prediction = panel.predictor.predict(image)
+        model_ms = 1e3 * (time.perf_counter() - tick)
+        nearness = to_nearness(full_size(prediction, image.shape[:2]), panel.predictor.output_space)
+        current = np.array(display_range(nearness))
+        panel.window = current if panel.window is None else RANGE_SMOOTHING * panel.window + (1 - RANGE_SMOOTHING) * current
+        lo, hi = panel.window
+        color = colorize(nearness, float(lo), float(max(hi, lo + 1e-6)), cmap=self.cmap)
+        return {"role": panel.role, "model": panel.spec, "image": jpeg_data_url(color, self.quality),
+                "model_ms": model_ms, "output_space": panel.predictor.output_space}
+
+
+def decode_frame(data: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from JPEG/PNG/WebP bytes, or a `FrameError` naming the problem."""
+    if not data:
+        raise FrameError("empty frame: the browser sent no image data")
+    if len(data) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(data) / 2**20:.1f} MiB is too large (limit {MAX_FRAME_BYTES // 2**20} MiB)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_FRAME_PIXELS:
+                raise FrameError(f"frame of {image.width}x{image.height} pixels is too large: use a smaller image")
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise FrameError(f"cannot decode the frame ({type(err).__name__}): send a JPEG, PNG or WebP image") from None
+
+
+def jpeg_data_url(array: np.ndarray, quality: int = 85) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text and not isinstance(err, KdcacheError) else (
+        text[0][:400] if text else type(err).__name__)
