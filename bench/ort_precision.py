@@ -5,7 +5,7 @@
 Writes next to the fp32 export (`kdcache export`): `.int8-static.onnx` (onnxruntime.quantization.quantize_static,
 QDQ, per-channel int8 weights, uint8 activations, MinMax calibration on `--calibration` images of the cache's
 first split), `.int8-dynamic.onnx` (what `kdcache export --int8` writes) and `.fp16.onnx` (onnxruntime's float16
-converter, float32 input and output kept). Each is timed in a fresh process as kdcache.export_speed does it
+converter, float32 input and output kept). Each is timed in a fresh process as kdcache.export.ort_speed does it
 (2 threads, batch 1, 240x320, median of 50) — the three formats alternate over `--rounds` rounds so the
 machine's load hits them alike — and scored on `--split` (metric protocol) against the fp32 model.
 """
@@ -67,9 +67,9 @@ def convert_fp16(fp32: Path, target: Path) -> None:
 
 
 def quantize_dynamic_int8(fp32: Path, target: Path) -> None:
-    from kdcache.export_int8 import _quantize
+    from kdcache.export import quantize_file
 
-    _quantize(fp32, target)
+    quantize_file(fp32, target)
 
 
 def main() -> None:
@@ -85,7 +85,7 @@ def main() -> None:
     from kdcache.evaluate import evaluate
     from kdcache.evaluate.predictors import OnnxPredictor
     from kdcache.export import export_onnx
-    from kdcache.export_speed import SpeedSettings, measure_isolated
+    from kdcache.export import SpeedSettings, measure_isolated
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = Path(args.model).name

@@ -7,7 +7,7 @@ Phases (all by default, in this order; each one stores its figures in OUT/result
   train    every preset distilled from that cache with one recipe (OUT/runs/<preset>);
   eval     AbsRel and δ1 of every run and of the teacher on the demo's test split (metric protocol);
   speed    each run exported to ONNX (`kdcache export`) and timed under onnxruntime in a fresh process
-           (kdcache.export_speed: 2 threads, batch 1, 240x320, median of 50 runs after 10 warm-ups), in
+           (kdcache.export.ort_speed: 2 threads, batch 1, 240x320, median of 50 runs after 10 warm-ups), in
            `--rounds` interleaved rounds; the median over rounds is kept, with every round's figure;
   report   the plot, the markdown table (also written into docs/benchmarks.md between the pareto markers),
            and, for each FPS budget, the most accurate preset that meets it.
@@ -143,7 +143,7 @@ def phase_speed(config: dict, out: Path, names: list[str], results: dict, remeas
     import statistics
 
     from kdcache.console import log
-    from kdcache.export_speed import SpeedSettings, measure_isolated
+    from kdcache.export import SpeedSettings, measure_isolated
 
     settings = settings or SpeedSettings()
     todo = {}

@@ -54,7 +54,7 @@ def test_static_fallback_records_its_fixed_size(run, tmp_path):
 
 
 def test_parity_failure_is_loud_and_leaves_no_file(run, tmp_path, monkeypatch):
-    import kdcache.export as export
+    import kdcache.export.onnx_export as export
 
     monkeypatch.setattr(export, "_parity", lambda *args: 0.01)
     with pytest.raises(KdcacheError, match="differs from PyTorch"):
@@ -69,7 +69,7 @@ def test_relative_error_and_cli_errors(run_cli, tmp_path):
 
 
 def test_speed_is_measured_in_a_fresh_process_with_the_settings_given(run, tmp_path):
-    from kdcache.export_speed import SpeedSettings, measure_isolated
+    from kdcache.export import SpeedSettings, measure_isolated
 
     path = tmp_path / "student.onnx"
     export_onnx(run, path, input_size=(32, 48))

@@ -21,12 +21,12 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kdcache.evaluate.predictors import Predictor
+from kdcache.process_memory import proc_field, proc_status, reset_peak_rss
 
 MIB = 2**20
 
@@ -61,29 +61,6 @@ def time_forward(predictor: Predictor, batch: int, size: tuple[int, int], warmup
     return statistics.median(times)
 
 
-def _proc_kib_field(path: str, field: str) -> int | None:
-    """Bytes of a `Field:   1234 kB` line of a /proc file; None off Linux or when absent."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _proc_status(field: str) -> int | None:
-    return _proc_kib_field("/proc/self/status", field)
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 @torch.no_grad()
 def peak_memory(predictor: Predictor, size: tuple[int, int], batch: int = 1) -> tuple[float, str]:
     """(MiB above the pre-forward level at the peak of one forward, method used)."""
@@ -99,10 +76,10 @@ def peak_memory(predictor: Predictor, size: tuple[int, int], batch: int = 1) -> 
         return _profiled_cpu_peak(predictor, x) / MIB, "torch CPU allocator peak (torch.profiler memory events)"
     except Exception:  # profiler unavailable in this build: fall back to the kernel's counters
         pass
-    if _reset_peak_rss() and _proc_status("VmRSS") is not None:
-        before = _proc_status("VmRSS")
+    if reset_peak_rss() and proc_status("VmRSS") is not None:
+        before = proc_status("VmRSS")
         predictor.forward(x)
-        return max(_proc_status("VmHWM") - before, 0) / MIB, "process peak RSS (VmHWM reset via clear_refs)"
+        return max(proc_status("VmHWM") - before, 0) / MIB, "process peak RSS (VmHWM reset via clear_refs)"
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     predictor.forward(x)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -143,7 +120,7 @@ def _fits_on_cpu(batch: int, peak_batch1_mib: float) -> bool:
 
 
 def _meminfo(field: str) -> int | None:
-    return _proc_kib_field("/proc/meminfo", field)
+    return proc_field("/proc/meminfo", field)
 
 
 SLOW_BATCH_S = 20.0  # above this estimated time per batch, one timed batch (no extra warm-up) is enough

@@ -110,7 +110,7 @@ class OnnxPredictor(Predictor):
     kind = "onnx"
 
     def __init__(self, path: str | Path, name: str | None = None, threads: int | None = None):
-        from kdcache.export_speed import ort_session
+        from kdcache.export import ort_session
 
         self.session = ort_session(path, threads)
         props = self.session.get_modelmeta().custom_metadata_map

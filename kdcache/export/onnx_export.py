@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdcache.atomic import replacing
 from kdcache.console import log
 from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
-from kdcache.export_speed import SpeedSettings, measure_onnx_speed, ort_session
+from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed, ort_session
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
 DYNAMO_OPSET, TORCHSCRIPT_OPSET = 18, 17
@@ -85,12 +86,9 @@ def _probe_inputs(samples: torch.Tensor, dynamic: bool) -> list[torch.Tensor]:
     """The sample batch, then (if dynamic) batch 2 and a different, odd size to prove the axes really are dynamic."""
     if not dynamic:  # a fixed graph takes batch 1 at the export size only
         return [samples[i:i + 1] for i in range(len(samples))]
-    probes = [samples[:1], samples]
-    if dynamic:
-        h, w = samples.shape[-2:]
-        other = torch.nn.functional.interpolate(samples[:2], size=(h + 13, w + 7), mode="bilinear", align_corners=False)
-        probes += [other]
-    return probes
+    h, w = samples.shape[-2:]
+    other = torch.nn.functional.interpolate(samples[:2], size=(h + 13, w + 7), mode="bilinear", align_corners=False)
+    return [samples[:1], samples, other]
 
 
 def _try_exporters(module, samples: torch.Tensor, tmp: Path, exporter: str) -> tuple[str, float]:
@@ -112,7 +110,6 @@ def _try_exporters(module, samples: torch.Tensor, tmp: Path, exporter: str) -> t
             log(f"[yellow]note:[/] ONNX exporter {name} failed ({failures[-1]}); trying the next one")
             continue
         if error >= PARITY_TOLERANCE:
-            tmp.unlink(missing_ok=True)
             raise KdcacheError(f"ONNX output differs from PyTorch by {error:.2e} relative (limit {PARITY_TOLERANCE:g}) "
                                f"with the {name} exporter: report this student's architecture as an export bug")
         return name, error
@@ -145,7 +142,7 @@ def _median_seconds(run, repeats: int = 10, warmup: int = 3) -> float:
 @torch.no_grad()
 def _latencies(module, path: Path, x: torch.Tensor, threads: int) -> dict:
     """Batch-1 CPU latency at the export size: PyTorch (its own thread count), then onnxruntime with `threads`
-    threads as `kdcache.export_speed` measures it (median of 50 after warm-up), with the FPS that gives."""
+    threads as `ort_speed.py` measures it (median of 50 after warm-up), with the FPS that gives."""
     settings = SpeedSettings(size=tuple(x.shape[-2:]), threads=threads)
     speed = measure_onnx_speed(path, settings)
     return {"torch_latency_ms": 1e3 * _median_seconds(lambda: module(x)), "torch_threads": torch.get_num_threads(),
@@ -179,7 +176,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
 
     Returns a JSON-able report: path, exporter, opset, dynamic axes, parity error, latencies (onnxruntime with
     `threads` threads, and its FPS at the export size), and for
-    `int8` the quantized file with its size and accuracy change (`kdcache.export_int8`).
+    `int8` the quantized file with its size and accuracy change (`onnx_int8.py`).
     """
     from kdcache.evaluate.predictors import size_from_meta
     from kdcache.students import load_student
@@ -190,27 +187,22 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     size = tuple(input_size or size_from_meta(meta) or (240, 320))
     module = _ImageToDepth(student.eval().float()).eval()
     inputs = sample_images(size, max(2, samples), split, root)
-    with writing_to(target):  # a full disk mid-export leaves no file behind
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.onnx")
-        try:
-            name, error = _try_exporters(module, inputs, tmp, exporter)
-            _, dynamic, opset = EXPORTERS[name]
-            _write_metadata(tmp, {
-                "producer": "kdcache", "student": (student.config or {}).get("student", ""),
-                "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
-                "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
-                "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
-            })
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with writing_to(target), replacing(target) as tmp:  # a full disk or a failed check leaves no file behind
+        name, error = _try_exporters(module, inputs, tmp, exporter)
+        _, dynamic, opset = EXPORTERS[name]
+        _write_metadata(tmp, {
+            "producer": "kdcache", "student": (student.config or {}).get("student", ""),
+            "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
+            "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
+            "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
+        })
+    with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
                   "dynamic_axes": ["batch", "height", "width"] if dynamic else [], "parity_rel_error": error,
                   "size_mb": target.stat().st_size / 1e6, "output_space": meta.get("output_space", "depth"),
                   **_latencies(module, target, inputs[:1], threads)}
         if int8:
-            from kdcache.export_int8 import quantize_int8
+            from kdcache.export.onnx_int8 import quantize_int8
 
             report["int8"] = quantize_int8(target, module, inputs, split=split, root=root, threads=threads)
         return report

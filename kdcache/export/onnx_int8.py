@@ -9,39 +9,38 @@ fp32 output on the sample images (mean and max relative difference).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from kdcache.atomic import replacing
 from kdcache.console import log
 from kdcache.errors import KdcacheError
 
 
-def _quantize(source: Path, target: Path) -> None:
+def quantize_file(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the ONNX file `source` into `target` (written whole or not at all)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}.onnx")
     root_logger = logging.getLogger()
     level = root_logger.level
     # quantize_dynamic logs "consider pre-processing" on the root logger; its symbolic shape inference
     # cannot handle dynamic H/W graphs, so the advice does not apply here.
     root_logger.setLevel(logging.ERROR)
     try:
-        # QUInt8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8 only.
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QUInt8)
-        os.replace(tmp, target)
+        with replacing(target) as tmp:
+            # QUInt8 weights: onnxruntime's CPU ConvInteger kernel takes uint8 x uint8 only.
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QUInt8)
     except Exception as err:  # onnxruntime.quantization raises assorted types on unsupported graphs
         raise KdcacheError(f"int8 quantization of {source} failed ({type(err).__name__}: {err}): "
                            f"export without --int8") from err
     finally:
         root_logger.setLevel(level)
-        tmp.unlink(missing_ok=True)
 
 
 def _output_difference(fp32: Path, int8: Path, inputs: torch.Tensor) -> dict:
-    from kdcache.export_speed import ort_session
+    from kdcache.export.ort_speed import ort_session
 
     feed = {"image": inputs.numpy()}
     reference = ort_session(fp32).run(None, feed)[0]
@@ -66,10 +65,10 @@ def quantize_int8(fp32: Path, module: torch.nn.Module, inputs: torch.Tensor, spl
     """Write `<name>.int8.onnx` next to `fp32`; report its size, latency (onnxruntime, `threads` threads) and
     accuracy change."""
     from kdcache.data import open_split
-    from kdcache.export_speed import SpeedSettings, measure_onnx_speed
+    from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed
 
     target = fp32.with_name(f"{fp32.stem}.int8.onnx")
-    _quantize(fp32, target)
+    quantize_file(fp32, target)
     speed = measure_onnx_speed(target, SpeedSettings(size=tuple(inputs.shape[-2:]), threads=threads))
     report = {"onnx": str(target), "size_mb": target.stat().st_size / 1e6,
               "onnx_latency_ms": speed["latency_ms"], "onnx_fps": speed["fps"]}

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcache.errors import KdcacheError
+from kdcache.process_memory import proc_status, reset_peak_rss
 
 MIB = 2**20
 
@@ -63,18 +64,10 @@ def _input_array(session, size: tuple[int, int]) -> np.ndarray:
     return image[None].astype(dtype)
 
 
-def _proc_kib(field: str) -> int | None:
-    from kdcache.evaluate.efficiency import _proc_status
-
-    return _proc_status(field)
-
-
 def measure_onnx_speed(path: str | os.PathLike, settings: SpeedSettings = SpeedSettings()) -> dict:
     """Latency (median ms), FPS and peak memory of one ONNX model in this process."""
-    from kdcache.evaluate.efficiency import _reset_peak_rss
-
-    rss_before = _proc_kib("VmRSS")
-    peak_reset = _reset_peak_rss()
+    rss_before = proc_status("VmRSS")
+    peak_reset = reset_peak_rss()
     session = ort_session(path, settings.threads)
     feed = {session.get_inputs()[0].name: _input_array(session, settings.size)}
     for _ in range(settings.warmup):
@@ -84,7 +77,7 @@ def measure_onnx_speed(path: str | os.PathLike, settings: SpeedSettings = SpeedS
         start = time.perf_counter()
         session.run(None, feed)
         times.append(time.perf_counter() - start)
-    peak = _proc_kib("VmHWM") if peak_reset else None
+    peak = proc_status("VmHWM") if peak_reset else None
     median = statistics.median(times)
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [median] * 3
     return {
@@ -97,7 +90,7 @@ def measure_onnx_speed(path: str | os.PathLike, settings: SpeedSettings = SpeedS
 
 def measure_isolated(path: str | os.PathLike, settings: SpeedSettings = SpeedSettings()) -> dict:
     """`measure_onnx_speed` in a fresh Python process (clean allocator, no other thread pools)."""
-    argv = [sys.executable, "-m", "kdcache.export_speed", str(path), json.dumps(asdict(settings))]
+    argv = [sys.executable, "-m", "kdcache.export.ort_speed", str(path), json.dumps(asdict(settings))]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
