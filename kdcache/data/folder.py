@@ -10,6 +10,7 @@ raises `BadSampleError` from `__getitem__`; plain iteration (`for s in split`) a
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,13 +61,14 @@ class FolderSplit:
 
     def _readable(self, candidates: list[Path]) -> list[Path]:
         readable = []
-        with progress(unit="file", transient=True) as bar:
-            for path in bar.track(candidates, description=f"checking {self.folder.name}"):
-                try:
-                    open_image(path, self.max_pixels, decode=False).close()
-                except BadSampleError as err:
+        # Headers are read by a few threads (the reads overlap; on network storage they dominate), in order.
+        with progress(unit="file", transient=True) as bar, ThreadPoolExecutor(8) as pool:
+            task = bar.add_task(f"checking {self.folder.name}", total=len(candidates))
+            for path, err in zip(candidates, pool.map(self._header_error, candidates)):
+                bar.advance(task)
+                if err is not None:
                     if self.strict:
-                        raise
+                        raise err
                     self._skip(err)
                     continue
                 readable.append(path)
@@ -74,6 +76,13 @@ class FolderSplit:
             log(f"{self.name}: skipped {len(self.skipped)} of {len(candidates)} files that cannot be read "
                 f"(pass --strict, or strict=True in Python, to stop on them instead)")
         return readable
+
+    def _header_error(self, path: Path) -> BadSampleError | None:
+        try:
+            open_image(path, self.max_pixels, decode=False).close()
+        except BadSampleError as err:
+            return err
+        return None
 
     def _skip(self, err: BadSampleError) -> None:
         self.skipped.append(err)

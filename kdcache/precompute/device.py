@@ -46,6 +46,8 @@ class Download:
 class HostRuntime:
     """CPU teacher: everything runs when it is called."""
 
+    asynchronous = False  # work queued on the device runs while the host goes on
+
     def __init__(self, device: torch.device):
         self.device = device
         self._busy = 0.0
@@ -70,6 +72,8 @@ class HostRuntime:
 
 class CudaRuntime(HostRuntime):
     """Uploads from pinned memory, downloads on a side stream into pinned memory, one event per batch."""
+
+    asynchronous = True
 
     def __init__(self, device: torch.device):
         super().__init__(device)
@@ -109,6 +113,8 @@ class CudaRuntime(HostRuntime):
 
 class EmulatedRuntime(HostRuntime):
     """The virtual device of an `emulated:N` teacher: downloads are ready when its outputs are."""
+
+    asynchronous = True
 
     def __init__(self, device: torch.device, vdev):
         super().__init__(device)

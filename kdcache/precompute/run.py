@@ -186,10 +186,11 @@ def _write(out, requested, maker, samples, loader, todo, shard, batch_size, fit_
     """Open (or create) the store, then stream every batch into it; runs under the store's write locks."""
     specs, counts = list(requested["splits"]), [len(split) for split in samples.splits]
     shard_size = requested["shard_size"]
+    existed = existing_manifest(out) is not None
     manifest, consumed = _open_or_create(out, requested, maker, samples, loader, todo, shard, batch_size, fit_samples)
     if maker is not None:
         maker.plan = planning.feature_plan(out, manifest)
-    if shard[1] == 1:
+    if existed and shard[1] == 1:
         remove_stale_partials(out)  # leftovers of a killed writer; unsafe while other writers run
     now = _todo(out, manifest, specs, counts, shard_size, shard)  # another run may have finished some meanwhile
     skip = {(position, s) for position, shards in todo.items() for s in shards if s not in set(now[position])}

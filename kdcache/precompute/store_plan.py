@@ -8,6 +8,7 @@ and writes the manifest last.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -24,6 +25,7 @@ from kdcache.store import manifest as mf
 from kdcache.store.writer import create_store
 
 PCA_FIT_SAMPLES = 32
+FIT_AHEAD = 8  # batches queued on an asynchronous device beyond those the PCA fit reads (busy while the host fits)
 
 
 def _jsonable(value):
@@ -95,10 +97,14 @@ def fit_features(maker: TargetMaker, batches, manifest: dict, fit_samples: int):
     consumed: list[dict] = []
     seen = examined = 0
     batches, done = iter(batches), False
+    ahead = FIT_AHEAD if maker.runtime.asynchronous else 0  # a CPU teacher computes when called: nothing to overlap
     while not done:
         # Queue the teacher on every batch the fit still needs before reading any of them back, so the device
-        # runs them back to back (batches launched beyond the point the fit stops are kept for the main loop).
-        launched = [(batch, owned, maker.raw(batch["image"])) for batch, owned in _round(batches, fit_samples - seen)]
+        # runs them back to back, plus (the first time, on a GPU) FIT_AHEAD more, which keep it busy while the host
+        # fits the bases and creates the store; batches launched beyond the point the fit stops go to the main loop.
+        round_ = _round(batches, fit_samples - seen) + [item for item in itertools.islice(batches, ahead)]
+        ahead = 0
+        launched = [(batch, owned, maker.raw(batch["image"])) for batch, owned in round_]
         if not launched:
             break
         for batch, owned, (depth, pooled) in launched:
@@ -109,15 +115,15 @@ def fit_features(maker: TargetMaker, batches, manifest: dict, fit_samples: int):
                 done = True
                 continue
             examined += len(batch["index"])
-            host = {layer: values.cpu() for layer, values in pooled.items()}  # the fit needs them now
             usable = np.asarray(batch["readable"], dtype=bool).copy()
-            for values in host.values():
-                usable &= np.isfinite(values.numpy().reshape(len(usable), -1)).all(axis=1)
+            for values in pooled.values():  # checked on the device: only flags and the chosen cells travel
+                usable &= torch.isfinite(values.reshape(len(usable), -1)).all(dim=1).cpu().numpy()
             if not usable.any():
                 continue
-            for layer, values in host.items():
+            for layer, values in pooled.items():
                 source[layer] = tuple(values.shape[1:])
-                vectors[layer].append(cell_vectors(values[torch.from_numpy(usable)], per_sample))
+                cells = cell_vectors(values, per_sample).cpu().numpy()  # the fit needs them now
+                vectors[layer].append(cells[usable].reshape(-1, source[layer][0]))
             seen += int(usable.sum())
             keep = plan_channels({layer: shape[0] for layer, shape in source.items()}, grid, budget)
             done = seen >= fit_samples or all(keep[layer] == source[layer][0] for layer in keep)  # no PCA needed

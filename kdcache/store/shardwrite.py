@@ -58,9 +58,11 @@ class ShardEncoder:
         samples = (sample for block in blocks for sample in np.ascontiguousarray(block, dtype=self.dtype))
         index = np.full((self.shard_len, 2), MISSING, dtype="<u8")
         parts, offset = [], 0
-        zero_fill = not self.fill.any()
+        # an all-zero fill is checked on the raw bits (fast for float16 too; -0.0 then counts as data, read back
+        # as -0.0 rather than the fill value's 0.0)
+        bits = f"u{self.dtype.itemsize}" if not self.fill.view(f"u{self.dtype.itemsize}").any() else None
         for position, sample in enumerate(samples):
-            empty = not sample.any() if zero_fill else np.array_equal(sample, np.broadcast_to(self.fill, sample.shape))
+            empty = not sample.view(bits).any() if bits else np.array_equal(sample, np.broadcast_to(self.fill, sample.shape))
             if empty:
                 continue  # all fill value: not stored (zarr's write_empty_chunks=False)
             encoded = self.codec.encode(sample)

@@ -65,11 +65,15 @@ def existing_manifest(url: str) -> dict | None:
 
 def create_store(url: str, manifest: dict, build: Callable[[zarr.Group], None]) -> None:
     """Create the store: marker, `build(root)` (arrays, PCA), then the manifest last."""
-    # The marker is written with the root group itself, so no reader ever sees an unmarked root.
-    root = zarr.open_group(store=open_backend(url, read_only=False), mode="w",
+    # The marker is written with the root group itself, so no reader ever sees an unmarked root. The arrays'
+    # metadata is written atomically and made durable together, before the manifest (durable itself) goes last.
+    root = zarr.open_group(store=open_backend(url, read_only=False, durable=False), mode="w",
                            attributes={mf.CREATING_ATTR: manifest["kdcache_version"]})
     build(root)
-    root.attrs.put({mf.ATTR: manifest})
+    path = local_path(url)
+    if path is not None:
+        make_durable(sorted(p for p in path.expanduser().rglob("*") if p.is_file()))
+    zarr.open_group(store=open_backend(url, read_only=False), mode="r+").attrs.put({mf.ATTR: manifest})
 
 
 def wait_for_manifest(url: str, shard: tuple[int, int], timeout_s: float = CREATE_TIMEOUT_S) -> dict:
