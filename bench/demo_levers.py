@@ -12,6 +12,7 @@ read here.
 Levers:
   kd-space         KD in log depth (log-l1) / metric disparity / scale-and-shift-invariant disparity
   kd-weight        the demo's KD loss at 2x and 0.5x weight
+  ema              an exponential moving average of the weights (decay 0.999) for gt-only and KD + aux
   mix              labeled : aux rows of the KD + aux student at 1:3 and 3:1 (same rows and steps per run)
   length           2x the training steps, for gt-only and KD + aux
   cache:NAME=PATH  KD + aux on another teacher cache of the same images (flip-TTA targets, another teacher)
@@ -70,6 +71,9 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
         options = base.get("loss_options", {}).get("kd", {})
         variants = [_kd_variant(config, f"kd weight x{f:g}", f * weight, options) for f in (2.0, 0.5)]
         return [("kd-weight", {**config, "variant": variants})]
+    if lever == "ema":
+        keep = [v for v in config["variant"] if v["name"] in ("gt-only", BASELINE)]
+        return [("ema", {**config, "variant": [_variant(v, f"{v['name']} ema 0.999", ema=0.999) for v in keep]})]
     if lever == "length":
         keep = [v for v in config["variant"] if v["name"] in ("gt-only", BASELINE)]
         return [("length", {**config, "epochs": 2 * config["epochs"],
@@ -79,7 +83,7 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
     if lever.startswith("cache:"):
         name, _, path = lever[len("cache:"):].partition("=")
         return [(f"cache-{name}", {**config, "cache": path, "variant": [_variant(base, f"{BASELINE} on {name}")]})]
-    raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, mix, length or cache:NAME=PATH")
+    raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, ema, mix, length or cache:NAME=PATH")
 
 
 def _mix_passes(config: dict, base: dict) -> list[tuple[str, dict]]:
@@ -117,7 +121,7 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="a demo TOML instead of configs/demo-<scale>.toml")
     parser.add_argument("--out", required=True, help="the demo's output folder (its teacher cache is reused)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
-    parser.add_argument("--lever", action="append", required=True)
+    parser.add_argument("--lever", action="append", default=[], help="repeatable; none: only refresh and print")
     parser.add_argument("--json", default=None, help="default: <out>/levers/levers.json")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
@@ -127,9 +131,13 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     path = Path(args.json) if args.json else out / "levers" / "levers.json"
     table = json.loads(path.read_text()) if path.exists() else {"passes": {}, "values": {}, "baseline": {}}
-    for seed in seeds:
+    known = {int(seed) for values in table["values"].values() for seed in values}
+    for seed in sorted(known | set(seeds)):  # the demo's rows may have finished since the last call
         for row in plan.rows:
             table["values"].setdefault(f"demo {row}", {})[str(seed)] = best_val(steps.students_run_dir(seed) / row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2))
+    for seed in seeds:
         for lever in args.lever:
             for pass_name, config in lever_passes(lever, steps.students_config(seed)):
                 folder = out / "levers" / f"{pass_name}-seed{seed}"
@@ -139,7 +147,6 @@ def main() -> None:
                     run = folder if len(config["variant"]) == 1 else folder / variant["name"]
                     table["values"].setdefault(variant["name"], {})[str(seed)] = best_val(run)
                     table["baseline"][variant["name"]] = f"demo {variant['baseline']}"
-                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(table, indent=2))
     print(render(table))
 
