@@ -71,7 +71,7 @@ def test_the_installed_wheel_runs_the_micro_demo_from_another_directory(installe
     for row in results["rows"]:
         for key in ("abs_rel", "rmse", "d1", "params", "latency_ms"):
             assert math.isfinite(row[key]), (row["name"], key)
-    assert len(results["findings"]) == 5 and len(results["targets"]) == 4
+    assert len(results["findings"]) == 5 and len(results["targets"]) == 4 and len(results["feature_checks"]) == 2
     assert Path(results["config"]).is_relative_to(installed)
     report = (out / "report.md").read_text()
     assert "## Targets of this scale" in report and "target: KD + aux AbsRel" in stdout
@@ -81,4 +81,16 @@ def test_the_installed_wheel_runs_the_micro_demo_from_another_directory(installe
 
     again = subprocess.run([str(a) for a in demo], capture_output=True, text=True, env=env, cwd=elsewhere,
                            timeout=600)
-    assert again.returncode == 0 and again.stderr.count("complete, reused") == 6, again.stderr[-2000:]
+    assert again.returncode == 0 and " ".join(again.stderr.split()).count("complete, reused") == 6, again.stderr[-2000:]
+
+    # A second seed: only its student pass, the evaluation and the report are new.
+    seeds = subprocess.run([str(a) for a in demo + ["--seeds", "2"]], capture_output=True, text=True, env=env,
+                           cwd=elsewhere, timeout=600)
+    assert seeds.returncode == 0, seeds.stderr[-2000:]
+    log = " ".join(seeds.stderr.split())  # rich wraps long step titles at the terminal width
+    assert log.count("complete, reused") == 4 and log.count("redone from scratch") == 2
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == 2 and all(row["seeds"] == 2 for row in results["rows"] if row["name"] != "teacher")
+    assert all(math.isfinite(row["abs_rel_std"]) for row in results["rows"])
+    assert (out / "runs" / "students-seed1" / "kd-labeled-aux+feat" / "checkpoints" / "best").is_dir()
+    assert "AbsRel of each seed" in (out / "report.md").read_text() and "spread" in seeds.stdout

@@ -181,6 +181,29 @@ def test_kd_with_a_metric_teacher_is_direct(depth_loss):
     assert scaled == pytest.approx(expected, rel=1e-4)  # a metric teacher: scale errors are penalised
 
 
+def test_kd_space_ssi_treats_a_metric_teacher_as_relative():
+    teacher = depth_map(2)
+    affine = 1.0 / (3.0 / teacher + 0.2)  # disparity 3/t + 0.2: wrong scale and shift, right structure
+    target = make_target(teacher=teacher, space="depth")
+    assert create("kd", space="ssi")(make_pred(affine), target).item() == pytest.approx(0.0, abs=1e-5)
+    assert create("kd", space="depth")(make_pred(affine), target).item() > 0.1  # the metric loss sees the error
+    assert create("kd")(make_pred(affine), target).item() == create("kd", space="depth")(make_pred(affine),
+                                                                                        target).item()
+
+
+def test_kd_space_disparity_is_the_relative_disparity_error():
+    teacher = torch.tensor([[[[1.0, 2.0, 4.0, 4.0]]]])
+    pred = torch.tensor([[[[1.0, 4.0, 4.0, 2.0]]]])  # |1/p - 1/t| = 0, 0.25, 0, 0.25; mean 1/t = 0.5
+    target = {"teacher": teacher, "teacher_ok": torch.ones(1, dtype=torch.bool), "teacher_space": "depth"}
+    assert create("kd", space="disparity")({"depth": pred}, target).item() == pytest.approx(0.125 / 0.5)
+
+
+@pytest.mark.parametrize("space", ["depth", "disparity"])
+def test_kd_metric_spaces_refuse_a_relative_teacher(space):
+    with pytest.raises(KdcacheError, match=f"space '{space}' needs a metric teacher"):
+        create("kd", space=space)(make_pred(), make_target(teacher=1.0 / depth_map(2)))
+
+
 def test_grad_loss_of_a_constant_offset_is_zero():
     teacher = depth_map(2)
     # metric teacher: residual ln p - ln t constant <=> a global scale
@@ -280,6 +303,7 @@ def test_objective_weights_and_parts():
     ({}, None, "non-empty"),
     ({"kd": 1.0}, {"kd": {"align": "mean"}}, "align must be one of"),
     ({"kd": 1.0}, {"kd": {"bogus": 1}}, "bad options for loss 'kd'"),
+    ({"kd": 1.0}, {"kd": {"space": "log"}}, "space must be one of"),
     ({"silog": 1.0}, {"kd": {"align": "lstsq"}}, "no positive weight"),
 ])
 def test_objective_errors(weights, options, message):

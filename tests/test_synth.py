@@ -83,6 +83,10 @@ def test_indoor_depth_stays_in_nyu_range_and_far_depth_reaches_beyond():
     far_max = [far.render(i).depth.max() for i in range(6)]
     assert max(far_max) > 12.0 and max(far_max) <= 42.0
     assert all(far.render(i).valid.all() for i in range(2))
+    vast = open_split("synth-aux-vast", size=(60, 80))
+    vast_max = [vast.render(i).depth.max() for i in range(6)]
+    assert max(vast_max) > 42.0 and max(vast_max) <= 80.0 and vast.world.scale_range[0] >= 6.0
+    assert all(vast.render(i).valid.all() for i in range(2))
 
 
 def test_size_option_scales_the_image_and_the_intrinsics():

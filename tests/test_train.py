@@ -99,6 +99,18 @@ def test_variants_in_one_pass_equal_separate_runs(cache, tmp_path):
         assert_same_weights(weights(tmp_path / "together" / variant["name"]), weights(tmp_path / variant["name"]))
 
 
+def test_channels_last_changes_the_layout_not_the_maths(cache, tmp_path):
+    variant = [{"name": "s", "mode": "kd-labeled-aux", **TINY_STUDENT}]
+    train(run_config(cache, tmp_path / "nhwc", variant))
+    train(run_config(cache, tmp_path / "nchw", variant, channels_last=False))
+    # Not the weights: parameters whose gradient is 0 up to rounding (a BN bias before another BN) get +-lr
+    # from AdamW's first steps either way. What the trained students predict is the same.
+    image = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    (nhwc, _), (nchw, _) = load_student(tmp_path / "nhwc"), load_student(tmp_path / "nchw")
+    with torch.no_grad():
+        assert torch.allclose(nhwc.eval()(image), nchw.eval()(image), rtol=1e-3, atol=1e-5)
+
+
 def test_resume_after_a_kill_is_bitwise_equal(cache, tmp_path, monkeypatch):
     from kdcache.train import variant as variant_module
 

@@ -7,6 +7,8 @@ seed; no files anywhere.
 | `synth-test`    | metric depth  | 1000    | same world, disjoint seeds              |
 | `synth-aux`     | none          | 50000   | same world as train (unlabeled pool)    |
 | `synth-aux-far` | none          | 20000   | halls 3-4x larger, depth up to ~30-40 m |
+| `synth-aux-vast`| none          | 20000   | halls 6-8x larger, depth up to ~60-80 m |
+| `synth-aux-vast`| none          | 20000   | halls 6-8x larger, depth up to ~60-80 m |
 
 Sample `i` of a split is rendered from `numpy.random.default_rng(salt << 32 | i)` (via `Draws`), so it is identical
 across processes and DataLoader workers (scene geometry and depth also across machines; pixel values up to the
@@ -32,7 +34,7 @@ from kdcache.errors import KdcacheError
 from kdcache.world.camera import nyu_intrinsics
 from kdcache.world.draws import Draws
 from kdcache.world.render import render
-from kdcache.world.scene import FAR, INDOOR, World, sample_scene
+from kdcache.world.scene import FAR, INDOOR, VAST, World, sample_scene
 
 DEFAULT_SIZE = (240, 320)
 MIN_DEPTH = 0.5
@@ -147,6 +149,7 @@ _SPLITS = (
     ("synth-test", 2, 1000, INDOOR, True),
     ("synth-aux", 3, 50000, INDOOR, False),
     ("synth-aux-far", 4, 20000, FAR, False),
+    ("synth-aux-vast", 5, 20000, VAST, False),
 )
 for _name, _salt, _length, _world, _labeled in _SPLITS:
     register_split(_name, labeled=_labeled, space="depth" if _labeled else None, world=_world.name,

@@ -12,16 +12,41 @@ from pathlib import Path
 from typing import Any
 
 from kdcache.errors import KdcacheError
+from kdcache.train.config import DEFAULT_GT_LOSS, DEFAULT_KD_LOSS
 
 SCALES = ("micro", "tiny", "small", "full")
-# The five ways the student is trained, with the batch sources each one sees (Hu et al.'s ablation).
-STUDENT_VARIANTS: dict[str, dict[str, Any]] = {
-    "gt-only": {"sources": ["labeled"], "targets": ["gt"]},
-    "kd-labeled": {"sources": ["labeled"], "targets": ["gt", "kd"]},
-    "kd-labeled-aux": {"sources": ["labeled", "aux"], "targets": ["gt", "kd"]},
-    "kd-aux-only": {"sources": ["aux"], "targets": ["kd"]},
-    "kd-labeled-aux-far": {"sources": ["labeled", "aux-far"], "targets": ["gt", "kd"]},
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    """One way the student is trained: the batch sources it sees and the kinds of loss it adds up."""
+
+    sources: tuple[str, ...]
+    losses: tuple[str, ...]  # keys of StageConfig.losses: gt, kd, feature, attention
+    description: str
+
+
+# Hu et al.'s ablation (the five rows every demo trains), then distillation of the cached teacher features on top
+# of KD + aux. A config's `rows` picks among them; the report keeps this order.
+STUDENT_ROWS: dict[str, StudentRow] = {
+    "gt-only": StudentRow(("labeled",), ("gt",), "student, GT loss only (the baseline, no teacher)"),
+    "kd-labeled": StudentRow(("labeled",), ("gt", "kd"), "student, GT + KD on labeled images"),
+    "kd-labeled-aux": StudentRow(("labeled", "aux"), ("gt", "kd"),
+                                 "student, GT on labeled + KD on labeled and auxiliary images"),
+    "kd-aux-only": StudentRow(("aux",), ("kd",), "student, KD on auxiliary images only (no labels at all)"),
+    "kd-labeled-aux-far": StudentRow(("labeled", "aux-far"), ("gt", "kd"),
+                                     "student, GT + KD with auxiliary images of a larger scene scale"),
+    "kd-labeled-aux+feat": StudentRow(("labeled", "aux"), ("gt", "kd", "feature"),
+                                      "kd-labeled-aux + the cached teacher features through learned 1x1 adapters"),
+    "kd-labeled-aux+attn": StudentRow(("labeled", "aux"), ("gt", "kd", "attention"),
+                                      "kd-labeled-aux + attention transfer on the cached teacher features"),
 }
+HU_ROWS = ("gt-only", "kd-labeled", "kd-labeled-aux", "kd-aux-only", "kd-labeled-aux-far")
+# Loss weights of each kind when a stage does not set `<kind>_loss`. GT and KD are training's own defaults.
+# Attention transfer's loss is a mean over h*w cells of squared differences of unit vectors (~1e-3): Zagoruyko &
+# Komodakis weight it by beta = 1e3, so do we.
+DEFAULT_LOSSES: dict[str, dict[str, float]] = {"gt": dict(DEFAULT_GT_LOSS), "kd": dict(DEFAULT_KD_LOSS),
+                                               "feature": {"feature": 1.0}, "attention": {"attention": 1000.0}}
 
 
 def configs_dir() -> Path:
@@ -42,9 +67,21 @@ class StageConfig:
     epochs: int
     batch_size: int
     lr: float
-    gt_loss: dict[str, float] = field(default_factory=lambda: {"silog": 1.0})
-    kd_loss: dict[str, float] = field(default_factory=lambda: {"kd": 1.0})
+    losses: dict[str, dict[str, float]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LOSSES.items()})
     options: dict[str, Any] = field(default_factory=dict)  # any other `kdcache train` option (warmup, augment, ...)
+
+    def row_loss(self, row: StudentRow) -> dict[str, float]:
+        """The loss weights of one student row: its kinds' tables merged."""
+        return {name: weight for kind in row.losses for name, weight in self.losses[kind].items()}
+
+
+@dataclass
+class CacheOptions:
+    """How the teacher is run over the students' images (`kdcache precompute` options of the teacher-cache step)."""
+
+    flip_tta: bool = False
+    features: str | list[str] = "default"  # default | none | [layer, ...]
+    feature_budget: int | None = None  # bytes per sample; None: precompute's default
 
 
 @dataclass
@@ -61,6 +98,9 @@ class DemoPlan:
     expected_minutes: float
     source: Path
     targets: dict[str, float] = field(default_factory=dict)  # name in findings.TARGETS -> limit
+    rows: list[str] = field(default_factory=lambda: list(STUDENT_ROWS))  # student rows, in STUDENT_ROWS order
+    seeds: int = 1  # every student row is trained with seeds 0 .. seeds-1 from the same teacher cache
+    cache: CacheOptions = field(default_factory=CacheOptions)
 
     @property
     def summary(self) -> str:
@@ -85,26 +125,54 @@ class DemoPlan:
     def cached_splits(self) -> list[str]:
         return [self.splits[role] for role in ("train", "val", "aux", "aux-far")]
 
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds))
+
 
 def _stage(raw: dict[str, Any], where: str) -> StageConfig:
+    kinds = {f"{kind}_loss": kind for kind in DEFAULT_LOSSES}
     try:
-        known = {"preset", "epochs", "batch_size", "lr", "gt_loss", "kd_loss"}
+        known = {"preset", "epochs", "batch_size", "lr", *kinds}
         options = {k: v for k, v in raw.items() if k not in known}
         return StageConfig(
             preset=raw["preset"],
             epochs=int(raw["epochs"]),
             batch_size=int(raw["batch_size"]),
             lr=float(raw["lr"]),
-            gt_loss=dict(raw.get("gt_loss", {"silog": 1.0})),
-            kd_loss=dict(raw.get("kd_loss", {"kd": 1.0})),
+            losses={kind: dict(raw.get(key, DEFAULT_LOSSES[kind])) for key, kind in kinds.items()},
             options=options,
         )
     except KeyError as missing:
         raise KdcacheError(f"{where} has no {missing}: every stage needs preset, epochs, batch_size and lr") from None
 
 
-def load_plan(scale: str = "tiny", config: str | Path | None = None) -> DemoPlan:
-    """The plan for `scale` from configs/, or from the TOML file `config` when given."""
+def _rows(raw: Any, path: Path) -> list[str]:
+    rows = list(STUDENT_ROWS) if raw is None else list(raw)
+    unknown = [row for row in rows if row not in STUDENT_ROWS]
+    missing = [row for row in HU_ROWS if row not in rows]
+    if unknown or missing:
+        problem = f"unknown rows {unknown}" if unknown else f"lacks Hu et al.'s rows {missing}"
+        raise KdcacheError(f"{path} `rows` {problem}: list any of {', '.join(STUDENT_ROWS)}, including "
+                           f"{', '.join(HU_ROWS)}")
+    return [row for row in STUDENT_ROWS if row in rows]
+
+
+def check_seeds(seeds: Any, where: str = "--seeds") -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise KdcacheError(f"{where} must be a whole number >= 1, got {seeds!r}")
+    return seeds
+
+
+def _cache(raw: dict[str, Any], path: Path) -> CacheOptions:
+    unknown = sorted(set(raw) - {"flip_tta", "features", "feature_budget"})
+    if unknown:
+        raise KdcacheError(f"{path} [cache] has unknown {unknown}: use flip_tta, features or feature_budget")
+    return CacheOptions(**raw)
+
+
+def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int | None = None) -> DemoPlan:
+    """The plan for `scale` from configs/, or from the TOML file `config` when given; `seeds` overrides its own."""
     if config is None:
         if scale not in SCALES:
             raise KdcacheError(f"unknown demo scale '{scale}': use one of {', '.join(SCALES)}")
@@ -121,6 +189,8 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None) -> DemoPlan
     missing = [role for role in ("train", "val", "test", "aux", "aux-far") if role not in splits]
     if missing:
         raise KdcacheError(f"{path} [splits] lacks {missing}: set train, val, test, aux and aux-far")
+    if seeds is not None:
+        raw["seeds"] = check_seeds(seeds)
     return DemoPlan(
         scale=raw.get("scale", scale),
         description=raw.get("description", ""),
@@ -134,6 +204,9 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None) -> DemoPlan
         expected_minutes=float(raw.get("expected_minutes", 0)),
         source=path,
         targets=_targets(raw.get("targets", {}), path),
+        rows=_rows(raw.get("rows"), path),
+        seeds=check_seeds(raw.get("seeds", 1), f"{path} `seeds`"),
+        cache=_cache(raw.get("cache", {}), path),
     )
 
 

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from pathlib import Path
 
 import torch
 
 from kdcache import __version__
-from kdcache.demo.findings import Finding
+from kdcache.demo.findings import MARGIN, Finding
+from kdcache.demo.plan import STUDENT_ROWS
 
-ROW_ORDER = ["teacher", "gt-only", "kd-labeled", "kd-labeled-aux", "kd-aux-only", "kd-labeled-aux-far"]
-ROW_DESCRIPTIONS = {
-    "teacher": "big model trained on labeled GT (stage 1 of the two-stage recipe)",
-    "gt-only": "student, GT loss only (the baseline, no teacher)",
-    "kd-labeled": "student, GT + KD on labeled images",
-    "kd-labeled-aux": "student, GT on labeled + KD on labeled and auxiliary images",
-    "kd-aux-only": "student, KD on auxiliary images only (no labels at all)",
-    "kd-labeled-aux-far": "student, GT + KD with auxiliary images of a 3-4x larger scene scale",
-}
+ROW_ORDER = ["teacher", *STUDENT_ROWS]
+ROW_DESCRIPTIONS = {"teacher": "big model trained on labeled GT (stage 1 of the two-stage recipe)",
+                    **{name: row.description for name, row in STUDENT_ROWS.items()}}
+MEANED = ("abs_rel", "rmse", "d1", "sq_rel", "rmse_log", "silog")  # accuracy metrics: mean over seeds
 
 
 def result_row(name: str, eval_row: dict) -> dict:
@@ -43,6 +40,19 @@ def result_row(name: str, eval_row: dict) -> dict:
     }
 
 
+def combine_seeds(runs: list[dict]) -> dict:
+    """One row from the same row's result rows of several seeds (in seed order): accuracy metrics are the
+    mean over seeds, `abs_rel_std` their sample standard deviation (0 for one seed), `runs` each seed's numbers."""
+    row = dict(runs[0])
+    for key in MEANED:
+        row[key] = statistics.fmean(run[key] for run in runs)
+    values = [run["abs_rel"] for run in runs]
+    row["abs_rel_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    row["seeds"] = len(runs)
+    row["runs"] = [{"seed": run.get("seed", i), **{key: run[key] for key in MEANED}} for i, run in enumerate(runs)]
+    return row
+
+
 def machine_description() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
@@ -52,18 +62,52 @@ def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _abs_rel(row: dict, seeded: bool) -> str:
+    if not seeded:
+        return f"{row['abs_rel']:.4f}"
+    return f"{row['abs_rel']:.4f} ± {row['abs_rel_std']:.4f}" if row.get("seeds", 1) > 1 else f"{row['abs_rel']:.4f}"
+
+
 def results_table(rows: list[dict]) -> str:
+    """The main table; with several seeds AbsRel is mean ± spread, RMSE and δ1 are means."""
+    seeded = any(row.get("seeds", 1) > 1 for row in rows)
+    header = "AbsRel (mean ± sd)" if seeded else "AbsRel"
     lines = [
-        "| model | AbsRel | RMSE (m) | δ1 | params | GFLOPs | CPU latency (ms) | FPS |",
+        f"| model | {header} | RMSE (m) | δ1 | params | GFLOPs | CPU latency (ms) | FPS |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         params = None if row["params"] is None else row["params"] / 1e6
         lines.append(
-            f"| {row['name']} | {row['abs_rel']:.4f} | {row['rmse']:.3f} | {row['d1']:.3f} | {_fmt(params, '.2f')} M "
-            f"| {_fmt(row['gflops'], '.2f')} | {_fmt(row['latency_ms'], '.1f')} | {_fmt(row['fps'], '.0f')} |"
+            f"| {row['name']} | {_abs_rel(row, seeded)} | {row['rmse']:.3f} | {row['d1']:.3f} "
+            f"| {_fmt(params, '.2f')} M | {_fmt(row['gflops'], '.2f')} | {_fmt(row['latency_ms'], '.1f')} "
+            f"| {_fmt(row['fps'], '.0f')} |"
         )
     return "\n".join(lines)
+
+
+def seeds_table(rows: list[dict]) -> str:
+    """AbsRel of every student row per seed (empty for a one-seed demo)."""
+    students = [row for row in rows if row.get("seeds", 1) > 1]
+    if not students:
+        return ""
+    seeds = [run["seed"] for run in students[0]["runs"]]
+    lines = ["| student | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | sd |",
+             "| --- |" + " ---: |" * (len(seeds) + 2)]
+    for row in students:
+        values = " | ".join(f"{run['abs_rel']:.4f}" for run in row["runs"])
+        lines.append(f"| {row['name']} | {values} | {row['abs_rel']:.4f} | {row['abs_rel_std']:.4f} |")
+    return "\n".join(lines)
+
+
+def noise_rule(rows: list[dict]) -> str:
+    seeds = max(row.get("seeds", 1) for row in rows)
+    if seeds > 1:
+        return (f"Every student row was trained with {seeds} seeds (initialisation, batch order, augmentation) from "
+                "the same teacher cache; ± is the sample standard deviation over seeds. A finding counts as "
+                "reproduced only when the gap between the means exceeds the two rows' spreads added up.")
+    return (f"One seed, so no spread was measured: a finding counts as reproduced only when the winner's AbsRel "
+            f"is at least {MARGIN:.0%} lower (relative). Use `--seeds 3` to judge the gaps against seed noise.")
 
 
 def findings_section(findings: list[Finding], yes: str = "reproduced", no: str = "**not reproduced at this scale**") -> str:
@@ -84,9 +128,22 @@ Set in `[targets]` of `{plan.source.name}`, read before the run started; checked
 """
 
 
+def feature_section(checks: list[Finding]) -> str:
+    if not checks:
+        return ""
+    return f"""
+## Distillation of the cached teacher features
+
+{findings_section(checks, "helps", "**does not help beyond the seed spread**")}
+"""
+
+
 def render_report(plan, rows: list[dict], findings: list[Finding], targets: list[Finding], commands: list[tuple[str, str]],
-                  wall_seconds: float, protocol_description: str) -> str:
-    variants = "\n".join(f"- `{name}`: {text}" for name, text in ROW_DESCRIPTIONS.items())
+                  wall_seconds: float, protocol_description: str, feature_checks: list[Finding] = ()) -> str:
+    names = {row["name"] for row in rows}
+    variants = "\n".join(f"- `{name}`: {text}" for name, text in ROW_DESCRIPTIONS.items() if name in names)
+    per_seed = seeds_table(rows)
+    per_seed = f"\nAbsRel of each seed:\n\n{per_seed}\n" if per_seed else ""
     steps = "\n".join(f"{i}. {title}\n\n   ```bash\n   {command}\n   ```" for i, (title, command) in
                       enumerate(commands, 1))
     held = sum(f.holds for f in findings)
@@ -104,15 +161,13 @@ training, auxiliary and test images, so the cache stores exact ground truth and 
 {results_table(rows)}
 
 {variants}
-
+{per_seed}
 ## Findings of Hu et al., checked ({held} of {len(findings)} hold here)
 
 {findings_section(findings)}
 
-A finding counts as reproduced only when the winner's AbsRel is at least 1 % lower (relative): smaller
-differences are within the run-to-run noise of minutes of CPU training. `--scale full` is the real
-experiment (see docs/results.md).
-{targets_section(plan, targets)}
+{noise_rule(rows)} `--scale full` is the real experiment (see docs/results.md).
+{feature_section(list(feature_checks))}{targets_section(plan, targets)}
 ## Pictures
 
 ![gallery](gallery.png)
@@ -121,7 +176,8 @@ experiment (see docs/results.md).
 
 ![validation curves](curves.png)
 
-Each run's own curves (loss terms, learning rate, validation AbsRel): `runs/*/curves.png`, `runs/students/*/curves.png`.
+Each run's own curves (loss terms, learning rate, validation AbsRel): `runs/*/curves.png`, `runs/students*/*/curves.png`
+(`runs/students` is seed 0, `runs/students-seed<N>` seed N).
 
 ## Rerun each step
 

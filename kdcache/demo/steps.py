@@ -1,23 +1,27 @@
 """The demo's steps, each one a library call with the CLI command that does the same thing.
 
-A finished step leaves `steps/<key>.json` (its result and wall time) under the output folder, written only
-after the step's own outputs are complete, so rerunning `kdcache demo` reuses what is done and redoes the
-rest (precompute and training are themselves resumable).
+A finished step leaves `steps/<key>.json` (its result, wall time and fingerprint) under the output folder,
+written only after the step's own outputs are complete, so rerunning `kdcache demo` reuses what is done and
+redoes the rest (precompute and training are themselves resumable). A step's fingerprint hashes what it does
+(its training config, its command) and the fingerprint of the step before it: after an edit of the experiment,
+the edited step and every later one are redone from scratch, the earlier ones reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from kdcache.console import log
-from kdcache.errors import writing_to
 from kdcache.atomic import write_text
-from kdcache.demo.plan import STUDENT_VARIANTS, DemoPlan
+from kdcache.demo.plan import STUDENT_ROWS, DemoPlan
+from kdcache.errors import writing_to
 
 
 @dataclass
@@ -25,8 +29,9 @@ class Step:
     key: str
     title: str
     command: str  # the CLI command that does the same thing
-    run: Callable[[], Any]  # returns a JSON-able summary
+    run: Callable[[bool], Any]  # run(fresh) -> a JSON-able summary; fresh: discard outputs of an outdated run
     share: float  # rough share of the demo's time, for the ETA
+    what: Any = None  # JSON-able description of what the step computes (default: its command), for the fingerprint
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -72,7 +77,8 @@ class DemoSteps:
         self.students_run = out / "runs" / "students"
 
     # -- step 1 and 3: precompute ------------------------------------------------------------------
-    def _precompute_step(self, key: str, title: str, teacher: str, splits: list[str], store: Path, share: float) -> Step:
+    def _precompute_step(self, key: str, title: str, teacher: str, splits: list[str], store: Path, share: float,
+                         cache=None) -> Step:
         height, width = self.plan.resolution
         options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64,
                    "split_options": self.plan.split_options}
@@ -85,10 +91,18 @@ class DemoSteps:
             argv += ["--split", split]
         argv += ["--out", str(store), "--resolution", f"{height}x{width}", "--batch-size", "32", "--shard-size", "64",
                  "--split-option", f"size={height}x{width}"]
+        if cache is not None:
+            options.update(flip_tta=cache.flip_tta, feature_layers=cache.features, feature_budget=cache.feature_budget)
+            argv += ["--flip-tta"] if cache.flip_tta else []
+            if cache.features != "default":
+                argv += ["--features", cache.features if isinstance(cache.features, str) else ",".join(cache.features)]
+            argv += ["--feature-budget", str(cache.feature_budget)] if cache.feature_budget else []
 
-        def run() -> dict:
+        def run(fresh: bool) -> dict:
             from kdcache.precompute import precompute
 
+            if fresh:  # made with other settings: a store is never refilled with differently made targets
+                shutil.rmtree(store, ignore_errors=True)
             precompute(teacher, splits, str(store), **options)
             return {"store": str(store)}
 
@@ -119,43 +133,51 @@ class DemoSteps:
     def _train_step(self, key: str, title: str, config: dict, share: float) -> Step:
         path = self.out / "configs" / f"{key}.toml"
 
-        def run() -> dict:
+        def run(fresh: bool) -> dict:
             from kdcache.train import train
 
             write_text(path, to_toml(config))
-            resume = (Path(config["out"]) / "config.json").exists() or any(Path(config["out"]).glob("*/config.json"))
-            results = train({**config, "resume": resume} if resume else config)
+            started = (Path(config["out"]) / "config.json").exists() or any(Path(config["out"]).glob("*/config.json"))
+            # An interrupted run of the same config resumes; a finished one of another config is replaced.
+            option = {"overwrite": True} if fresh else {"resume": True} if started else {}
+            results = train({**config, **option})
             return {"runs": [str(getattr(r, "run_dir", r)) for r in results]}
 
-        return Step(key, title, shlex.join(["kdcache", "train", "--config", str(path)]), run, share)
+        # `workers` changes how fast, not what: it stays out of the fingerprint.
+        what = {k: v for k, v in config.items() if k != "workers"}
+        return Step(key, title, shlex.join(["kdcache", "train", "--config", str(path)]), run, share, what)
 
     def teacher_config(self) -> dict:
         stage = self.plan.teacher
-        variant = {"name": "teacher", "student": stage.preset, "loss": stage.gt_loss}
+        variant = {"name": "teacher", "student": stage.preset, "loss": stage.losses["gt"]}
         return self._train_config(self.gt_store, self.teacher_run, {"labeled": self.plan.teacher_train}, stage,
                                   [variant])
 
-    def variant_entry(self, name: str, preset: str, recipe: str) -> dict:
-        """One `[[variant]]` of a train config: student `preset` trained the `recipe` way (a STUDENT_VARIANTS key)."""
+    def variant_entry(self, name: str, preset: str, row_name: str, seed: int = 0) -> dict:
+        """One `[[variant]]` of a train config: student `preset` trained the `row_name` way (a STUDENT_ROWS key)."""
         stage = self.plan.student
-        spec = STUDENT_VARIANTS[recipe]
-        loss = {}
-        if "gt" in spec["targets"]:
-            loss.update(stage.gt_loss)
-        if "kd" in spec["targets"]:
-            loss.update(stage.kd_loss)
-        variant = {"name": name, "student": preset, "sources": spec["sources"], "loss": loss}
+        row = STUDENT_ROWS[row_name]
+        loss = stage.row_loss(row)
+        variant = {"name": name, "student": preset, "sources": list(row.sources), "loss": loss, "seed": seed}
         options = {k: v for k, v in stage.options.get("loss_options", {}).items() if k in loss}
         if options:
             variant["loss_options"] = options
         return variant
 
-    def students_config(self) -> dict:
+    def students_run_dir(self, seed: int) -> Path:
+        """runs/students for seed 0 (a one-seed demo's folder), runs/students-seed<N> for the others."""
+        return self.students_run if seed == 0 else self.out / "runs" / f"students-seed{seed}"
+
+    def students_config(self, seed: int = 0) -> dict:
+        """Every student row in one pass over the cache; `seed` sets the initialisation, batch order and
+        augmentation of the whole pass (one seed's rows share them, so their gaps are paired comparisons)."""
         stage = self.plan.student
         sources = {"labeled": self.plan.splits["train"], "aux": self.plan.splits["aux"],
                    "aux-far": self.plan.splits["aux-far"]}
-        variants = [self.variant_entry(name, stage.preset, name) for name in STUDENT_VARIANTS]
-        return self._train_config(self.teacher_store, self.students_run, sources, stage, variants)
+        variants = [self.variant_entry(name, stage.preset, name, seed) for name in self.plan.rows]
+        config = self._train_config(self.teacher_store, self.students_run_dir(seed), sources, stage, variants)
+        config["seed"] = seed
+        return config
 
     def distil_config(self, preset: str, recipe: str, out: Path, **stage_changes) -> dict:
         """A train config distilling one `preset` from this demo's teacher cache with one recipe (bench/pareto.py).
@@ -165,7 +187,7 @@ class DemoSteps:
 
         stage = replace(self.plan.student, **stage_changes)
         roles = {"labeled": "train", "aux": "aux", "aux-far": "aux-far"}
-        sources = {name: self.plan.splits[roles[name]] for name in STUDENT_VARIANTS[recipe]["sources"]}
+        sources = {name: self.plan.splits[roles[name]] for name in STUDENT_ROWS[recipe].sources}
         return self._train_config(self.teacher_store, out, sources, stage, [self.variant_entry(preset, preset, recipe)])
 
     # -- the plan ----------------------------------------------------------------------------------
@@ -178,19 +200,27 @@ class DemoSteps:
             self._train_step("teacher", f"train the big teacher ({plan.teacher.preset}) on ground truth",
                              self.teacher_config(), 0.30),
             self._precompute_step("teacher-cache", "run the teacher once over labeled + aux + aux-far images",
-                                  f"ckpt:{self.teacher_run}", plan.cached_splits, self.teacher_store, 0.12),
+                                  f"ckpt:{self.teacher_run}", plan.cached_splits, self.teacher_store, 0.12,
+                                  cache=plan.cache),
         ]
 
     def steps(self, evaluate_step: Step, report_step: Step) -> list[Step]:
+        plan = self.plan
+        share = 0.43 / plan.seeds
+        students = [
+            self._train_step("students" if seed == 0 else f"students-seed{seed}",
+                             f"distil {plan.student.preset} {len(plan.rows)} ways in one pass over the cache"
+                             + (f" (seed {seed})" if plan.seeds > 1 else ""), self.students_config(seed), share)
+            for seed in plan.seed_list
+        ]
         return self.teacher_steps() + [
-            self._train_step("students", f"distil {self.plan.student.preset} five ways in one pass over the cache",
-                             self.students_config(), 0.43),
+            *students,
             evaluate_step,
             report_step,
         ]
 
-    def student_runs(self) -> dict[str, Path]:
-        return {name: self.students_run / name for name in STUDENT_VARIANTS}
+    def student_runs(self, seed: int = 0) -> dict[str, Path]:
+        return {name: self.students_run_dir(seed) / name for name in self.plan.rows}
 
 
 def run_steps(steps: list[Step], out: Path, expected_minutes: float, results: dict[str, dict]) -> None:
@@ -201,22 +231,34 @@ def run_steps(steps: list[Step], out: Path, expected_minutes: float, results: di
     """
     started = time.perf_counter()
     done_share = 0.0
+    fingerprint = ""
     for index, step in enumerate(steps, 1):
         marker = out / "steps" / f"{step.key}.json"
         header = f"[bold cyan][{index}/{len(steps)}][/] {step.title}"
-        if marker.exists():
-            results[step.key] = json.loads(marker.read_text()) | {"title": step.title}
+        fingerprint = _fingerprint(step, fingerprint)
+        previous = json.loads(marker.read_text()) if marker.exists() else None
+        if previous is not None and previous.get("fingerprint") == fingerprint:
+            results[step.key] = previous | {"title": step.title}
             log(f"{header} [green]complete, reused[/]")
             done_share += step.share
             continue
-        log(f"{header}{_eta(started, done_share, expected_minutes)}\n    [dim]$ {step.command}[/]")
+        outdated = previous is not None
+        note = " [yellow](the experiment changed since it ran: redone from scratch)[/]" if outdated else ""
+        log(f"{header}{note}{_eta(started, done_share, expected_minutes)}\n    [dim]$ {step.command}[/]")
         step_start = time.perf_counter()
         with writing_to(out):  # a full disk: rerunning the demo reuses the finished steps and resumes the others
-            summary = step.run() or {}
-        result = {"summary": summary, "seconds": round(time.perf_counter() - step_start, 1), "command": step.command}
+            summary = step.run(outdated) or {}
+        result = {"summary": summary, "seconds": round(time.perf_counter() - step_start, 1), "command": step.command,
+                  "fingerprint": fingerprint}
         write_json(marker, result)
         results[step.key] = result | {"title": step.title}
         done_share += step.share
+
+
+def _fingerprint(step: Step, previous: str) -> str:
+    """sha256 of what the step computes, chained to the previous step's fingerprint."""
+    what = json.dumps(step.command if step.what is None else step.what, sort_keys=True, default=str)
+    return hashlib.sha256(f"{previous}\n{step.key}\n{what}".encode()).hexdigest()[:16]
 
 
 def _eta(started: float, done_share: float, expected_minutes: float) -> str:

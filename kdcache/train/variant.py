@@ -117,6 +117,8 @@ class VariantTrainer:
         objective = build_objective(variant.loss, list(self.student.feature_channels), channels,
                                     variant.loss_options or None)
         self.core = StudentWithObjective(self.student, objective, self.wants_features, amp_dtype).to(ctx.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.core.to(memory_format=self.memory_format)
         if config.sync_bn and ctx.enabled and ctx.device.type == "cuda":  # SyncBatchNorm is CUDA-only
             self.core = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.core)
             self.student = self.core.student
@@ -160,7 +162,7 @@ class VariantTrainer:
         restore_rng(self.rng_state, self.ctx.device)
         self.model.train()
         target = self.target(batch)
-        image = batch["image"].index_select(0, self.row_index)
+        image = batch["image"].index_select(0, self.row_index).contiguous(memory_format=self.memory_format)
         total, parts = self.model(image, target)
         total.backward()
         if self.clip:

@@ -7,7 +7,7 @@ raycast (hits and surface frames), lighting (irradiance and baked floor shadows)
 """
 
 from kdcache.world.camera import Intrinsics, Pose, nyu_intrinsics
-from kdcache.world.scene import FAR, INDOOR, Scene, World, sample_scene
+from kdcache.world.scene import FAR, INDOOR, VAST, Scene, World, sample_scene
 
 # `render` is not re-exported: the name would shadow the `kdcache.world.render` module.
-__all__ = ["FAR", "INDOOR", "Intrinsics", "Pose", "Scene", "World", "nyu_intrinsics", "sample_scene"]
+__all__ = ["FAR", "INDOOR", "VAST", "Intrinsics", "Pose", "Scene", "World", "nyu_intrinsics", "sample_scene"]

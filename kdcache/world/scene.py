@@ -34,6 +34,12 @@ class World:
 INDOOR = World("indoor")
 # Halls 3-4x larger than rooms with building-sized blocks: depth reaches 30-40 m, an outdoor-like range.
 FAR = World("far", scale_range=(3.0, 4.0))
+# Halls 6-8x larger (depth to 60-80 m): a sharper scene-scale control than FAR, whose halls still carry most of
+# what KD transfers to indoor rooms once the teacher is good (docs/results.md, scale `full`).
+VAST = World("vast", scale_range=(6.0, 8.0))
+# Halls 6-8x larger (depth to 60-80 m): a sharper scene-scale control than FAR, whose halls still carry most of
+# what KD transfers to indoor rooms once the teacher is good (docs/results.md, scale `full`).
+VAST = World("vast", scale_range=(6.0, 8.0))
 
 _KINDS = ("box", "box_wall", "table", "cylinder", "sphere")
 _KIND_WEIGHTS = (0.25, 0.25, 0.15, 0.17, 0.18)
