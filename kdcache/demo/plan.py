@@ -96,6 +96,7 @@ class DemoPlan:
     rows: list[str] = field(default_factory=lambda: list(STUDENT_ROWS))  # student rows, in STUDENT_ROWS order
     seeds: int = 1  # every student row is trained with seeds 0 .. seeds-1 from the same teacher cache
     cache: CacheOptions = field(default_factory=CacheOptions)
+    recommended: str = "kd-labeled-aux"  # the KD + aux row of the recipe this experiment recommends (its targets)
 
     @property
     def summary(self) -> str:
@@ -153,6 +154,13 @@ def _rows(raw: Any, path: Path) -> list[str]:
     return [row for row in STUDENT_ROWS if row in rows]
 
 
+def _recommended(row: str, rows: Any, path: Path) -> str:
+    if not str(row).startswith("kd-labeled-aux") or row == "kd-labeled-aux-far" or row not in _rows(rows, path):
+        raise KdcacheError(f"{path} `recommended` = {row!r} must be one of its KD + aux rows (kd-labeled-aux, "
+                           "kd-labeled-aux+feat, kd-labeled-aux+attn)")
+    return row
+
+
 def check_seeds(seeds: Any, where: str = "--seeds") -> int:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise KdcacheError(f"{where} must be a whole number >= 1, got {seeds!r}")
@@ -202,6 +210,7 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         rows=_rows(raw.get("rows"), path),
         seeds=check_seeds(raw.get("seeds", 1), f"{path} `seeds`"),
         cache=_cache(raw.get("cache", {}), path),
+        recommended=_recommended(raw.get("recommended", "kd-labeled-aux"), raw.get("rows"), path),
     )
 
 
