@@ -113,6 +113,16 @@ def test_feature_rows_are_checked_against_kd_aux_when_trained():
     assert check_feature_rows(rows[:1]) == []
 
 
+def test_targets_judge_the_recommended_kd_aux_row():
+    rows = _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.18, kd_labeled_aux=0.16, kd_aux_only=0.19,
+                 kd_labeled_aux_far=0.17) + [{"name": "kd-labeled-aux+feat", "abs_rel": 0.105}]
+    limits = {"kd_aux_vs_teacher": 1.10, "kd_aux_far_vs_kd_aux": 1.0}
+    assert [c.holds for c in check_targets(rows, limits)] == [False, True]
+    plain, control = check_targets(rows, limits, "kd-labeled-aux+feat")
+    assert plain.holds and plain.evidence.startswith("kd-labeled-aux+feat / teacher")
+    assert control.evidence.startswith("kd-labeled-aux-far / kd-labeled-aux ")  # the control compares plain rows
+
+
 def test_rows_seeds_and_cache_options_are_validated(tmp_path):
     micro = (configs_dir() / "demo-micro.toml").read_text()
     cases = {
@@ -121,6 +131,7 @@ def test_rows_seeds_and_cache_options_are_validated(tmp_path):
             r"unknown rows \['dino'\]",
         "seeds = 0\n": "`seeds` must be a whole number >= 1",
         "[cache]\ntta = true\n": r"\[cache\] has unknown \['tta'\]",
+        'recommended = "kd-labeled-aux-far"\n': "must be one of its KD \\+ aux rows",
     }
     for index, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"bad{index}.toml"
