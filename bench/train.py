@@ -47,15 +47,15 @@ def forward_flops(fn) -> int:
 def build_cache(args, root: Path) -> tuple[str, str, dict]:
     from helpers.tiny_models import make_bench_dpt
 
-    from kdcache.precompute import precompute
+    from kdcache.precompute import PrecomputeConfig, precompute
     from kdcache.teachers import create_teacher
 
     teacher_ref = "hf:" + str(make_bench_dpt(root / "teacher"))
     splits = {"labeled": f"synth-train[:{args.labeled}]", "aux": f"synth-aux[:{args.aux}]"}
     started = time.perf_counter()
-    url = precompute(create_teacher(teacher_ref), list(splits.values()), str(root / "cache.zarr"),
-                     resolution=(args.height, args.width), batch_size=args.batch, shard_size=16,
-                     feature_layers="none")
+    url = precompute(PrecomputeConfig(create_teacher(teacher_ref), list(splits.values()), str(root / "cache.zarr"),
+                                      resolution=(args.height, args.width), batch_size=args.batch, shard_size=16,
+                                      feature_layers="none"))
     print(f"precompute: {args.labeled + args.aux} images in {time.perf_counter() - started:.1f} s")
     return url, teacher_ref, splits
 

@@ -82,10 +82,7 @@ class DemoSteps:
         height, width = self.plan.resolution
         options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64,
                    "split_options": self.plan.split_options}
-        from kdcache.precompute import default_workers
-
-        # Same default as the CLI: decoding/rendering in worker processes beside the teacher.
-        options["workers"] = default_workers() if self.workers is None else self.workers
+        options["workers"] = self.workers  # None: precompute's own default, as on the CLI
         argv = ["kdcache", "precompute", "--teacher", teacher]
         for split in splits:
             argv += ["--split", split]
@@ -99,11 +96,11 @@ class DemoSteps:
             argv += ["--feature-budget", str(cache.feature_budget)] if cache.feature_budget else []
 
         def run(fresh: bool) -> dict:
-            from kdcache.precompute import precompute
+            from kdcache.precompute import PrecomputeConfig, precompute
 
             if fresh:  # made with other settings: a store is never refilled with differently made targets
                 shutil.rmtree(store, ignore_errors=True)
-            precompute(teacher, splits, str(store), **options)
+            precompute(PrecomputeConfig(teacher, splits, str(store), **options))
             return {"store": str(store)}
 
         return Step(key, title, shlex.join(argv), run, share)
