@@ -55,12 +55,12 @@ def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
     )
 
     def run(fresh: bool) -> dict:
-        from kdcache.evaluate import evaluate, load_predictor, measure_efficiency
+        from kdcache.evaluate import EvalConfig, evaluate, load_predictor, measure_efficiency
 
         # Accuracy for every model; efficiency once per architecture (the students share one), so
         # the students' latencies are one measurement rather than many noisy ones.
-        rows = evaluate([str(path) for _, _, path in models], plan.splits["test"], plan.eval_protocol,
-                        efficiency=False, split_options=plan.split_options)
+        rows = evaluate(EvalConfig([str(path) for _, _, path in models], plan.splits["test"], [plan.eval_protocol],
+                                   efficiency=False, split_options=plan.split_options))
         size = plan.resolution
         teacher_eff = measure_efficiency(load_predictor(str(steps.teacher_run)), size, throughput_batch=8)
         student_eff = measure_efficiency(load_predictor(str(steps.student_runs()["gt-only"])), size,
