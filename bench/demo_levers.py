@@ -32,7 +32,7 @@ from pathlib import Path
 from kdcache.demo import load_plan
 from kdcache.demo.steps import DemoSteps
 from kdcache.train import train
-from kdcache.train.config import config_from_dict, source_counts
+from kdcache.train.train_config import config_from_dict, source_counts
 from kdcache.train.curves import read_metrics
 
 BASELINE = "kd-labeled-aux"

@@ -86,13 +86,16 @@ class Config:
 
     def __post_init__(self) -> None:
         # TOML has arrays only: a list read for a tuple-typed field (a size, a shard) becomes a tuple, and a tuple
-        # given for a list-typed field a list, so a config read back from its TOML equals the original.
+        # given for a list-typed field a list; `lr = 1` is a float; so a config read back from its TOML equals the
+        # original.
         for field in dataclasses.fields(self):
             value, kind = getattr(self, field.name), str(field.type)
             if isinstance(value, list) and kind.startswith("tuple"):
                 setattr(self, field.name, tuple(value))
             elif isinstance(value, tuple) and kind.startswith("list"):
                 setattr(self, field.name, list(value))
+            elif type(value) is int and kind.startswith("float"):
+                setattr(self, field.name, float(value))
 
     # -- reading -------------------------------------------------------------------------------------
     @classmethod

@@ -14,7 +14,7 @@ from kdcache.errors import KdcacheError
 from kdcache.train import config_from_dict, load_toml
 from kdcache.train.augment import augment_batch, sample_params
 from kdcache.train.cache_plan import inspect_cache, loader_plan
-from kdcache.train.config import AugmentConfig, source_counts
+from kdcache.train.train_config import AugmentConfig, source_counts
 from kdcache.train.loader import make_loader
 from kdcache.train.validate import batch_abs_rel
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kdcache.errors import KdcacheError
-from kdcache.train.config import DEFAULT_GT_LOSS, DEFAULT_KD_LOSS
+from kdcache.train.train_config import DEFAULT_GT_LOSS, DEFAULT_KD_LOSS
 
 SCALES = ("micro", "tiny", "small", "full")
 
