@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdcache.demo.findings import TARGETS, check_feature_rows, check_findings, check_targets
+from kdcache.demo.findings import TARGETS, check_feature_rows, check_findings, check_targets, unchecked_findings
 from kdcache.demo.plan import HU_ROWS, SCALES, STUDENT_ROWS, configs_dir, load_plan
 from kdcache.demo.report import ROW_ORDER, combine_seeds, results_table, seeds_table
 from kdcache.demo.steps import DemoSteps, Step, _fingerprint, to_toml
@@ -110,14 +110,35 @@ def test_feature_rows_are_checked_against_kd_aux_when_trained():
     assert check_feature_rows(rows[:1]) == []
 
 
+def test_targets_judge_the_recommended_kd_aux_row():
+    rows = _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.18, kd_labeled_aux=0.16, kd_aux_only=0.19,
+                 kd_labeled_aux_far=0.17) + [{"name": "kd-labeled-aux+feat", "abs_rel": 0.105}]
+    limits = {"kd_aux_vs_teacher": 1.10, "kd_aux_far_vs_kd_aux": 1.0}
+    assert [c.holds for c in check_targets(rows, limits)] == [False, True]
+    plain, control = check_targets(rows, limits, "kd-labeled-aux+feat")
+    assert plain.holds and plain.evidence.startswith("kd-labeled-aux+feat / teacher")
+    assert control.evidence.startswith("kd-labeled-aux-far / kd-labeled-aux ")  # the control compares plain rows
+
+
+def test_findings_without_their_rows_are_reported_unchecked():
+    rows = [row for row in _rows(teacher=0.10, gt_only=0.20, kd_labeled=0.18, kd_labeled_aux=0.16, kd_aux_only=0.19,
+                                 kd_labeled_aux_far=0.17) if row["name"] not in ("kd-labeled", "kd-aux-only")]
+    checked = [f.claim for f in check_findings(rows)]
+    assert len(checked) == 3 and not any("labeled only" in claim or "either alone" in claim for claim in checked)
+    assert [claim.split(":")[0] for claim in unchecked_findings(rows)] == ["Auxiliary unlabeled images help",
+                                                                          "Labeled + aux together beat either alone"]
+    assert [c.holds for c in check_targets(rows[:3], {"kd_aux_far_vs_kd_aux": 1.0})] == []  # no aux-far row: skipped
+
+
 def test_rows_seeds_and_cache_options_are_validated(tmp_path):
     micro = (configs_dir() / "demo-micro.toml").read_text()
     cases = {
-        'rows = ["gt-only", "kd-labeled-aux"]\n': "lacks Hu et al.'s rows",
+        'rows = ["gt-only", "kd-labeled"]\n': r"lacks the rows \['kd-labeled-aux'\]",
         'rows = ["gt-only", "kd-labeled", "kd-labeled-aux", "kd-aux-only", "kd-labeled-aux-far", "dino"]\n':
             r"unknown rows \['dino'\]",
         "seeds = 0\n": "`seeds` must be a whole number >= 1",
         "[cache]\ntta = true\n": r"\[cache\] has unknown \['tta'\]",
+        'recommended = "kd-labeled-aux-far"\n': "must be one of its KD \\+ aux rows",
     }
     for index, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"bad{index}.toml"

@@ -89,7 +89,7 @@ def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> 
         rows.sort(key=lambda row: ROW_ORDER.index(row["name"]))
         findings = check_findings(rows)
         feature_checks = check_feature_rows(rows)
-        targets = check_targets(rows, plan.targets)
+        targets = check_targets(rows, plan.targets, plan.recommended)
         models = _models(steps)  # pictures: seed 0
         students = [row for row in rows if row["name"].startswith("kd-")]
         best = min(students, key=lambda row: row["abs_rel"])["name"]
@@ -122,7 +122,8 @@ def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> 
         return {"report": str(out / "report.md")}
 
     return Step("report", "write report.md, results.json, gallery.png and curves.png", "kdcache demo  # this step",
-                run, 0.02, {"targets": plan.targets, "gallery_images": plan.gallery_images})
+                run, 0.02, {"targets": plan.targets, "recommended": plan.recommended,
+                                 "gallery_images": plan.gallery_images})
 
 
 def run_demo(scale: str = "tiny", out: str | Path = "kdcache-demo", config: str | Path | None = None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from kdcache import __version__
-from kdcache.demo.findings import MARGIN, Finding
+from kdcache.demo.findings import MARGIN, Finding, unchecked_findings
 from kdcache.demo.plan import STUDENT_ROWS
 
 ROW_ORDER = ["teacher", *STUDENT_ROWS]
@@ -147,6 +147,9 @@ def render_report(plan, rows: list[dict], findings: list[Finding], targets: list
     steps = "\n".join(f"{i}. {title}\n\n   ```bash\n   {command}\n   ```" for i, (title, command) in
                       enumerate(commands, 1))
     held = sum(f.holds for f in findings)
+    unchecked = unchecked_findings(rows)
+    unchecked = ("\n\nNot checked at this scale (it does not train their rows; see the smaller scales): " +
+                 "; ".join(unchecked) + ".") if unchecked else ""
     return f"""# kdcache demo report — scale `{plan.scale}`
 
 {plan.description.strip()}
@@ -164,7 +167,7 @@ training, auxiliary and test images, so the cache stores exact ground truth and 
 {per_seed}
 ## Findings of Hu et al., checked ({held} of {len(findings)} hold here)
 
-{findings_section(findings)}
+{findings_section(findings)}{unchecked}
 
 {noise_rule(rows)} `--scale full` is the real experiment (see docs/results.md).
 {feature_section(list(feature_checks))}{targets_section(plan, targets)}
