@@ -185,6 +185,12 @@ class Config:
     def command(self) -> str:
         return shlex.join(self.argv())
 
+    @classmethod
+    def file_command(cls, path: str | Path) -> str:
+        """The command that runs the config written (`to_toml`) at `path`: for settings no flag holds, such as
+        training's [[variant]] tables."""
+        return shlex.join([*cls.COMMAND, "--config", str(path)])
+
 
 def plain(value: Any) -> Any:
     """A value as TOML holds it: configs as tables, tuples as arrays, objects (a Teacher, a Predictor) by name."""

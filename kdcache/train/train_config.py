@@ -94,6 +94,7 @@ class TrainConfig(Config):
     """One pass over `cache` training every variant (see configs/train-sweep.toml)."""
 
     LABEL: ClassVar[str] = "train"
+    COMMAND: ClassVar[tuple[str, ...]] = ("kdcache", "train")
 
     cache: str = setting(flag="--cache", help="Cache URL (a `kdcache precompute --out`).")
     out: str = setting(flag="--out", help="Run directory (one sub-dir per variant).")
