@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kdcache.demo.findings import TARGETS, check_feature_rows, check_findings, check_targets, unchecked_findings
+from kdcache.demo.findings import THRESHOLDS, check_feature_rows, check_findings, check_targets, unchecked_findings
 from kdcache.demo.plan import HU_ROWS, SCALES, configs_dir, load_plan
 from kdcache.train.modes import MODES
 from kdcache.demo.report import ROW_ORDER, combine_seeds, results_table, seeds_table
@@ -26,7 +26,7 @@ def test_every_scale_has_a_valid_plan(scale):
 @pytest.mark.parametrize("path", sorted(configs_dir().glob("demo-*.toml")), ids=lambda p: p.name)
 def test_every_shipped_demo_config_loads(path):
     plan = load_plan(config=path)
-    assert set(plan.targets) <= set(TARGETS) and plan.expected_minutes > 0
+    assert set(plan.targets) <= set(THRESHOLDS) and plan.expected_minutes > 0
 
 
 def test_full_scale_sets_the_issue_targets():

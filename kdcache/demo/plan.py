@@ -76,7 +76,7 @@ class DemoPlan:
     gallery_images: int
     expected_minutes: float
     source: Path
-    targets: dict[str, float] = field(default_factory=dict)  # name in findings.TARGETS -> limit
+    targets: dict[str, float] = field(default_factory=dict)  # name in findings.THRESHOLDS -> limit
     rows: list[str] = field(default_factory=lambda: list(MODES))  # student rows (training modes), in MODES order
     seeds: int = 1  # every student row is trained with seeds 0 .. seeds-1 from the same teacher cache
     cache: CacheOptions = field(default_factory=CacheOptions)
@@ -199,9 +199,9 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
 
 
 def _targets(raw: dict[str, Any], path: Path) -> dict[str, float]:
-    from kdcache.demo.findings import TARGETS
+    from kdcache.demo.findings import THRESHOLDS
 
-    unknown = sorted(set(raw) - set(TARGETS))
+    unknown = sorted(set(raw) - set(THRESHOLDS))
     if unknown:
-        raise KdcacheError(f"{path} [targets] has unknown {unknown}: use any of {', '.join(TARGETS)}")
+        raise KdcacheError(f"{path} [targets] has unknown {unknown}: use any of {', '.join(THRESHOLDS)}")
     return {name: float(limit) for name, limit in raw.items()}
