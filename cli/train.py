@@ -10,6 +10,7 @@ import typer
 
 from kdcache.cli.config_options import config_file_option, option, overrides, print_config_option, resolve
 from kdcache.errors import KdcacheError
+from kdcache.train.train_config import DEFAULT_AUX_RATIO
 from kdcache.train.train_config import TrainConfig as C
 from kdcache.train.train_config import VariantConfig as V
 
@@ -56,8 +57,8 @@ def train_command(
     cache: Optional[str] = option(C, "cache"),
     labeled: Optional[str] = typer.Option(None, "--labeled", help="Labeled split of the cache."),
     aux: List[str] = typer.Option([], "--aux", help="Unlabeled split ([NAME=]SPLIT; repeatable)."),
-    aux_ratio: Optional[float] = typer.Option(None, "--aux-ratio",
-                                              help="Fraction of each batch from aux sources (default 0.5)."),
+    aux_ratio: Optional[float] = typer.Option(
+        None, "--aux-ratio", help=f"Fraction of each batch from aux sources (default {DEFAULT_AUX_RATIO})."),
     mode: Optional[str] = option(V, "mode"),
     loss: Optional[str] = option(V, "loss"),
     val: Optional[str] = option(C, "val"),

@@ -248,6 +248,11 @@ def toml_text(data: dict[str, Any]) -> str:
 
 
 # -- parsers shared by the stages' flags -----------------------------------------------------------------
+def name_text(value: Any) -> str:
+    """A name on the command line, or an object given in Python (a Teacher, a Split, a Predictor) by its name."""
+    return value if isinstance(value, str) else value.name
+
+
 def format_hw(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from kdcache.errors import KdcacheError
 from kdcache.train.modes import LOSS_KINDS, MODES, mode_loss
+from kdcache.train.train_config import DEFAULT_AUX_RATIO
 
 SCALES = ("micro", "tiny", "small", "full")
 
@@ -185,7 +186,7 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         splits=dict(splits),
         teacher=_stage(raw.get("teacher", {}), f"{path} [teacher]"),
         student=_stage(raw.get("student", {}), f"{path} [student]"),
-        aux_ratio=float(raw.get("aux_ratio", 0.5)),
+        aux_ratio=float(raw.get("aux_ratio", DEFAULT_AUX_RATIO)),
         eval_protocol=raw.get("eval", {}).get("protocol", "metric"),
         gallery_images=int(raw.get("eval", {}).get("gallery_images", 4)),
         expected_minutes=float(raw.get("expected_minutes", 0)),

@@ -5,13 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kdcache.config import Config, format_hw, format_option_value, parse_pairs, reader_options, setting
+from kdcache.config import Config, format_hw, format_option_value, name_text, parse_pairs, reader_options, setting
 from kdcache.errors import KdcacheError
 from kdcache.sizes import parse_hw
-
-
-def _name(value: Any) -> str:
-    return value if isinstance(value, str) else value.name
 
 
 @dataclass
@@ -23,10 +19,10 @@ class EvalConfig(Config):
 
     # Student run dirs / checkpoints, .onnx files and teacher names (`dpt-large`, `hf:PATH`); in Python also
     # `Predictor` objects.
-    models: list[Any] = setting(flag="--model", style="repeat", text=_name,
+    models: list[Any] = setting(flag="--model", style="repeat", text=name_text,
                                 help="Student run/checkpoint dir or teacher name (dpt-large, hf:PATH); repeat to "
                                      "compare.")
-    split: Any = setting(flag="--split", text=_name, help="Labeled split, e.g. nyu-test, kitti-eigen-test, "
+    split: Any = setting(flag="--split", text=name_text, help="Labeled split, e.g. nyu-test, kitti-eigen-test, "
                                                           "synth-test[:100].")
     # Empty: `metric`, or the aligned protocol where the model or the GT requires one.
     protocols: list[str] = setting(factory=list, flag="--protocol", style="repeat",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kdcache.config import Config, format_hw, format_option_value, parse_pairs, reader_options, setting
+from kdcache.config import Config, format_hw, format_option_value, name_text, parse_pairs, reader_options, setting
 from kdcache.errors import KdcacheError
 from kdcache.sizes import parse_hw
 
@@ -31,10 +31,6 @@ def _layers_text(layers: str | list[str]) -> str:
     return layers if isinstance(layers, str) else ",".join(layers)
 
 
-def _teacher_text(teacher: Any) -> str:
-    return teacher if isinstance(teacher, str) else teacher.name
-
-
 @dataclass
 class PrecomputeConfig(Config):
     """Run `teacher` once over `splits` into the store at `out`."""
@@ -42,7 +38,7 @@ class PrecomputeConfig(Config):
     LABEL: ClassVar[str] = "precompute"
     COMMAND: ClassVar[tuple[str, ...]] = ("kdcache", "precompute")
 
-    teacher: Any = setting(flag="--teacher", text=_teacher_text,
+    teacher: Any = setting(flag="--teacher", text=name_text,
                            help="Teacher name (`kdcache teachers`), hf:ID, ckpt:PATH or none (images and GT only).")
     splits: list[str] = setting(flag="--split", style="repeat",
                                 help="Split to cache (repeatable), e.g. nyu-train, folder:/data/x.")

@@ -23,6 +23,10 @@ from kdcache.sizes import parse_hw
 from kdcache.train.modes import GT_LOSS, KD_LOSS, LOSS_TABLE_KEYS, MODES, get_mode, mode_loss, mode_sources
 
 
+# The share of each batch the aux sources get together unless a config sets `aux_ratio` (or a [mix]).
+DEFAULT_AUX_RATIO = 0.5
+
+
 def parse_loss(text: str, option: str = "--loss") -> dict[str, float]:
     """`"silog=1,kd=0.5"` -> {"silog": 1.0, "kd": 0.5}."""
     weights = {}
@@ -265,7 +269,7 @@ def default_mix(sources: dict[str, str], aux_ratio: float | None) -> dict[str, f
         return {s: 1.0 / len(aux) for s in aux}
     if not aux:
         return {"labeled": 1.0}
-    ratio = 0.5 if aux_ratio is None else float(aux_ratio)
+    ratio = DEFAULT_AUX_RATIO if aux_ratio is None else float(aux_ratio)
     if not 0.0 <= ratio < 1.0:
         raise KdcacheError(f"--aux-ratio {ratio} is out of range: use a fraction in [0, 1)")
     return {"labeled": 1.0 - ratio, **{s: ratio / len(aux) for s in aux}}
