@@ -32,11 +32,11 @@ def build_store(work: Path, images: int, resolution, shard_size: int) -> str:
     from precompute import write_images
     from helpers.precompute_fakes import FakeTeacher
 
-    from kdcache.precompute import precompute
+    from kdcache.precompute import PrecomputeConfig, precompute
 
     write_images(work / "images", images)
-    return precompute(FakeTeacher(), [f"folder:{work / 'images'}"], str(work / "cache.zarr"),
-                      resolution=resolution, batch_size=32, shard_size=shard_size, workers=1)
+    return precompute(PrecomputeConfig(FakeTeacher(), [f"folder:{work / 'images'}"], str(work / "cache.zarr"),
+                                       resolution=resolution, batch_size=32, shard_size=shard_size, workers=1))
 
 
 def write_npz(split, folder: Path) -> list[Path]:

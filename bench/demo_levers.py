@@ -32,7 +32,7 @@ from pathlib import Path
 from kdcache.demo import load_plan
 from kdcache.demo.steps import DemoSteps
 from kdcache.train import train
-from kdcache.train.config import config_from_dict, source_counts
+from kdcache.train.train_config import TrainConfig, source_counts
 from kdcache.train.curves import read_metrics
 
 BASELINE = "kd-labeled-aux"
@@ -88,7 +88,7 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
 
 def _mix_passes(config: dict, base: dict) -> list[tuple[str, dict]]:
     """The KD + aux rows of a demo batch, split 1:3 and 3:1 between labeled and aux; the demo's step count."""
-    parsed = config_from_dict(copy.deepcopy(config))
+    parsed = TrainConfig.from_dict(copy.deepcopy(config))
     counts = source_counts(parsed)
     rows = counts["labeled"] + counts["aux"]
     from kdcache.train.cache_plan import inspect_cache, steps_per_epoch

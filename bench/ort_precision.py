@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "precision")
     args = parser.parse_args()
-    from kdcache.evaluate import evaluate
+    from kdcache.evaluate import EvalConfig, evaluate
     from kdcache.evaluate.predictors import OnnxPredictor
     from kdcache.export import export_onnx
     from kdcache.export import SpeedSettings, measure_isolated
@@ -107,8 +107,8 @@ def main() -> None:
         from kdcache.sizes import parse_hw
 
         options["size"] = parse_hw(options["size"], "--split-option size")
-    rows = evaluate([OnnxPredictor(path, label) for label, path in variants.items()], args.split, "metric",
-                    efficiency=False, split_options=options)
+    rows = evaluate(EvalConfig([OnnxPredictor(path, label) for label, path in variants.items()], args.split,
+                               ["metric"], efficiency=False, split_options=options))
     accuracy = {label: row["metrics"] for label, row in zip(variants, rows)}
     times = {label: [] for label in variants}
     for _ in range(args.rounds):

@@ -91,7 +91,7 @@ def phase_train(config: dict, out: Path, names: list[str], results: dict) -> Non
 
 
 def phase_eval(config: dict, out: Path, names: list[str], results: dict) -> None:
-    from kdcache.evaluate import evaluate
+    from kdcache.evaluate import EvalConfig, evaluate
 
     plan, _ = demo_steps(config, out)
     finished = [TEACHER] if _run_dir(out, TEACHER).exists() else []
@@ -99,8 +99,8 @@ def phase_eval(config: dict, out: Path, names: list[str], results: dict) -> None
     todo = [n for n in finished if not results.get(n, {}).get("eval")]
     if not todo:
         return
-    rows = evaluate([str(_run_dir(out, n)) for n in todo], plan.splits["test"], plan.eval_protocol,
-                    efficiency=False, split_options=plan.split_options)
+    rows = evaluate(EvalConfig([str(_run_dir(out, n)) for n in todo], plan.splits["test"], [plan.eval_protocol],
+                               efficiency=False, split_options=plan.split_options))
     for name, row in zip(todo, rows):
         metrics = row["metrics"]
         results.setdefault(name, {})["eval"] = {"abs_rel": metrics["abs_rel"], "d1": metrics["d1"],

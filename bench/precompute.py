@@ -83,13 +83,12 @@ def build_teacher(args, work: Path) -> str:
     return f"hf:{builder(work / 'teacher')}"
 
 
-def cli_seconds(name: str, args, work: Path) -> float:
+def cli_seconds(settings, work: Path) -> float:
     """Wall time of the whole `kdcache precompute` command (a fresh process: imports, teacher load, drain)."""
+    from dataclasses import replace
+
     out = work / "cli.zarr"
-    command = [sys.executable, "-m", "kdcache.cli.main", "precompute", "--teacher", name,
-               "--split", f"folder:{work / 'images'}", "--out", str(out), "--resolution", args.resolution,
-               "--batch-size", str(args.batch_size), "--device", args.device, "--precision", args.precision,
-               "--workers", str(args.workers)]
+    command = [sys.executable, "-m", "kdcache.cli.main", *replace(settings, out=str(out)).argv()[1:]]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     seconds = time.perf_counter() - start
@@ -114,27 +113,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    resolution = tuple(int(v) for v in args.resolution.split("x"))
-    input_size = tuple(int(v) for v in args.input_size.split("x"))
 
-    from kdcache.precompute import default_workers, precompute
+    from dataclasses import replace
+
+    from kdcache.devices import default_workers
+    from kdcache.precompute import PrecomputeConfig, precompute
+    from kdcache.sizes import parse_hw
     from kdcache.store.info import store_info
     from kdcache.teachers import create_teacher
 
-    args.workers = default_workers() if args.workers is None else args.workers
+    resolution, input_size = parse_hw(args.resolution, "--resolution"), parse_hw(args.input_size, "--input-size")
+    args.workers = default_workers("precompute") if args.workers is None else args.workers
     work = Path(tempfile.mkdtemp(prefix="kdcache-bench-"))
     try:
         name = build_teacher(args, work)
         write_images(work / "images", args.images, input_size)
         teacher = create_teacher(name, device=args.device, precision=args.precision)
+        settings = PrecomputeConfig(name, [f"folder:{work / 'images'}"], str(work / "cache.zarr"), resolution=resolution,
+                                    batch_size=args.batch_size, device=args.device, precision=args.precision,
+                                    workers=args.workers)
         bares, fulls = [], []
         for repeat in range(args.repeats):  # alternate, keep the best of each: robust to a shared machine's load
             bares.append(bare_forward_seconds(teacher, work / "images", resolution, args.batch_size))
             shutil.rmtree(work / "cache.zarr", ignore_errors=True)
             start, cpu = time.perf_counter(), time.process_time()
-            precompute(teacher, [f"folder:{work / 'images'}"], str(work / "cache.zarr"), resolution=resolution,
-                       batch_size=args.batch_size, device=args.device, precision=args.precision,
-                       workers=args.workers)
+            precompute(replace(settings, teacher=teacher))
             fulls.append(time.perf_counter() - start)
             print(f"repeat {repeat}: bare {bares[-1]:.2f} s, full {fulls[-1]:.2f} s "
                   f"(main process CPU {time.process_time() - cpu:.2f} s)", flush=True)
@@ -149,7 +152,7 @@ def main() -> None:
               f"{max(fulls):.2f} s; {infos[0].bytes_per_sample / 1024:.1f} KiB/sample stored, "
               f"compression {infos[0].compression:.2f}x")
         if args.cli:
-            whole = cli_seconds(name, args, work)
+            whole = cli_seconds(settings, work)
             print(f"whole command: {args.images / whole:.1f} img/s ({whole:.2f} s)")
             print(f"whole_command_efficiency={bare / whole:.3f}")
         print(f"precompute_efficiency={bare / full:.3f}")

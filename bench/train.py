@@ -31,7 +31,7 @@ sys.path.insert(0, str(TESTS))  # `helpers`: the test doubles the benches reuse
 
 import torch  # noqa: E402
 
-from kdcache.train import config_from_dict, train  # noqa: E402
+from kdcache.train import TrainConfig, train  # noqa: E402
 from kdcache.train import loop as train_loop  # noqa: E402
 
 
@@ -47,15 +47,15 @@ def forward_flops(fn) -> int:
 def build_cache(args, root: Path) -> tuple[str, str, dict]:
     from helpers.tiny_models import make_bench_dpt
 
-    from kdcache.precompute import precompute
+    from kdcache.precompute import PrecomputeConfig, precompute
     from kdcache.teachers import create_teacher
 
     teacher_ref = "hf:" + str(make_bench_dpt(root / "teacher"))
     splits = {"labeled": f"synth-train[:{args.labeled}]", "aux": f"synth-aux[:{args.aux}]"}
     started = time.perf_counter()
-    url = precompute(create_teacher(teacher_ref), list(splits.values()), str(root / "cache.zarr"),
-                     resolution=(args.height, args.width), batch_size=args.batch, shard_size=16,
-                     feature_layers="none")
+    url = precompute(PrecomputeConfig(create_teacher(teacher_ref), list(splits.values()), str(root / "cache.zarr"),
+                                      resolution=(args.height, args.width), batch_size=args.batch, shard_size=16,
+                                      feature_layers="none"))
     print(f"precompute: {args.labeled + args.aux} images in {time.perf_counter() - started:.1f} s")
     return url, teacher_ref, splits
 
@@ -70,7 +70,7 @@ def run(args, root: Path, url: str, name: str, sources: dict, variants: list[dic
     raw = {"cache": url, "out": str(root / "runs" / name), "sources": sources, "batch_size": args.batch,
            "epochs": args.epochs, "log_every": 1000, "variant": variants, "overwrite": True, **extra}
     cpu = cpu_seconds()
-    results = train(config_from_dict(raw))
+    results = train(TrainConfig.from_dict(raw))
     results[0].cpu_s = cpu_seconds() - cpu  # bench-only attribute: the whole run's CPU cost
     loop = results[0].train_time_s
     print(f"{name:<28} step loop {loop:7.2f} s  ({loop / results[0].steps * 1000:.0f} ms/step)  "
@@ -97,11 +97,11 @@ build_cache({path!r}, {{"synth-train": {count}}}, shard_size=16, resolution=({h}
 """
 
 PEAK_RSS = """
-from kdcache.train import config_from_dict
+from kdcache.train import TrainConfig
 from kdcache.train.cache_plan import inspect_cache, loader_plan
 from kdcache.train.loader import make_loader
-config = config_from_dict({{"cache": {path!r}, "out": "unused", "sources": {{"labeled": "synth-train"}},
-                            "batch_size": 8, "variant": [{{"student": "x", "mode": "kd-labeled"}}]}})
+config = TrainConfig.from_dict({{"cache": {path!r}, "out": "unused", "sources": {{"labeled": "synth-train"}},
+                                "batch_size": 8, "variant": [{{"student": "x", "mode": "kd-labeled"}}]}})
 loader = make_loader(loader_plan(config, inspect_cache(config), 0, 1, 1), 0, {count} // 8, 0, False)
 def rss_mb():
     with open("/proc/self/status") as status:

@@ -7,54 +7,49 @@ from typing import List, Optional
 
 import typer
 
-from kdcache.errors import KdcacheError, check_writable
+from kdcache.cli.config_options import config_file_option, option, overrides, print_config_option, resolve
+from kdcache.evaluate.eval_config import EvalConfig as C
 from kdcache.sizes import parse_hw
 
 
 def eval_command(
-    split: Optional[str] = typer.Option(None, "--split", "-s", help="Labeled split, e.g. nyu-test, kitti-eigen-test, synth-test[:100]."),
-    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Student run/checkpoint dir or teacher name (dpt-large, hf:PATH); repeat to compare."),
-    protocol: Optional[List[str]] = typer.Option(None, "--protocol", "-p", help="metric (default; BTS), metric-zoedepth, hu, aligned-disparity, aligned-depth (see --list-protocols); repeatable."),
-    flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction, as ZoeDepth's reported numbers do (BTS and Hu et al. do not)."),
-    device: str = typer.Option("auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, mps."),
-    precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the models are fed (students default to their training size)."),
-    crop: str = typer.Option("auto", help="auto (Eigen for NYU, Garg for KITTI), none, eigen, garg, eigen-kitti."),
-    max_depth: Optional[float] = typer.Option(None, "--max-depth", help="Override the dataset's depth cap in metres."),
-    efficiency: bool = typer.Option(True, "--efficiency/--no-efficiency", help="Measure params, GFLOPs, latency, throughput, memory."),
-    throughput_batch: int = typer.Option(32, "--throughput-batch", help="Batch size for throughput (halved if memory is short)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON here."),
-    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown table here."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset root (default $KDCACHE_DATA or ./data)."),
-    gt: Optional[str] = typer.Option(None, "--gt", help="NYU ground truth: raw (default, the metric protocol's) or filled."),
-    size: Optional[str] = typer.Option(None, "--size", help="HxW of synthetic splits (synth-test renders at any size)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop on an unreadable image instead of skipping it."),
+    ctx: typer.Context,
+    split: Optional[str] = option(C, "split", "-s"),
+    models: List[str] = option(C, "models", "-m"),
+    protocols: List[str] = option(C, "protocols", "-p"),
+    flip_tta: bool = option(C, "flip_tta"),
+    device: str = option(C, "device"),
+    precision: str = option(C, "precision"),
+    input_size: Optional[str] = option(C, "input_size"),
+    crop: str = option(C, "crop"),
+    max_depth: Optional[float] = option(C, "max_depth"),
+    efficiency: bool = option(C, "efficiency"),
+    throughput_batch: int = option(C, "throughput_batch"),
+    json_out: Optional[str] = option(C, "json_out"),
+    markdown_out: Optional[str] = option(C, "markdown_out"),
+    data_root: Optional[str] = option(C, "data_root"),
+    split_options: List[str] = option(C, "split_options"),
+    gt: Optional[str] = typer.Option(None, "--gt", help="NYU ground truth: raw (default, the metric protocol's) or "
+                                                         "filled; short for --split-option gt=..."),
+    size: Optional[str] = typer.Option(None, "--size", help="HxW of synthetic splits (synth-test renders at any "
+                                                             "size); short for --split-option size=HxW."),
+    strict: bool = option(C, "strict"),
     list_protocols: bool = typer.Option(False, "--list-protocols", help="Describe the protocols and exit."),
+    config: Optional[Path] = config_file_option(),
+    print_config: bool = print_config_option(),
 ) -> None:
     """Score models on a labeled split with the literature's exact protocols."""
     from kdcache.evaluate import evaluate
-    from kdcache.atomic import write_text
-    from kdcache.evaluate.results import print_results, to_json, to_markdown
+    from kdcache.evaluate.results import print_results
 
     if list_protocols:
         _print_protocols()
         return
-    if not split or not model:
-        raise KdcacheError("kdcache eval needs --split NAME and at least one --model RUN_DIR_OR_TEACHER")
-    for option, path in (("--json", json_out), ("--markdown", markdown_out)):
-        if path:
-            check_writable(path, option, folder=False)  # before the evaluation, not after it
-    rows = evaluate(
-        model, split, protocol=list(protocol) if protocol else None, flip_tta=flip_tta, device=device,
-        precision=precision, input_size=parse_hw(input_size, "--input-size"), crop=crop, max_depth=max_depth,
-        efficiency=efficiency, throughput_batch=throughput_batch, root=data_root, strict=strict,
-        split_options={**({"gt": gt} if gt else {}), **({"size": parse_hw(size, "--size")} if size else {})},
-    )
-    print_results(rows)
-    if json_out:
-        write_text(json_out, to_json(rows))
-    if markdown_out:
-        write_text(markdown_out, to_markdown(rows))
+    options = overrides(ctx, C)
+    shorthands = {**({"gt": gt} if gt else {}), **({"size": parse_hw(size, "--size")} if size else {})}
+    if shorthands:
+        options["split_options"] = {**options.get("split_options", {}), **shorthands}
+    print_results(evaluate(resolve(C, config, options, print_config)))
 
 
 def _print_protocols() -> None:

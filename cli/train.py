@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
+from kdcache.cli.config_options import config_file_option, option, overrides, print_config_option, resolve
 from kdcache.errors import KdcacheError
-from kdcache.sizes import parse_hw
+from kdcache.train.train_config import DEFAULT_AUX_RATIO
+from kdcache.train.train_config import TrainConfig as C
+from kdcache.train.train_config import VariantConfig as V
 
 HELP = """Train students from a cache made by `kdcache precompute`.
 
@@ -32,79 +35,67 @@ def _sources(labeled: Optional[str], aux: list[str]) -> dict[str, str]:
     return sources
 
 
-def build_raw_config(config_file: Optional[Path], options: dict[str, Any], students: list[str],
-                     labeled: Optional[str], aux: list[str]) -> dict[str, Any]:
-    """The TOML (if any) with every option given on the command line taking precedence."""
-    from kdcache.train import load_toml
-
-    raw = load_toml(config_file) if config_file else {}
-    sources = _sources(labeled, aux)
-    if sources:
-        raw["sources"] = sources
-    if options.get("aux_ratio") is not None:
-        raw.pop("mix", None)  # an explicit ratio replaces the TOML's per-source fractions
-    raw.update({k: v for k, v in options.items() if v is not None})
+def shorthand_overrides(students: list[str], labeled: Optional[str], aux: list[str], aux_ratio: Optional[float],
+                        no_augment: bool) -> dict[str, Any]:
+    """The options that stand for a table of the TOML: --student (its [[variant]]s), --labeled / --aux
+    ([sources]), --aux-ratio ([mix]) and --no-augment ([augment] enabled = false)."""
+    given: dict[str, Any] = {}
     if students:
-        raw.pop("variant", None)
-        raw["variant"] = [{"student": s} for s in students]
-    return raw
+        given["variant"] = [{"student": s} for s in students]
+    if labeled or aux:
+        given["sources"] = _sources(labeled, aux)
+    if aux_ratio is not None:
+        given["aux_ratio"] = aux_ratio
+    if no_augment:
+        given["augment"] = {"enabled": False}
+    return given
 
 
 def train_command(
-    student: list[str] = typer.Option([], "--student", "-s", help="Student preset (repeat for several variants)."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="Cache URL (a `kdcache precompute --out`)."),
+    ctx: typer.Context,
+    student: List[str] = typer.Option([], "--student", "-s", help="Student preset (repeat for several variants)."),
+    cache: Optional[str] = option(C, "cache"),
     labeled: Optional[str] = typer.Option(None, "--labeled", help="Labeled split of the cache."),
-    aux: list[str] = typer.Option([], "--aux", help="Unlabeled split ([NAME=]SPLIT; repeatable)."),
-    aux_ratio: Optional[float] = typer.Option(None, "--aux-ratio", help="Fraction of each batch from aux sources."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="gt-only | kd-labeled | kd-labeled-aux | kd-aux-only."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="Loss weights, e.g. silog=1,kd=1."),
-    val: Optional[str] = typer.Option(None, "--val", help="Labeled split of the cache for checkpoints/best."),
-    out: Optional[str] = typer.Option(None, "--out", help="Run directory (one sub-dir per variant)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML config / sweep (configs/train-*.toml)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the labeled (or aux-only) split."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Total optimizer steps (instead of --epochs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay, e.g. 0.999 (off by default)."),
-    warmup: Optional[float] = typer.Option(None, "--warmup", help="Warm-up: fraction of steps, or steps if >= 1."),
-    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Max gradient norm (0 = off)."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="auto (bf16 on GPU, off on CPU) | bf16 | off."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader workers."),
-    val_max_samples: Optional[int] = typer.Option(None, "--val-max-samples"),
-    resolution: Optional[str] = typer.Option(None, "--resolution", help="Refuse a cache not at HxW."),
-    feature_layer: list[str] = typer.Option([], "--feature-layer", help="Teacher layer to distil (repeat)."),
+    aux: List[str] = typer.Option([], "--aux", help="Unlabeled split ([NAME=]SPLIT; repeatable)."),
+    aux_ratio: Optional[float] = typer.Option(
+        None, "--aux-ratio", help=f"Fraction of each batch from aux sources (default {DEFAULT_AUX_RATIO})."),
+    mode: Optional[str] = option(V, "mode"),
+    loss: Optional[str] = option(V, "loss"),
+    val: Optional[str] = option(C, "val"),
+    out: Optional[str] = option(C, "out"),
+    config: Optional[Path] = config_file_option(),
+    epochs: int = option(C, "epochs"),
+    steps: Optional[int] = option(C, "steps"),
+    batch_size: int = option(C, "batch_size", "-b"),
+    lr: float = option(V, "lr"),
+    weight_decay: float = option(V, "weight_decay"),
+    seed: int = option(C, "seed"),
+    ema: Optional[float] = option(V, "ema"),
+    warmup: float = option(C, "warmup"),
+    clip_grad: float = option(C, "clip_grad"),
+    amp: str = option(C, "amp"),
+    device: str = option(C, "device"),
+    workers: Optional[int] = option(C, "workers"),
+    val_max_samples: int = option(C, "val_max_samples"),
+    resolution: Optional[str] = option(C, "resolution"),
+    feature_layers: List[str] = option(C, "feature_layers"),
     no_augment: bool = typer.Option(False, "--no-augment", help="Turn augmentation off."),
-    log_every: Optional[int] = typer.Option(None, "--log-every"),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every",
-                                                   help="Extra checkpoints every N steps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out exactly."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm across GPUs under torchrun."),
-    pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet encoder weights if available locally (offline: logged, trains from scratch)."),
+    log_every: int = option(C, "log_every"),
+    checkpoint_every: int = option(C, "checkpoint_every"),
+    resume: bool = option(C, "resume"),
+    overwrite: bool = option(C, "overwrite"),
+    sync_bn: bool = option(C, "sync_bn"),
+    pretrained: bool = option(V, "pretrained"),
+    print_config: bool = print_config_option(),
 ) -> None:
     from kdcache.errors import writing_to
-    from kdcache.train import config_from_dict, train
+    from kdcache.train import train
 
-    options = {
-        "cache": cache, "aux_ratio": aux_ratio, "mode": mode, "loss": loss, "val": val, "out": out,
-        "epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "seed": seed, "ema": ema, "warmup": warmup, "clip_grad": clip_grad,
-        "amp": amp, "device": device, "workers": workers, "val_max_samples": val_max_samples,
-        "resolution": parse_hw(resolution, "--resolution"), "feature_layers": feature_layer or None,
-        "log_every": log_every, "checkpoint_every": checkpoint_every,
-        "resume": resume or None, "overwrite": overwrite or None, "sync_bn": sync_bn or None,
-        "pretrained": pretrained or None,
-    }
-    raw = build_raw_config(config, options, student, labeled, aux)
-    if no_augment:
-        raw.setdefault("augment", {})["enabled"] = False
-    config = config_from_dict(raw)
+    given = {**overrides(ctx, C, V), **shorthand_overrides(student, labeled, aux, aux_ratio, no_augment)}
+    settings = resolve(C, config, given, print_config)
     # A full disk mid-run leaves every checkpoint whole (they are swapped in by rename): --resume continues.
-    with writing_to(config.out, rerun="rerun with --resume to continue from the last checkpoint"):
-        results = train(config)
+    with writing_to(settings.out, rerun="rerun with --resume to continue from the last checkpoint"):
+        results = train(settings)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table, not one per process
         print_results(results)
 

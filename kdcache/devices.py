@@ -47,3 +47,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device
+
+
+def default_workers(stage: str) -> int:
+    """DataLoader worker processes when a config leaves `workers` unset (None). One rule per stage, because the
+    stages differ in what the count changes:
+    - `precompute`: cores - 1, at most 8. Workers decode and resize images for the teacher; the cache is the same
+      with any count, so use the machine (one core is left to the main process feeding the device).
+    - `train`: 2, on every machine. Each worker serves one lane of the batch order (`train/loader.py`), so the
+      count is part of what a run computes: a fixed default keeps a config's batches the same everywhere.
+    """
+    if stage == "precompute":
+        return max(0, min(8, (os.cpu_count() or 1) - 1))
+    if stage == "train":
+        return 2
+    raise ValueError(f"no worker rule for stage {stage!r}")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from kdcache.demo.findings import TARGETS, check_feature_rows, check_findings, check_targets, unchecked_findings
-from kdcache.demo.plan import HU_ROWS, SCALES, STUDENT_ROWS, configs_dir, load_plan
+from kdcache.demo.findings import THRESHOLDS, check_feature_rows, check_findings, check_targets, unchecked_findings
+from kdcache.demo.plan import HU_ROWS, SCALES, configs_dir, load_plan
+from kdcache.train.modes import MODES
 from kdcache.demo.report import ROW_ORDER, combine_seeds, results_table, seeds_table
-from kdcache.demo.steps import DemoSteps, Step, _fingerprint, to_toml
+from kdcache.demo import _evaluate_step
+from kdcache.demo.steps import DemoSteps, Step, _fingerprint
 from kdcache.errors import KdcacheError
 
 
@@ -22,7 +26,7 @@ def test_every_scale_has_a_valid_plan(scale):
 @pytest.mark.parametrize("path", sorted(configs_dir().glob("demo-*.toml")), ids=lambda p: p.name)
 def test_every_shipped_demo_config_loads(path):
     plan = load_plan(config=path)
-    assert set(plan.targets) <= set(TARGETS) and plan.expected_minutes > 0
+    assert set(plan.targets) <= set(THRESHOLDS) and plan.expected_minutes > 0
 
 
 def test_full_scale_sets_the_issue_targets():
@@ -42,12 +46,24 @@ def test_unknown_scale_is_one_clear_line():
         load_plan("huge")
 
 
-def test_to_toml_round_trips_a_training_config():
+def test_the_demo_prints_the_commands_of_the_configs_it_runs(tmp_path, run_cli):
+    """Each step's command, run with --print-config, resolves to the very config the step runs."""
+    import shlex
     import tomllib
 
-    config = {"cache": "c.zarr", "epochs": 2, "resolution": [32, 48], "sources": {"labeled": "synth-train[:4]"},
-              "variant": [{"name": "a", "student": "s", "loss": {"silog": 1.0}, "sources": ["labeled"]}]}
-    assert tomllib.loads(to_toml(config)) == config
+    plan = load_plan("micro")
+    steps = DemoSteps(plan, tmp_path, workers=1)
+    all_steps = steps.steps(_evaluate_step(plan, steps, tmp_path), Step("report", "", "", None, 0))
+    for step in all_steps[:-1]:
+        argv = shlex.split(step.command)
+        assert argv[0] == "kdcache" and step.config is not None, step.key
+        if argv[1] == "train":  # the run writes its config as the TOML the command names
+            Path(argv[-1]).parent.mkdir(parents=True, exist_ok=True)
+            Path(argv[-1]).write_text(step.config.to_toml())
+        code, out, err = run_cli(*argv[1:], "--print-config")
+        assert code == 0, (step.key, err)
+        assert type(step.config).from_dict(tomllib.loads(out)) == step.config, step.key
+    assert "--workers 1" in all_steps[0].command and "--split-option size=" in all_steps[0].command
 
 
 def _rows(**abs_rel):
@@ -147,7 +163,7 @@ def test_rows_seeds_and_cache_options_are_validated(tmp_path):
             load_plan(config=path)
     with pytest.raises(KdcacheError, match="--seeds must be a whole number >= 1"):
         load_plan("micro", seeds=0)
-    assert load_plan("micro").rows == list(STUDENT_ROWS) and load_plan("micro", seeds=3).seeds == 3
+    assert load_plan("micro").rows == list(MODES) and load_plan("micro", seeds=3).seeds == 3
 
 
 def test_each_seed_is_one_pass_with_its_own_seed_and_folder(tmp_path):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from kdcache.errors import KdcacheError
-from kdcache.precompute import precompute
+from kdcache.precompute import PrecomputeConfig, precompute
 from kdcache.precompute.store_plan import FIT_AHEAD
 from kdcache.precompute.stream import LOOKAHEAD
 from kdcache.store import open_store
@@ -79,8 +79,8 @@ def folder_split(tmp_path, count: int = 40) -> str:
 
 
 def run(tmp_path, split: str, **options) -> str:
-    return precompute("emulated:1", [split], str(tmp_path / "c.zarr"), resolution=(24, 32), batch_size=4,
-                      shard_size=8, workers=0, **options)
+    return precompute(PrecomputeConfig("emulated:1", [split], str(tmp_path / "c.zarr"), resolution=(24, 32),
+                                       batch_size=4, shard_size=8, workers=0, **options))
 
 
 def test_precompute_launches_ahead_and_waits_once_per_batch(clock, tmp_path):

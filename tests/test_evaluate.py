@@ -1,4 +1,4 @@
-"""evaluate(): students and HF teachers side by side, protocol selection, efficiency, reports, `kdcache eval`."""
+"""evaluate(EvalConfig): students and HF teachers side by side, protocol selection, efficiency, reports, `kdcache eval`."""
 
 import json
 
@@ -8,7 +8,7 @@ import torch
 
 from helpers.eval_fixtures import SPLIT, ArraySplit, save_tiny_student
 from kdcache.errors import KdcacheError
-from kdcache.evaluate import Predictor, evaluate, to_markdown
+from kdcache.evaluate import EvalConfig, Predictor, evaluate, to_markdown
 from kdcache.metrics import METRIC_KEYS
 from kdcache.students import load_student
 
@@ -32,8 +32,8 @@ def tiny_dpt(tmp_path_factory):
 
 
 def test_a_perfect_model_scores_perfectly_under_every_applicable_protocol():
-    rows = evaluate([OraclePredictor("depth"), OraclePredictor("disparity")], ArraySplit(),
-                    protocol=["metric", "aligned-disparity", "aligned-depth"], efficiency=False)
+    rows = evaluate(EvalConfig([OraclePredictor("depth"), OraclePredictor("disparity")], ArraySplit(),
+                               ["metric", "aligned-disparity", "aligned-depth"], efficiency=False))
     got = {(r["name"], r["protocol"]): r for r in rows}
     # The disparity model is never scored with metric (nor aligned-depth): one aligned-disparity row.
     assert sorted(got) == [("oracle-depth", "aligned-depth"), ("oracle-depth", "aligned-disparity"),
@@ -56,7 +56,7 @@ def test_flip_tta_averages_with_the_mirrored_prediction():
 
 def test_student_and_hf_teacher_side_by_side_with_efficiency(tmp_path, tiny_dpt):
     run = save_tiny_student(tmp_path / "run")
-    rows = evaluate([str(run), f"hf:{tiny_dpt}"], ArraySplit(count=2), throughput_batch=2)
+    rows = evaluate(EvalConfig([str(run), f"hf:{tiny_dpt}"], ArraySplit(count=2), throughput_batch=2))
     student, teacher = rows
     assert (student["kind"], student["protocol"], student["note"]) == ("student", "metric", None)
     # A relative-depth teacher gets the aligned protocol automatically, and the row says so.
@@ -74,7 +74,7 @@ def test_student_and_hf_teacher_side_by_side_with_efficiency(tmp_path, tiny_dpt)
 
 def test_real_synth_split_gets_metric_with_its_own_cap(tmp_path):
     run = save_tiny_student(tmp_path / "run", resolution=(32, 40))
-    row = evaluate([str(run)], "synth-test[:2]", split_options={"size": (48, 64)}, efficiency=False)[0]
+    row = evaluate(EvalConfig([str(run)], "synth-test[:2]", split_options={"size": (48, 64)}, efficiency=False))[0]
     assert (row["protocol"], row["images"], row["split"]) == ("metric", 2, "synth-test[:2]")
     assert 0 < row["metrics"]["abs_rel"] < 10 and row["eval_size"] == [48, 64]
 
@@ -83,9 +83,9 @@ def test_unlabeled_split_and_unknown_model_are_one_line_errors():
     unlabeled = ArraySplit()
     unlabeled.labeled = False
     with pytest.raises(KdcacheError, match="no ground truth"):
-        evaluate([OraclePredictor()], unlabeled)
+        evaluate(EvalConfig([OraclePredictor()], unlabeled))
     with pytest.raises(KdcacheError, match="neither an existing student run"):
-        evaluate(["no-such-model"], ArraySplit())
+        evaluate(EvalConfig(["no-such-model"], ArraySplit()))
 
 
 def test_kdcache_eval_cli_writes_table_json_and_markdown(tmp_path, run_cli, tiny_dpt):
@@ -150,7 +150,7 @@ def test_nyu_reader_gets_the_eigen_crop_and_raw_depth_range(data_root):
     from kdcache.metrics import depth_metrics, mean_metrics
 
     write_nyu(data_root, height=480, width=640)
-    row = evaluate([Constant(2.0)], "nyu-test", efficiency=False)[0]
+    row = evaluate(EvalConfig([Constant(2.0)], "nyu-test", efficiency=False))[0]
     expected = []
     for sample in open_split("nyu-test"):
         mask = sample.valid & (sample.depth > 1e-3) & (sample.depth < 10) & crop_mask("eigen", (480, 640))
@@ -158,14 +158,14 @@ def test_nyu_reader_gets_the_eigen_crop_and_raw_depth_range(data_root):
             expected.append(depth_metrics(np.full((480, 640), 2.0), sample.depth, mask))
     assert 0 < len(expected) < 3 and row["unscored"] == 3 - len(expected) and row["images"] == len(expected)
     assert row["metrics"] == pytest.approx(mean_metrics(expected))
-    assert evaluate([Constant(2.0)], "nyu-test", protocol="hu", efficiency=False)[0]["eval_size"] == [228, 304]
+    assert evaluate(EvalConfig([Constant(2.0)], "nyu-test", ["hu"], efficiency=False))[0]["eval_size"] == [228, 304]
 
 
 def test_hrwsi_disparity_ground_truth_gets_aligned_disparity(data_root):
     from helpers.data_fixtures import write_hrwsi
 
     write_hrwsi(data_root)
-    row = evaluate([Constant(2.0)], "hrwsi-val", protocol="metric", efficiency=False)[0]
+    row = evaluate(EvalConfig([Constant(2.0)], "hrwsi-val", ["metric"], efficiency=False))[0]
     assert row["protocol"] == "aligned-disparity" and "relative disparity" in row["note"]
 
 
@@ -198,11 +198,11 @@ def test_metric_and_metric_zoedepth_share_one_forward_pass_and_differ_on_kitti(c
             return torch.full((len(images), *images.shape[-2:]), 40.0)
 
     model = Counting()
-    rows = evaluate([model], KittiFrames(), protocol=["metric", "metric-zoedepth"], efficiency=False)
+    rows = evaluate(EvalConfig([model], KittiFrames(), ["metric", "metric-zoedepth"], efficiency=False))
     assert model.shapes == [(352, 1216)] * 2  # the KB crop, once per image for both protocols
     bts, zoe = rows
     assert (bts["protocol"], zoe["protocol"]) == ("metric", "metric-zoedepth")
     assert bts["metrics"]["rmse"] != pytest.approx(zoe["metrics"]["rmse"], abs=1e-3)  # different Garg windows
     assert "--flip-tta" in capsys.readouterr().err  # ZoeDepth's numbers are flip-averaged: the run says so
-    evaluate([model], KittiFrames(), protocol="metric-zoedepth", flip_tta=True, efficiency=False)
+    evaluate(EvalConfig([model], KittiFrames(), ["metric-zoedepth"], flip_tta=True, efficiency=False))
     assert "--flip-tta" not in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 
 from helpers.eval_fixtures import SPLIT, ArraySplit, save_tiny_student
 from kdcache.errors import KdcacheError
-from kdcache.evaluate import evaluate
+from kdcache.evaluate import EvalConfig, evaluate
 from kdcache.evaluate.predictors import OnnxPredictor
 from kdcache.export import export_onnx, relative_error
 from kdcache.students import load_student
@@ -42,7 +42,7 @@ def test_kdcache_export_default_exporter_is_dynamic_and_matches_pytorch(run, run
     with torch.no_grad():
         assert relative_error(onnx.forward(x).numpy(), model(x)[:, 0].numpy()) < 1e-3
     # The exported file is a model like any other for `evaluate`.
-    row = evaluate([str(out)], ArraySplit(count=1), efficiency=False)[0]
+    row = evaluate(EvalConfig([str(out)], ArraySplit(count=1), efficiency=False))[0]
     assert row["kind"] == "onnx" and row["protocol"] == "metric"
 
 

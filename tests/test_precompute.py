@@ -9,7 +9,7 @@ import torch
 from helpers.precompute_fakes import RESOLUTION, FakeSplit, FakeTeacher
 
 from kdcache.errors import KdcacheError
-from kdcache.precompute import precompute, verify_store
+from kdcache.precompute import PrecomputeConfig, precompute, verify_store
 from kdcache.precompute.features import pool_to_grid
 from kdcache.precompute.resize import resize_image, resize_nearest
 from kdcache.store import open_store
@@ -19,7 +19,7 @@ FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 
 def run(url, splits=("kdtest-labeled",), teacher=None, **options):
     options = dict(dict(resolution=RESOLUTION, batch_size=3, shard_size=4), **options)
-    return precompute(teacher or FakeTeacher(), list(splits), str(url), **options)
+    return precompute(PrecomputeConfig(teacher or FakeTeacher(), list(splits), str(url), **options))
 
 
 def teacher_on(images: np.ndarray, teacher=None, layers=("stem", "deep")):

@@ -80,9 +80,10 @@ def test_cli_user_errors_are_one_line_with_exit_2(args, message, run_cli, tmp_pa
 
 
 def test_synthetic_world_split_precomputes_without_a_teacher(tmp_path):
-    from kdcache.precompute import precompute
+    from kdcache.precompute import PrecomputeConfig, precompute
 
-    url = precompute("none", ["synth-train[:4]"], str(tmp_path / "s.zarr"), resolution=(24, 32), shard_size=2)
+    url = precompute(PrecomputeConfig("none", ["synth-train[:4]"], str(tmp_path / "s.zarr"), resolution=(24, 32),
+                                      shard_size=2))
     data = open_store(url).split("synth-train[:4]").read()
     assert data["image"].shape == (4, 24, 32, 3) and data["gt"].shape == (4, 24, 32)
     assert data["valid"].any() and (data["gt"][data["valid"]] > 0).all()

@@ -1,21 +1,21 @@
-"""`precompute(split_options=...)` / `--split-option`: reader options reach every split and the manifest."""
+"""`PrecomputeConfig(split_options=...)` / `--split-option`: reader options reach every split and the manifest."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kdcache.cli.precompute import parse_split_options
+from kdcache.config import parse_pairs
 from kdcache.data import open_split
 from kdcache.errors import KdcacheError
 from kdcache.store import open_store
 
 
 def test_parse_split_options():
-    assert parse_split_options(["size=24x32", "gt=filled", "n=3", "f=0.5"]) == {
+    assert parse_pairs(["size=24x32", "gt=filled", "n=3", "f=0.5"], "--split-option") == {
         "size": (24, 32), "gt": "filled", "n": 3, "f": 0.5}
-    with pytest.raises(KdcacheError, match="KEY=VALUE"):
-        parse_split_options(["size"])
+    with pytest.raises(KdcacheError, match="bad --split-option 'size': use KEY=VALUE"):
+        parse_pairs(["size"], "--split-option")
 
 
 def test_synth_rendered_at_the_cache_resolution_is_stored_unresized(tmp_path, run_cli):

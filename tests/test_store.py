@@ -12,7 +12,7 @@ import zarr
 from helpers.precompute_fakes import RESOLUTION, FakeTeacher
 
 from kdcache.errors import KdcacheError
-from kdcache.precompute import precompute
+from kdcache.precompute import PrecomputeConfig, precompute
 from kdcache.precompute.resize import aspect_crop_box, resize_nearest
 from kdcache.store import group_name, open_store
 from kdcache.store import manifest as mf
@@ -22,8 +22,8 @@ from kdcache.store.backend import DurableLocalStore, local_path, remove_stale_pa
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory):
     url = str(tmp_path_factory.mktemp("store") / "cache.zarr")
-    precompute(FakeTeacher(), ["kdtest-labeled", "kdtest-unlabeled"], url, resolution=RESOLUTION,
-               batch_size=2, shard_size=4)
+    precompute(PrecomputeConfig(FakeTeacher(), ["kdtest-labeled", "kdtest-unlabeled"], url, resolution=RESOLUTION,
+                                batch_size=2, shard_size=4))
     return url
 
 

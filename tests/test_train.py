@@ -11,7 +11,7 @@ from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.students import load_student
-from kdcache.train import MODES, config_from_dict, train
+from kdcache.train import MODES, TrainConfig, train
 from kdcache.train.checkpointing import read_state
 
 SOURCES = {"labeled": "synth-train", "aux": "synth-aux", "aux-far": "synth-aux-far"}
@@ -33,7 +33,7 @@ def gt_only_cache(tmp_path_factory):
 def run_config(cache, out, variants, **extra):
     raw = {"cache": cache, "out": str(out), "sources": dict(SOURCES), "mix": dict(MIX), "batch_size": 4,
            "steps": 4, "workers": 0, "log_every": 2, "variant": variants, **extra}
-    return config_from_dict(raw)
+    return TrainConfig.from_dict(raw)
 
 
 def weights(run_dir, which="last"):
@@ -68,7 +68,7 @@ def test_every_mode_trains_and_writes_a_run_dir(cache, tmp_path, mode):
 
 @pytest.mark.parametrize("mode", [{"mode": "gt-only"}, {}], ids=["gt-only", "default-losses"])
 def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path, mode):
-    config = config_from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"),
+    config = TrainConfig.from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"),
                                "sources": {"labeled": "synth-train"},
                                "batch_size": 4, "steps": 2, "workers": 0, "variant": [{**mode, **TINY_STUDENT}]})
     [result] = train(config)
@@ -77,7 +77,7 @@ def test_gt_only_on_a_none_teacher_cache(gt_only_cache, tmp_path, mode):
 
 
 def test_distillation_on_a_none_teacher_cache_is_refused(gt_only_cache, tmp_path):
-    config = config_from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"),
+    config = TrainConfig.from_dict({"cache": gt_only_cache, "out": str(tmp_path / "run"),
                                "sources": {"labeled": "synth-train"},
                                "batch_size": 4, "steps": 2, "variant": [{"mode": "kd-labeled", **TINY_STUDENT}]})
     with pytest.raises(KdcacheError, match="no teacher"):
@@ -154,7 +154,7 @@ def test_a_cache_made_for_something_else_is_refused(cache, tmp_path, change, mes
            "steps": 2, "variant": [{"mode": "kd-labeled-aux", **TINY_STUDENT}], **change}
     raw = {k: v for k, v in raw.items() if v is not None}
     with pytest.raises(KdcacheError, match=message) as err:
-        train(config_from_dict(raw))
+        train(TrainConfig.from_dict(raw))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -196,3 +196,37 @@ def test_cli_pretrained_offline_says_so_and_trains_from_scratch(cache, tmp_path,
     assert code == 0, err
     assert "from scratch" in err
     assert json.loads((tmp_path / "pre" / "config.json").read_text())["variants"][0]["pretrained"] is True
+
+
+def test_cli_print_config_opens_nothing_and_reads_back_equal(tmp_path, run_cli):
+    """--print-config resolves without the cache (it need not exist); its TOML given as --config is the same run."""
+    import tomllib
+
+    from kdcache.train import TrainConfig
+
+    args = ("train", "--cache", tmp_path / "no-such.zarr", "--out", tmp_path / "run", "--labeled", "synth-train",
+            "--aux", "far=synth-aux-far", "-s", "a", "-s", "b", "--mode", "kd-labeled", "--lr", "2e-3",
+            "--resolution", "32x48", "--feature-layer", "x.1", "--no-augment", "--seed", "3")
+    code, out, err = run_cli(*args, "--print-config")
+    assert code == 0, err
+    config = TrainConfig.from_dict(tomllib.loads(out))
+    assert [v.lr for v in config.variants] == [2e-3, 2e-3] and config.resolution == (32, 48)
+    assert config.seed == 3 and not config.augment.enabled and config.feature_layers == ["x.1"]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "no-such.zarr").exists()
+    (tmp_path / "printed.toml").write_text(out)
+    code, again, err = run_cli("train", "--config", tmp_path / "printed.toml", "--print-config")
+    assert code == 0 and again == out, err
+    assert TrainConfig.from_toml(tmp_path / "printed.toml") == config
+
+
+def test_lr_has_one_default_whichever_way_it_is_set(tmp_path):
+    """Top level, [[variant]], the VariantConfig default: one lr, one dataclass default."""
+    import dataclasses
+
+    from kdcache.train import TrainConfig, VariantConfig
+
+    base = {"cache": "c", "out": "o", "sources": {"labeled": "a"}}
+    default = next(f.default for f in dataclasses.fields(VariantConfig) if f.name == "lr")
+    assert TrainConfig.from_dict({**base, "student": "x"}).variants[0].lr == default
+    config = TrainConfig.from_dict({**base, "lr": 5, "variant": [{"student": "x"}, {"student": "y", "lr": 0.1}]})
+    assert [v.lr for v in config.variants] == [5.0, 0.1] and isinstance(config.variants[0].lr, float)

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
-from kdcache.train import config_from_dict, load_toml
+from kdcache.train import TrainConfig
 from kdcache.train.augment import augment_batch, sample_params
 from kdcache.train.cache_plan import inspect_cache, loader_plan
-from kdcache.train.config import AugmentConfig, source_counts
+from kdcache.train.train_config import AugmentConfig, source_counts
 from kdcache.train.loader import make_loader
 from kdcache.train.validate import batch_abs_rel
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("loader")
     url = build_cache(root / "c.zarr", {"synth-train": 24, "synth-aux": 16}, shard_size=4)
-    config = config_from_dict({
+    config = TrainConfig.from_dict({
         "cache": url, "out": str(root / "run"), "sources": {"labeled": "synth-train", "aux": "synth-aux"},
         "batch_size": 4, "variant": [{"mode": "kd-labeled-aux", "loss": {"silog": 1, "kd": 1, "feature": 1},
                                       **TINY_STUDENT}],
@@ -134,7 +134,7 @@ def test_validation_metric_aligns_relative_predictions_only():
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("train-*.toml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(path):
-    config = config_from_dict(load_toml(path))
+    config = TrainConfig.from_toml(path)
     assert sum(source_counts(config).values()) == config.batch_size and config.variants
 
 
@@ -146,8 +146,8 @@ def test_shipped_configs_parse(path):
 ])
 def test_batch_counts_follow_the_mix_by_largest_remainder(batch_size, mix, expected):
     sources = {name: f"synth-train[:{i + 1}]" for i, name in enumerate(mix)}
-    config = config_from_dict({"cache": "c", "out": "o", "sources": sources, "student": "x", "mix": mix,
-                               "batch_size": batch_size})
+    config = TrainConfig.from_dict({"cache": "c", "out": "o", "sources": sources, "student": "x", "mix": mix,
+                                     "batch_size": batch_size})
     assert source_counts(config) == expected
 
 
@@ -161,5 +161,5 @@ def test_batch_counts_follow_the_mix_by_largest_remainder(batch_size, mix, expec
 def test_bad_configs_are_refused_in_one_line(raw, message):
     base = {"cache": "c", "out": "o", "sources": {"labeled": "a"}, "student": "x"}
     with pytest.raises(KdcacheError, match=message) as err:
-        config_from_dict({**base, **raw})
+        TrainConfig.from_dict({**base, **raw})
     assert "\n" not in str(err.value)

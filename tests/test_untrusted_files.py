@@ -18,7 +18,7 @@ from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.students import create_student, load_student, save_student
-from kdcache.train import config_from_dict, train
+from kdcache.train import TrainConfig, train
 
 
 class _Planted:
@@ -69,7 +69,7 @@ def test_resume_state_is_stored_without_pickle_and_round_trips(cache, tmp_path):
 
     raw = {"cache": cache, "out": str(tmp_path / "run"), "sources": {"labeled": "synth-train"}, "batch_size": 2,
            "steps": 2, "workers": 0, "variant": [{"mode": "gt-only", "ema": 0.9, **TINY_STUDENT}]}
-    train(config_from_dict(raw))
+    train(TrainConfig.from_dict(raw))
     last = tmp_path / "run" / "checkpoints" / "last"
     assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "student.json", "trainer.json",
                                                        "trainer.safetensors"]

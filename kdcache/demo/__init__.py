@@ -8,7 +8,7 @@ gallery.png and curves.png. Everything lands under the output folder; a rerun re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kdcache.console import log
@@ -17,6 +17,7 @@ from kdcache.demo.plan import DemoPlan, load_plan
 from kdcache.demo.report import ROW_ORDER, combine_seeds, render_report, result_row
 from kdcache.demo.steps import DemoSteps, Step, run_steps, write_json, write_text
 from kdcache.errors import KdcacheError, check_writable
+from kdcache.evaluate.eval_config import EvalConfig
 
 __all__ = ["DemoResult", "run_demo", "load_plan"]
 
@@ -45,22 +46,23 @@ def _all_models(plan: DemoPlan, steps: DemoSteps) -> list[tuple[str, int, Path]]
     return found
 
 
+def eval_config(plan: DemoPlan, steps: DemoSteps, out: Path) -> EvalConfig:
+    """`kdcache eval` of the teacher and every student row and seed on the test split, written to eval.json."""
+    models = [str(path) for _, _, path in _all_models(plan, steps)]
+    return EvalConfig(models, plan.splits["test"], [plan.eval_protocol], split_options=plan.split_options,
+                      json_out=str(out / "eval.json"))
+
+
 def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
     models = _all_models(plan, steps)
-    command = " ".join(
-        ["kdcache eval", f"--split '{plan.splits['test']}'", f"--protocol {plan.eval_protocol}",
-         f"--size {plan.resolution[0]}x{plan.resolution[1]}"]
-        + [f"--model {path}" for _, _, path in models]
-        + [f"--json {out / 'eval.json'}"]
-    )
+    config = eval_config(plan, steps, out)
 
     def run(fresh: bool) -> dict:
         from kdcache.evaluate import evaluate, load_predictor, measure_efficiency
 
         # Accuracy for every model; efficiency once per architecture (the students share one), so
-        # the students' latencies are one measurement rather than many noisy ones.
-        rows = evaluate([str(path) for _, _, path in models], plan.splits["test"], plan.eval_protocol,
-                        efficiency=False, split_options=plan.split_options)
+        # the students' latencies are one measurement rather than many noisy ones; eval.json gets both.
+        rows = evaluate(replace(config, efficiency=False, json_out=None))
         size = plan.resolution
         teacher_eff = measure_efficiency(load_predictor(str(steps.teacher_run)), size, throughput_batch=8)
         student_eff = measure_efficiency(load_predictor(str(steps.student_runs()["gt-only"])), size,
@@ -72,7 +74,8 @@ def _evaluate_step(plan: DemoPlan, steps: DemoSteps, out: Path) -> Step:
         return {"rows": named}
 
     students = f"{len(plan.rows)} student rows" + (f" x {plan.seeds} seeds" if plan.seeds > 1 else "")
-    return Step("eval", f"evaluate the teacher and {students} on {plan.splits['test']}", command, run, 0.08)
+    return Step("eval", f"evaluate the teacher and {students} on {plan.splits['test']}", config.command(), run, 0.08,
+                config=config)
 
 
 def _report_step(plan: DemoPlan, steps: DemoSteps, out: Path, results: dict) -> Step:

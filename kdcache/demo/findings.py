@@ -97,7 +97,7 @@ RECOMMENDED = "{recommended}"
 # A scale's config may set numeric targets (`[targets]` in configs/demo-full.toml): each is a ratio of two
 # measured numbers with a limit, checked and reported like a finding but without the noise margin, since the
 # limit itself is the bar. name -> (claim with {limit}, numerator row and field, denominator row and field, at_most)
-TARGETS: dict[str, tuple[str, tuple[str, str], tuple[str, str], bool]] = {
+THRESHOLDS: dict[str, tuple[str, tuple[str, str], tuple[str, str], bool]] = {
     "kd_aux_vs_gt_only": ("KD + aux AbsRel <= {limit:g} x the GT-only student's",
                           (RECOMMENDED, "abs_rel"), ("gt-only", "abs_rel"), True),
     "kd_aux_vs_teacher": ("KD + aux AbsRel within {over:.0%} of the teacher's",
@@ -114,7 +114,7 @@ def check_targets(rows: list[dict], targets: dict[str, float], recommended: str 
     by_name = {row["name"]: row for row in rows}
     checks = []
     for name, limit in targets.items():
-        template, (top_row, top_field), (bottom_row, bottom_field), at_most = TARGETS[name]
+        template, (top_row, top_field), (bottom_row, bottom_field), at_most = THRESHOLDS[name]
         top_row = top_row.format(recommended=recommended)
         if top_row not in by_name or bottom_row not in by_name:
             continue  # e.g. the scene-scale target of an experiment without the aux-far row

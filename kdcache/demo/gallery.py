@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from kdcache.atomic import replacing
 
 
 def _pyplot():
@@ -18,10 +19,11 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name("." + path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    _pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path) as tmp:  # a killed demo never leaves a half-written picture
+            fig.savefig(tmp, dpi=90)
+    finally:
+        _pyplot().close(fig)
 
 
 def _to_depth(prediction: np.ndarray, space: str) -> np.ndarray:

@@ -12,45 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from kdcache.errors import KdcacheError
-from kdcache.train.config import DEFAULT_GT_LOSS, DEFAULT_KD_LOSS
+from kdcache.train.modes import LOSS_KINDS, MODES, mode_loss
+from kdcache.train.train_config import DEFAULT_AUX_RATIO
 
 SCALES = ("micro", "tiny", "small", "full")
 
 
-@dataclass(frozen=True)
-class StudentRow:
-    """One way the student is trained: the batch sources it sees and the kinds of loss it adds up."""
-
-    sources: tuple[str, ...]
-    losses: tuple[str, ...]  # keys of StageConfig.losses: gt, kd, feature, attention
-    description: str
-
-
-# Hu et al.'s ablation (the five rows every demo trains), then distillation of the cached teacher features on top
-# of KD + aux. A config's `rows` picks among them; the report keeps this order.
-STUDENT_ROWS: dict[str, StudentRow] = {
-    "gt-only": StudentRow(("labeled",), ("gt",), "student, GT loss only (the baseline, no teacher)"),
-    "kd-labeled": StudentRow(("labeled",), ("gt", "kd"), "student, GT + KD on labeled images"),
-    "kd-labeled-aux": StudentRow(("labeled", "aux"), ("gt", "kd"),
-                                 "student, GT on labeled + KD on labeled and auxiliary images"),
-    "kd-aux-only": StudentRow(("aux",), ("kd",), "student, KD on auxiliary images only (no labels at all)"),
-    "kd-labeled-aux-far": StudentRow(("labeled", "aux-far"), ("gt", "kd"),
-                                     "student, GT + KD with auxiliary images of a larger scene scale"),
-    "kd-labeled-aux+feat": StudentRow(("labeled", "aux"), ("gt", "kd", "feature"),
-                                      "kd-labeled-aux + the cached teacher features through learned 1x1 adapters"),
-    "kd-labeled-aux+attn": StudentRow(("labeled", "aux"), ("gt", "kd", "attention"),
-                                      "kd-labeled-aux + attention transfer on the cached teacher features"),
-}
+# The student rows are the training modes (`kdcache.train.modes.MODES`, which `kdcache train --mode` takes): Hu et
+# al.'s ablation (the five rows every demo trains), then distillation of the cached teacher features on top of KD +
+# aux. A config's `rows` picks among them; the report keeps MODES' order.
 HU_ROWS = ("gt-only", "kd-labeled", "kd-labeled-aux", "kd-aux-only", "kd-labeled-aux-far")
 # Every experiment trains at least these: the baseline and the recipe are what the targets and the report compare.
 # A finding whose rows an experiment leaves out (e.g. `full`, which spends its hours on seeds) is reported as not
 # checked at that scale.
 REQUIRED_ROWS = ("gt-only", "kd-labeled-aux")
-# Loss weights of each kind when a stage does not set `<kind>_loss`. GT and KD are training's own defaults.
-# Attention transfer's loss is a mean over h*w cells of squared differences of unit vectors (~1e-3): Zagoruyko &
-# Komodakis weight it by beta = 1e3, so do we.
-DEFAULT_LOSSES: dict[str, dict[str, float]] = {"gt": dict(DEFAULT_GT_LOSS), "kd": dict(DEFAULT_KD_LOSS),
-                                               "feature": {"feature": 1.0}, "attention": {"attention": 1000.0}}
 
 
 def configs_dir() -> Path:
@@ -71,12 +46,13 @@ class StageConfig:
     epochs: int
     batch_size: int
     lr: float
-    losses: dict[str, dict[str, float]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LOSSES.items()})
+    # The weights of each kind of loss (keys of LOSS_KINDS: gt, kd, feature, attention); `<kind>_loss` in the TOML.
+    losses: dict[str, dict[str, float]] = field(default_factory=lambda: {k: dict(v) for k, v in LOSS_KINDS.items()})
     options: dict[str, Any] = field(default_factory=dict)  # any other `kdcache train` option (warmup, augment, ...)
 
-    def row_loss(self, row: StudentRow) -> dict[str, float]:
-        """The loss weights of one student row: its kinds' tables merged."""
-        return {name: weight for kind in row.losses for name, weight in self.losses[kind].items()}
+    def row_loss(self, row: str) -> dict[str, float]:
+        """The loss weights of the student row (training mode) `row`: its kinds' tables merged."""
+        return mode_loss(row, self.losses)
 
 
 @dataclass
@@ -101,8 +77,8 @@ class DemoPlan:
     gallery_images: int
     expected_minutes: float
     source: Path
-    targets: dict[str, float] = field(default_factory=dict)  # name in findings.TARGETS -> limit
-    rows: list[str] = field(default_factory=lambda: list(STUDENT_ROWS))  # student rows, in STUDENT_ROWS order
+    targets: dict[str, float] = field(default_factory=dict)  # name in findings.THRESHOLDS -> limit
+    rows: list[str] = field(default_factory=lambda: list(MODES))  # student rows (training modes), in MODES order
     seeds: int = 1  # every student row is trained with seeds 0 .. seeds-1 from the same teacher cache
     cache: CacheOptions = field(default_factory=CacheOptions)
     recommended: str = "kd-labeled-aux"  # the KD + aux row of the recipe this experiment recommends (its targets)
@@ -136,7 +112,7 @@ class DemoPlan:
 
 
 def _stage(raw: dict[str, Any], where: str) -> StageConfig:
-    kinds = {f"{kind}_loss": kind for kind in DEFAULT_LOSSES}
+    kinds = {f"{kind}_loss": kind for kind in LOSS_KINDS}
     try:
         known = {"preset", "epochs", "batch_size", "lr", *kinds}
         options = {k: v for k, v in raw.items() if k not in known}
@@ -145,7 +121,7 @@ def _stage(raw: dict[str, Any], where: str) -> StageConfig:
             epochs=int(raw["epochs"]),
             batch_size=int(raw["batch_size"]),
             lr=float(raw["lr"]),
-            losses={kind: dict(raw.get(key, DEFAULT_LOSSES[kind])) for key, kind in kinds.items()},
+            losses={kind: dict(raw.get(key, LOSS_KINDS[kind])) for key, kind in kinds.items()},
             options=options,
         )
     except KeyError as missing:
@@ -153,14 +129,14 @@ def _stage(raw: dict[str, Any], where: str) -> StageConfig:
 
 
 def _rows(raw: Any, path: Path) -> list[str]:
-    rows = list(STUDENT_ROWS) if raw is None else list(raw)
-    unknown = [row for row in rows if row not in STUDENT_ROWS]
+    rows = list(MODES) if raw is None else list(raw)
+    unknown = [row for row in rows if row not in MODES]
     missing = [row for row in REQUIRED_ROWS if row not in rows]
     if unknown or missing:
         problem = f"unknown rows {unknown}" if unknown else f"lacks the rows {missing}"
-        raise KdcacheError(f"{path} `rows` {problem}: list any of {', '.join(STUDENT_ROWS)}, including "
+        raise KdcacheError(f"{path} `rows` {problem}: list any of {', '.join(MODES)}, including "
                            f"{', '.join(REQUIRED_ROWS)}")
-    return [row for row in STUDENT_ROWS if row in rows]
+    return [row for row in MODES if row in rows]
 
 
 def _recommended(row: str, rows: Any, path: Path) -> str:
@@ -210,7 +186,7 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         splits=dict(splits),
         teacher=_stage(raw.get("teacher", {}), f"{path} [teacher]"),
         student=_stage(raw.get("student", {}), f"{path} [student]"),
-        aux_ratio=float(raw.get("aux_ratio", 0.5)),
+        aux_ratio=float(raw.get("aux_ratio", DEFAULT_AUX_RATIO)),
         eval_protocol=raw.get("eval", {}).get("protocol", "metric"),
         gallery_images=int(raw.get("eval", {}).get("gallery_images", 4)),
         expected_minutes=float(raw.get("expected_minutes", 0)),
@@ -224,9 +200,9 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
 
 
 def _targets(raw: dict[str, Any], path: Path) -> dict[str, float]:
-    from kdcache.demo.findings import TARGETS
+    from kdcache.demo.findings import THRESHOLDS
 
-    unknown = sorted(set(raw) - set(TARGETS))
+    unknown = sorted(set(raw) - set(THRESHOLDS))
     if unknown:
-        raise KdcacheError(f"{path} [targets] has unknown {unknown}: use any of {', '.join(TARGETS)}")
+        raise KdcacheError(f"{path} [targets] has unknown {unknown}: use any of {', '.join(THRESHOLDS)}")
     return {name: float(limit) for name, limit in raw.items()}

@@ -10,11 +10,11 @@ import torch
 
 from kdcache import __version__
 from kdcache.demo.findings import MARGIN, Finding, unchecked_findings
-from kdcache.demo.plan import STUDENT_ROWS
+from kdcache.train.modes import MODES
 
-ROW_ORDER = ["teacher", *STUDENT_ROWS]
+ROW_ORDER = ["teacher", *MODES]
 ROW_DESCRIPTIONS = {"teacher": "big model trained on labeled GT (stage 1 of the two-stage recipe)",
-                    **{name: row.description for name, row in STUDENT_ROWS.items()}}
+                    **{name: row.description for name, row in MODES.items()}}
 MEANED = ("abs_rel", "rmse", "d1", "sq_rel", "rmse_log", "silog")  # accuracy metrics: mean over seeds
 
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from kdcache.console import log
 from kdcache.atomic import write_text
-from kdcache.demo.plan import STUDENT_ROWS, DemoPlan
+from kdcache.demo.plan import DemoPlan
+from kdcache.train.modes import MODES
 from kdcache.errors import writing_to
+from kdcache.precompute.precompute_config import PrecomputeConfig
+from kdcache.train.train_config import TrainConfig
 
 
 @dataclass
@@ -32,37 +34,12 @@ class Step:
     run: Callable[[bool], Any]  # run(fresh) -> a JSON-able summary; fresh: discard outputs of an outdated run
     share: float  # rough share of the demo's time, for the ETA
     what: Any = None  # JSON-able description of what the step computes (default: its command), for the fingerprint
+    config: Any = None  # the PrecomputeConfig / TrainConfig / EvalConfig the step runs (its command is derived from it)
 
 
 def write_json(path: Path, payload: Any) -> None:
     """Atomic JSON write: a killed demo never leaves a half-written marker or report."""
     write_text(path, json.dumps(payload, indent=2, default=str))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
-def to_toml(config: dict[str, Any]) -> str:
-    """A `kdcache train --config` file: top-level keys, then tables, then `[[variant]]` arrays."""
-    lines = [f"{key} = {_toml_value(v)}" for key, v in config.items() if not isinstance(v, (dict, list)) or
-             (isinstance(v, list) and not (v and isinstance(v[0], dict)))]
-    for key, value in config.items():
-        if isinstance(value, dict):
-            lines += ["", f"[{key}]"] + [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
-    for key, value in config.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            for table in value:
-                lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 class DemoSteps:
@@ -77,36 +54,30 @@ class DemoSteps:
         self.students_run = out / "runs" / "students"
 
     # -- step 1 and 3: precompute ------------------------------------------------------------------
+    def precompute_config(self, teacher: str, splits: list[str], store: Path, cache=None) -> PrecomputeConfig:
+        """The `kdcache precompute` settings of a cache step: the synthetic world rendered at the cache resolution."""
+        options = {}
+        if cache is not None:
+            options = {"flip_tta": cache.flip_tta, "feature_layers": cache.features,
+                       "feature_budget": cache.feature_budget}
+        # workers None: precompute's own default, as on the CLI.
+        return PrecomputeConfig(teacher, splits, str(store), resolution=tuple(self.plan.resolution), batch_size=32,
+                                shard_size=64, split_options=self.plan.split_options, workers=self.workers, **options)
+
     def _precompute_step(self, key: str, title: str, teacher: str, splits: list[str], store: Path, share: float,
                          cache=None) -> Step:
-        height, width = self.plan.resolution
-        options = {"resolution": (height, width), "batch_size": 32, "shard_size": 64,
-                   "split_options": self.plan.split_options}
-        from kdcache.precompute import default_workers
-
-        # Same default as the CLI: decoding/rendering in worker processes beside the teacher.
-        options["workers"] = default_workers() if self.workers is None else self.workers
-        argv = ["kdcache", "precompute", "--teacher", teacher]
-        for split in splits:
-            argv += ["--split", split]
-        argv += ["--out", str(store), "--resolution", f"{height}x{width}", "--batch-size", "32", "--shard-size", "64",
-                 "--split-option", f"size={height}x{width}"]
-        if cache is not None:
-            options.update(flip_tta=cache.flip_tta, feature_layers=cache.features, feature_budget=cache.feature_budget)
-            argv += ["--flip-tta"] if cache.flip_tta else []
-            if cache.features != "default":
-                argv += ["--features", cache.features if isinstance(cache.features, str) else ",".join(cache.features)]
-            argv += ["--feature-budget", str(cache.feature_budget)] if cache.feature_budget else []
+        config = self.precompute_config(teacher, splits, store, cache)
 
         def run(fresh: bool) -> dict:
             from kdcache.precompute import precompute
 
             if fresh:  # made with other settings: a store is never refilled with differently made targets
                 shutil.rmtree(store, ignore_errors=True)
-            precompute(teacher, splits, str(store), **options)
+            precompute(config)
             return {"store": str(store)}
 
-        return Step(key, title, shlex.join(argv), run, share)
+        # `workers` changes how fast, not what: it stays out of the fingerprint.
+        return Step(key, title, config.command(), run, share, replace(config, workers=None).command(), config)
 
     # -- step 2 and 4: training --------------------------------------------------------------------
     def _train_config(self, cache: Path, out: Path, sources: dict[str, str], stage, variants: list[dict]) -> dict:
@@ -130,22 +101,22 @@ class DemoSteps:
         config["variant"] = variants
         return config
 
-    def _train_step(self, key: str, title: str, config: dict, share: float) -> Step:
+    def _train_step(self, key: str, title: str, raw: dict, share: float) -> Step:
         path = self.out / "configs" / f"{key}.toml"
+        config = TrainConfig.from_dict(raw)  # refuses a bad experiment before any step runs
 
         def run(fresh: bool) -> dict:
             from kdcache.train import train
 
-            write_text(path, to_toml(config))
-            started = (Path(config["out"]) / "config.json").exists() or any(Path(config["out"]).glob("*/config.json"))
+            write_text(path, config.to_toml())
+            started = (Path(config.out) / "config.json").exists() or any(Path(config.out).glob("*/config.json"))
             # An interrupted run of the same config resumes; a finished one of another config is replaced.
-            option = {"overwrite": True} if fresh else {"resume": True} if started else {}
-            results = train({**config, **option})
+            results = train(replace(config, overwrite=fresh, resume=started and not fresh))
             return {"runs": [str(getattr(r, "run_dir", r)) for r in results]}
 
         # `workers` changes how fast, not what: it stays out of the fingerprint.
-        what = {k: v for k, v in config.items() if k != "workers"}
-        return Step(key, title, shlex.join(["kdcache", "train", "--config", str(path)]), run, share, what)
+        what = {k: v for k, v in raw.items() if k != "workers"}
+        return Step(key, title, TrainConfig.file_command(path), run, share, what, config)
 
     def teacher_config(self) -> dict:
         stage = self.plan.teacher
@@ -154,11 +125,11 @@ class DemoSteps:
                                   [variant])
 
     def variant_entry(self, name: str, preset: str, row_name: str, seed: int = 0) -> dict:
-        """One `[[variant]]` of a train config: student `preset` trained the `row_name` way (a STUDENT_ROWS key)."""
+        """One `[[variant]]` of a train config: student `preset` trained the `row_name` way (a training mode)."""
         stage = self.plan.student
-        row = STUDENT_ROWS[row_name]
-        loss = stage.row_loss(row)
-        variant = {"name": name, "student": preset, "sources": list(row.sources), "loss": loss, "seed": seed}
+        loss = stage.row_loss(row_name)
+        variant = {"name": name, "student": preset, "sources": list(MODES[row_name].sources), "loss": loss,
+                   "seed": seed}
         options = {k: v for k, v in stage.options.get("loss_options", {}).items() if k in loss}
         if options:
             variant["loss_options"] = options
@@ -187,7 +158,7 @@ class DemoSteps:
 
         stage = replace(self.plan.student, **stage_changes)
         roles = {"labeled": "train", "aux": "aux", "aux-far": "aux-far"}
-        sources = {name: self.plan.splits[roles[name]] for name in STUDENT_ROWS[recipe].sources}
+        sources = {name: self.plan.splits[roles[name]] for name in MODES[recipe].sources}
         return self._train_config(self.teacher_store, out, sources, stage, [self.variant_entry(preset, preset, recipe)])
 
     # -- the plan ----------------------------------------------------------------------------------

@@ -51,10 +51,11 @@ def _output_difference(fp32: Path, int8: Path, inputs: torch.Tensor) -> dict:
 
 
 def _metric_change(fp32: Path, int8: Path, split: str, root) -> dict:
-    from kdcache.evaluate import evaluate
+    from kdcache.evaluate import EvalConfig, evaluate
     from kdcache.evaluate.predictors import OnnxPredictor
 
-    rows = evaluate([OnnxPredictor(fp32, "fp32"), OnnxPredictor(int8, "int8")], split, efficiency=False, root=root)
+    rows = evaluate(EvalConfig([OnnxPredictor(fp32, "fp32"), OnnxPredictor(int8, "int8")], split, efficiency=False,
+                               data_root=root))
     before, after = rows[0]["metrics"], rows[1]["metrics"]
     return {"on": split, "protocol": rows[0]["protocol"], "fp32": before, "int8": after,
             "delta": {key: after[key] - before[key] for key in before}}

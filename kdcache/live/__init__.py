@@ -23,7 +23,7 @@ DEFAULT_PORT = 7860
 
 
 def start_live(model: str, teacher: str | None = None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-               device: str = "cpu", input_size: tuple[int, int] | None = None, cmap: str = "inferno"):
+               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str = "inferno"):
     """Check the model specs, start loading them and bind the server; returns (server, engine), not yet serving."""
     from kdcache.depth_colors import colorize
 

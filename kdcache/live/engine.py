@@ -75,7 +75,7 @@ class FrameError(KdcacheError):
 
 
 class LiveEngine:
-    def __init__(self, model: str, teacher: str | None = None, device: str = "cpu",
+    def __init__(self, model: str, teacher: str | None = None, device: str = "auto",
                  input_size: tuple[int, int] | None = None, cmap: str = "inferno", quality: int = 85):
         self.panels = [Panel("student", model)] + ([Panel("teacher", teacher)] if teacher else [])
         self.device, self.input_size, self.cmap, self.quality = device, input_size, cmap, quality

@@ -15,16 +15,17 @@ once (`store/lock.py`).
 from __future__ import annotations
 
 import itertools
-import os
 import time
+from typing import Any
 
 import numpy as np
 
 from kdcache.console import log
-from kdcache.devices import launch_env, resolve_device
+from kdcache.devices import default_workers, launch_env, resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.precompute import store_plan as planning
 from kdcache.precompute.features import default_grid
+from kdcache.precompute.precompute_config import PrecomputeConfig
 from kdcache.precompute.image_loader import ResizedSamples, RunSamples, make_loader, run_batches
 from kdcache.precompute.stream import SplitRun, Stream
 from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
@@ -55,14 +56,10 @@ def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
     return (rank, world_size) if world_size > 1 else (0, 1)
 
 
-def default_workers() -> int:
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
 def _resolve_layers(teacher, feature_layers) -> list[str]:
     if teacher is None or feature_layers in ("none", ()) or feature_layers == []:
         return []
-    if feature_layers is None or feature_layers == "default":
+    if feature_layers == "default":
         return list(teacher.default_feature_layers)
     layers = [feature_layers] if isinstance(feature_layers, str) else list(feature_layers)
     unknown = [layer for layer in layers if layer not in teacher.feature_layers]
@@ -71,15 +68,6 @@ def _resolve_layers(teacher, feature_layers) -> list[str]:
             f"teacher '{teacher.name}' has no feature layer {unknown}: choose from {', '.join(teacher.feature_layers)}"
         )
     return layers
-
-
-def _validate(resolution, batch_size, shard_size, shard) -> None:
-    if len(resolution) != 2 or min(resolution) < 1:
-        raise KdcacheError(f"bad resolution {resolution}: use HxW with positive sizes, e.g. 240x320")
-    if batch_size < 1 or shard_size < 1:
-        raise KdcacheError("--batch-size and --shard-size must be >= 1")
-    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise KdcacheError(f"bad --shard {shard[0]}/{shard[1]}: use i/N with 0 <= i < N")
 
 
 def _mismatch(out: str, stored: dict, requested: dict) -> None:
@@ -107,73 +95,49 @@ def _todo(out: str, manifest: dict | None, specs: list[str], counts: list[int], 
     return todo
 
 
-def precompute(
-    teacher,
-    splits,
-    out: str,
-    resolution: tuple[int, int] = (240, 320),
-    batch_size: int = 16,
-    device: str = "auto",
-    precision: str = "fp32",
-    feature_layers=None,
-    feature_grid: tuple[int, int] | None = None,
-    feature_budget: int | None = None,
-    flip_tta: bool = False,
-    shard: tuple[int, int] | None = None,
-    workers: int | None = None,
-    strict: bool | None = None,
-    shard_size: int = 64,
-    root=None,
-    pca_fit_samples: int = planning.PCA_FIT_SAMPLES,
-    writer_threads: int | None = None,
-    split_options: dict | None = None,
-) -> str:
-    """Precompute teacher targets for `splits` into the store at `out` (path or fsspec URL); returns `out`.
-
-    `teacher`: a registered name (`kdcache teachers`), a Teacher object, or "none" (images and GT only).
-    `device`: "auto" (the GPU when there is one), "cpu", "cuda", "cuda:1", ...
-    `feature_layers`: None/"default" = the teacher's defaults, "none" = no features, or a list of names.
-    `strict`: stop on an unreadable sample (default: True for labeled splits, False for unlabeled ones).
-    `workers`: decoding processes (default: cores - 1, at most 8); `writer_threads`: encoding threads.
-    `split_options`: reader options for every split, e.g. `{"size": (96, 128)}` renders the synthetic world
-    at the cache resolution instead of rendering larger and resizing; recorded in the manifest.
+def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
+    """Precompute teacher targets for `config.splits` into the store at `config.out` (path or fsspec URL); returns
+    `config.out`. `config`: a `PrecomputeConfig` (or a TOML-shaped dict of one), whose fields document each
+    setting: e.g. `PrecomputeConfig("dpt-large", ["nyu-train"], "cache/dpt.zarr", device="cuda")`.
     """
     from kdcache.data import open_split
 
-    out, resolution, shard = str(out), tuple(int(v) for v in resolution), resolve_shard(shard)
-    _validate(resolution, batch_size, shard_size, shard)
-    specs = list(dict.fromkeys(splits))
+    config = config if isinstance(config, PrecomputeConfig) else PrecomputeConfig.from_dict(config)
+    config.validate()
+    out, resolution, shard = config.out, tuple(int(v) for v in config.resolution), resolve_shard(config.shard)
+    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):  # RANK / WORLD_SIZE of a torchrun launch
+        raise KdcacheError(f"bad shard {shard[0]}/{shard[1]}: use i/N with 0 <= i < N")
+    specs = list(dict.fromkeys(config.splits))
     if not specs:
         raise KdcacheError("no --split given: name at least one split, e.g. --split nyu-train")
-    split_options = dict(split_options or {})
+    split_options, root = config.split_options, config.data_root
     datasets = {spec: open_split(spec, root=root, **split_options) for spec in specs}
     empty = [spec for spec, dataset in datasets.items() if len(dataset) == 0]
     if empty:
         raise KdcacheError(f"split {empty[0]} has no samples: check its path / slice, or leave it out")
-    device = resolve_device(device)
+    device = resolve_device(config.device)
     counts = [len(dataset) for dataset in datasets.values()]
     samples = RunSamples([ResizedSamples(d, resolution, bool(d.labeled)) for d in datasets.values()])
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
-    todo = _todo(out, existing_manifest(out), specs, counts, shard_size, shard)
-    batches = run_batches(todo, counts, shard_size, batch_size)
-    pin = device.type == "cuda" and teacher != "none"
-    workers = default_workers() if workers is None else workers
+    todo = _todo(out, existing_manifest(out), specs, counts, config.shard_size, shard)
+    batches = run_batches(todo, counts, config.shard_size, config.batch_size)
+    pin = device.type == "cuda" and config.teacher != "none"
+    workers = default_workers("precompute") if config.workers is None else config.workers
     loader = iter(make_loader(samples, batches, workers, pin)) if batches else iter(())
     try:
-        model = resolve_teacher(teacher, device, precision)  # a missing teacher leaves nothing behind
-        layers = _resolve_layers(model, feature_layers)
-        grid = tuple(feature_grid) if feature_grid else default_grid(resolution)
-        budget = int(feature_budget) if feature_budget else resolution[0] * resolution[1] * 3
-        requested = planning.requested_manifest(
-            model, precision, flip_tta, resolution, shard_size, datasets, root, layers, grid, budget
-        )
+        model = resolve_teacher(config.teacher, device, config.precision)  # a missing teacher leaves nothing behind
+        layers = _resolve_layers(model, config.feature_layers)
+        grid = tuple(config.feature_grid) if config.feature_grid else default_grid(resolution)
+        budget = int(config.feature_budget) if config.feature_budget else resolution[0] * resolution[1] * 3
+        requested = planning.requested_manifest(model, config.precision, config.flip_tta, resolution,
+                                                config.shard_size, datasets, root, layers, grid, budget)
         if split_options:  # absent when unused, so stores made without options keep matching
             requested["split_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in split_options.items()}
-        maker = TargetMaker(model, FeaturePlan(layers, grid), flip_tta, device, precision) if model else None
+        maker = (TargetMaker(model, FeaturePlan(layers, grid), config.flip_tta, device, config.precision)
+                 if model else None)
         with lock.writing(out, shard):
-            _write(out, requested, maker, samples, loader, todo, shard, batch_size, pca_fit_samples, writer_threads,
-                   strict)
+            _write(out, requested, maker, samples, loader, todo, shard, config)
     finally:
         shutdown = getattr(loader, "_shutdown_workers", None)
         if shutdown is not None:
@@ -181,13 +145,13 @@ def precompute(
     return out
 
 
-def _write(out, requested, maker, samples, loader, todo, shard, batch_size, fit_samples, writer_threads,
-           strict) -> None:
+def _write(out, requested, maker, samples, loader, todo, shard, config: PrecomputeConfig) -> None:
     """Open (or create) the store, then stream every batch into it; runs under the store's write locks."""
     specs, counts = list(requested["splits"]), [len(split) for split in samples.splits]
-    shard_size = requested["shard_size"]
+    shard_size, strict = requested["shard_size"], config.strict
     existed = existing_manifest(out) is not None
-    manifest, consumed = _open_or_create(out, requested, maker, samples, loader, todo, shard, batch_size, fit_samples)
+    manifest, consumed = _open_or_create(out, requested, maker, samples, loader, todo, shard, config.batch_size,
+                                         config.pca_fit_samples)
     if maker is not None:
         maker.plan = planning.feature_plan(out, manifest)
     if existed and shard[1] == 1:
@@ -204,7 +168,7 @@ def _write(out, requested, maker, samples, loader, todo, shard, batch_size, fit_
             log(f"{run.spec}: complete, nothing to do")
     if not any(run.todo for run in runs):
         return
-    writer = ShardWriter(out, threads=writer_threads)
+    writer = ShardWriter(out, threads=config.writer_threads)
     stream = Stream(runs, shard_size, maker, writer)
     start = time.perf_counter()
     try:

@@ -24,7 +24,6 @@ from kdcache.store import layout
 from kdcache.store import manifest as mf
 from kdcache.store.writer import create_store
 
-PCA_FIT_SAMPLES = 32
 FIT_AHEAD = 8  # batches queued on an asynchronous device beyond those the PCA fit reads (busy while the host fits)
 
 
@@ -156,7 +155,7 @@ def _round(batches, samples: int) -> list:
     return taken
 
 
-def create_new_store(url, manifest, maker, fit_source, fit_samples=PCA_FIT_SAMPLES) -> tuple[dict, list[dict]]:
+def create_new_store(url, manifest, maker, fit_source, fit_samples: int) -> tuple[dict, list[dict]]:
     """Create arrays (and PCA bases) for `manifest`; returns the manifest as written and the loader batches the
     feature fit consumed (`fit_source`: `fit_batches(...)`, used only when features are cached)."""
     bases, consumed = {}, []

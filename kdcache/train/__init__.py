@@ -2,22 +2,23 @@
 
 `train(config)` takes a `TrainConfig`, a TOML-shaped dict (see configs/train-sweep.toml) or the path of
 a TOML file, trains every variant in one pass over the cache and returns one `VariantResult` per variant
-(run dir, best validation AbsRel, steps, wall time). Modules, in reading order: config -> cache_plan ->
-augment -> loader -> variant -> loop (with checkpointing, curves, validate, distributed).
+(run dir, best validation AbsRel, steps, wall time). Modules, in reading order: modes and train_config (the
+settings) -> cache_plan -> augment -> loader -> variant -> loop (with checkpointing, curves, validate,
+distributed).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdcache.train.config import MODES, TrainConfig, VariantConfig, config_from_dict, load_toml
+from kdcache.train.modes import MODES
+from kdcache.train.train_config import TrainConfig, VariantConfig
 
 if TYPE_CHECKING:
     from kdcache.train.loop import VariantResult
 
-__all__ = ["train", "TrainConfig", "VariantConfig", "VariantResult", "MODES", "config_from_dict", "load_toml"]
+__all__ = ["train", "TrainConfig", "VariantConfig", "VariantResult", "MODES"]
 
 
 def train(config: TrainConfig | dict[str, Any] | str | os.PathLike) -> list["VariantResult"]:
@@ -25,9 +26,9 @@ def train(config: TrainConfig | dict[str, Any] | str | os.PathLike) -> list["Var
     from kdcache.train.loop import train_config
 
     if isinstance(config, (str, os.PathLike)):
-        config = config_from_dict(load_toml(Path(config)))
+        config = TrainConfig.from_toml(config)
     elif isinstance(config, dict):
-        config = config_from_dict(config)
+        config = TrainConfig.from_dict(config)
     return train_config(config)
 
 

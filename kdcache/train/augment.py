@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdcache.train.config import AugmentConfig
+from kdcache.train.train_config import AugmentConfig
 
 DRAWS_PER_SAMPLE = 7  # scale, centre x, centre y, flip, brightness, contrast, saturation
 

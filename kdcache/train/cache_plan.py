@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdcache.errors import KdcacheError
-from kdcache.train.config import TrainConfig, source_counts
+from kdcache.train.train_config import TrainConfig, source_counts
 from kdcache.train.loader import LoaderPlan, SourcePlan
 from kdcache.losses.loss_registry import loss_targets
 

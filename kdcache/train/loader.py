@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from kdcache.errors import KdcacheError
 from kdcache.train.augment import augment_batch, sample_params
-from kdcache.train.config import AugmentConfig
+from kdcache.train.train_config import AugmentConfig
 
 
 @dataclass

@@ -23,14 +23,15 @@ import torch.distributed as dist
 from kdcache import __version__
 from kdcache.atomic import write_text
 from kdcache.console import log, progress
+from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch
-from kdcache.train.config import TrainConfig, config_json
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
 from kdcache.train.loader import LoaderPlan, iter_validation, make_loader
+from kdcache.train.train_config import TrainConfig, config_json
 from kdcache.train.validate import batch_abs_rel
 from kdcache.train.variant import VariantTrainer, output_space
 
@@ -91,10 +92,11 @@ class Run:
         self.dirs = [config.variant_dir(v) for v in config.variants]
         self.states = self._resume_states()
         self.start_step = self.states[0]["step"] if self.states else 0
-        lanes = self.states[0]["lanes"] if self.states else max(1, config.workers)
-        if self.states and config.workers and lanes != config.workers:
+        workers = default_workers("train") if config.workers is None else config.workers
+        lanes = self.states[0]["lanes"] if self.states else max(1, workers)
+        if self.states and workers and lanes != workers:
             log(f"resuming with {lanes} loader workers (the interrupted run's count) to replay its data order")
-        self.workers = 0 if config.workers == 0 else lanes
+        self.workers = 0 if workers == 0 else lanes
         self.plan = loader_plan(config, self.info, ctx.rank, ctx.world_size, lanes)
         self.trainers = [self._trainer(v) for v in config.variants]
         self.best = [(s.get("best_val"), s.get("best_step")) for s in self.states] or [(None, None)] * len(self.dirs)

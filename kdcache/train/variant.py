@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from kdcache.train.checkpointing import capture_rng, restore_rng
-from kdcache.train.config import TrainConfig, VariantConfig
+from kdcache.train.train_config import TrainConfig, VariantConfig
 from kdcache.train.distributed import DistContext, wrap
 from kdcache.losses.loss_registry import loss_targets
 

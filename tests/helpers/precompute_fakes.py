@@ -119,7 +119,7 @@ _register()
 
 
 def main(argv=None) -> int:
-    from kdcache.precompute import precompute
+    from kdcache.precompute import PrecomputeConfig, precompute
 
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -132,10 +132,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     index, count = (int(v) for v in args.shard.split("/"))
     try:
-        precompute(
+        precompute(PrecomputeConfig(
             FakeTeacher(seed=args.seed, delay=args.delay, hold=args.hold), args.split or ["kdtest-big"], args.out,
             resolution=RESOLUTION, batch_size=2, shard_size=4, shard=(index, count), feature_budget=args.budget,
-        )
+        ))
     except KdcacheError as err:  # as the CLI reports it
         print(f"error: {err}")
         return 2

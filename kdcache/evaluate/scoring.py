@@ -1,4 +1,4 @@
-"""`evaluate(models, split, protocol)`: students and teachers side by side, one row per model and protocol.
+"""`evaluate(config)`: students and teachers side by side, one row per model and protocol.
 
 Each image is read once; protocols that feed the model the same input share one forward pass. Every
 row names the protocol it was scored with, and a note when the requested protocol was overridden
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from kdcache.console import log, progress
-from kdcache.errors import KdcacheError
+from kdcache.errors import KdcacheError, check_writable
+from kdcache.evaluate.eval_config import EvalConfig
 from kdcache.evaluate.context import dataset_context
 from kdcache.evaluate.efficiency import measure_efficiency
 from kdcache.evaluate.predictors import Predictor, load_predictor
@@ -80,65 +81,71 @@ def _score_sample(sample, plans: list[_Plan], split_name: str, gt_space: str, op
             plan.unscored += 1
 
 
-def evaluate(
-    models: Sequence[str | Predictor],
-    split: Any,
-    protocol: str | Sequence[str] | None = None,
-    *,
-    flip_tta: bool = False,
-    device: str = "auto",
-    precision: str = "fp32",
-    input_size: tuple[int, int] | None = None,
-    crop: str | None = "auto",
-    max_depth: float | None = None,
-    efficiency: bool = True,
-    throughput_batch: int = 32,
-    root=None,
-    split_options: dict | None = None,
-    strict: bool = False,
-) -> list[dict]:
-    """Score each model on a labeled split; returns one JSON-able row per (model, protocol).
+def evaluate(config: EvalConfig | dict[str, Any]) -> list[dict]:
+    """Score each model on a labeled split; returns one JSON-able row per (model, protocol), and writes them to
+    `config.json_out` / `config.markdown_out` when set.
 
-    models: student run dirs / checkpoints and teacher names (`dpt-large`, `hf:PATH`) or `Predictor`s.
-    protocol: a name, a list of names, or None (= `metric`, or the aligned protocol where required).
-    crop/max_depth override the dataset's Eigen/Garg crop and depth cap; `input_size` (H, W) the
-    resolution students and teachers are fed (students default to the size recorded in their meta).
+    `config`: an `EvalConfig` (or a TOML-shaped dict of one), e.g. `EvalConfig(["runs/x", "dpt-large"], "nyu-test")`.
+    No protocol named: `metric`, or the aligned protocol where required. `crop`/`max_depth` override the dataset's
+    Eigen/Garg crop and depth cap; `input_size` (H, W) the resolution students and teachers are fed (students
+    default to the size recorded in their meta).
     """
-    if not models:
-        raise KdcacheError("no model to evaluate: pass --model RUN_DIR or --model TEACHER_NAME")
-    dataset = _open(split, root, split_options)
-    split_name = getattr(dataset, "name", str(split))
+    config = config if isinstance(config, EvalConfig) else EvalConfig.from_dict(config)
+    config.validate()
+    for option, path in (("--json", config.json_out), ("--markdown", config.markdown_out)):
+        if path:
+            check_writable(path, option, folder=False)  # before the evaluation, not after it
+    dataset = _open(config.split, config.data_root, config.split_options)
+    split_name = getattr(dataset, "name", str(config.split))
     if not getattr(dataset, "labeled", False):
         raise KdcacheError(f"split '{split_name}' has no ground truth: evaluate on a labeled split such as nyu-test")
     gt_space = dataset.space or "depth"
-    protocols = [protocol] if protocol is None or isinstance(protocol, str) else list(protocol) or [None]
+    protocols = config.protocols or [None]
     for name in protocols:
         if name is not None:
             create_protocol(name)  # an unknown name fails before any model is loaded
-    predictors = [load_predictor(m, device=device, precision=precision, input_size=input_size) for m in models]
+    predictors = [load_predictor(m, device=config.device, precision=config.precision, input_size=config.input_size)
+                  for m in config.models]
     plans = _plans(predictors, protocols, gt_space)
-    _note_flip_tta(plans, flip_tta)
-    options = {"flip_tta": flip_tta, "crop": crop, "max_depth": max_depth}
+    _note_flip_tta(plans, config.flip_tta)
+    options = {"flip_tta": config.flip_tta, "crop": config.crop, "max_depth": config.max_depth}
 
     from kdcache.data import iter_samples
 
     skipped: list = []
     with progress(unit="img") as bar:
         task = bar.add_task(f"eval {split_name}", total=len(dataset))
-        for sample in iter_samples(dataset, strict=strict, skipped=skipped):
+        for sample in iter_samples(dataset, strict=config.strict, skipped=skipped):
             _score_sample(sample, plans, split_name, sample.space or gt_space, options)
             bar.advance(task)
     if skipped:
         log(f"[yellow]note:[/] {len(skipped)} unreadable image(s) skipped, first: {skipped[0]}")
+    rows = _rows(plans, split_name, len(skipped), config)
+    _write(rows, config)
+    return rows
 
+
+def _rows(plans: list[_Plan], split_name: str, unreadable: int, config: EvalConfig) -> list[dict]:
+    """One row per plan, with efficiency figures measured once per model."""
     measured = {}
     rows = []
     for plan in plans:
         predictor = plan.predictor
-        if efficiency and id(predictor) not in measured and plan.eval_size is not None:
-            measured[id(predictor)] = measure_efficiency(predictor, plan.eval_size, throughput_batch=throughput_batch)
-        rows.append(_row(plan, split_name, len(skipped), flip_tta, measured.get(id(predictor))))
+        if config.efficiency and id(predictor) not in measured and plan.eval_size is not None:
+            measured[id(predictor)] = measure_efficiency(predictor, plan.eval_size,
+                                                         throughput_batch=config.throughput_batch)
+        rows.append(_row(plan, split_name, unreadable, config.flip_tta, measured.get(id(predictor))))
     return rows
+
+
+def _write(rows: list[dict], config: EvalConfig) -> None:
+    from kdcache.atomic import write_text
+    from kdcache.evaluate.results import to_json, to_markdown
+
+    if config.json_out:
+        write_text(config.json_out, to_json(rows))
+    if config.markdown_out:
+        write_text(config.markdown_out, to_markdown(rows))
 
 
 def _row(plan: _Plan, split_name: str, unreadable: int, flip_tta: bool, efficiency: dict | None) -> dict:
