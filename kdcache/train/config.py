@@ -206,7 +206,8 @@ def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
     if set(mix) - set(sources):
         raise KdcacheError(f"[mix] names unknown source(s) {sorted(set(mix) - set(sources))}: add them to [sources]")
     raw.pop("aux_ratio", None)
-    defaults = {k: raw.pop(k) for k in _VARIANT_DEFAULT_KEYS if k in raw}
+    # `seed` at the top level is both the run's (batch order, augmentation) and every variant's default.
+    defaults = {k: raw[k] if k == "seed" else raw.pop(k) for k in _VARIANT_DEFAULT_KEYS if k in raw}
     variant_tables = raw.pop("variant", None) or [{}]
     variants = [build_variant(v, defaults, list(sources), i) for i, v in enumerate(variant_tables)]
     _dedupe_names(variants)
