@@ -80,7 +80,8 @@ def folder_split(tmp_path, count: int = 40) -> str:
 
 def run(tmp_path, split: str, **options) -> str:
     return precompute(PrecomputeConfig("emulated:1", [split], str(tmp_path / "c.zarr"), resolution=(24, 32),
-                                       batch_size=4, shard_size=8, workers=0, **options))
+                                       batch_size=4, shard_size=8, workers=0,
+                                       **{"feature_layers": "default", **options}))
 
 
 def test_precompute_launches_ahead_and_waits_once_per_batch(clock, tmp_path):

@@ -18,7 +18,7 @@ FP16_TOL = dict(rtol=2e-3, atol=2e-3)
 
 
 def run(url, splits=("kdtest-labeled",), teacher=None, **options):
-    options = dict(dict(resolution=RESOLUTION, batch_size=3, shard_size=4), **options)
+    options = dict(dict(resolution=RESOLUTION, batch_size=3, shard_size=4, feature_layers="default"), **options)
     return precompute(PrecomputeConfig(teacher or FakeTeacher(), list(splits), str(url), **options))
 
 

@@ -28,6 +28,7 @@ def test_cli_precompute_stores_what_the_hf_teacher_returns(tiny_teacher, tmp_pat
     code, stdout, stderr = run_cli(
         "precompute", "--teacher", tiny_teacher, "--split", "kdtest-labeled", "--split", "kdtest-unlabeled",
         "--out", out, "--resolution", "32x48", "--batch-size", "4", "--shard-size", "4", "--workers", workers,
+        "--features", "default",
     )
     assert code == 0, stderr
     assert "splits" in stdout and "complete" in stdout

@@ -23,7 +23,7 @@ from kdcache.store.backend import DurableLocalStore, local_path, remove_stale_pa
 def store_url(tmp_path_factory):
     url = str(tmp_path_factory.mktemp("store") / "cache.zarr")
     precompute(PrecomputeConfig(FakeTeacher(), ["kdtest-labeled", "kdtest-unlabeled"], url, resolution=RESOLUTION,
-                                batch_size=2, shard_size=4))
+                                batch_size=2, shard_size=4, feature_layers="default"))
     return url
 
 

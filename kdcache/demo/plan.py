@@ -60,7 +60,8 @@ class CacheOptions:
     """How the teacher is run over the students' images (`kdcache precompute` options of the teacher-cache step)."""
 
     flip_tta: bool = False
-    features: str | list[str] = "default"  # default | none | [layer, ...]
+    # default | none | [layer, ...]; unset: the teacher's default layers when a row distils features, else none
+    features: str | list[str] | None = None
     feature_budget: int | None = None  # bytes per sample; None: precompute's default
 
 
@@ -152,11 +153,15 @@ def check_seeds(seeds: Any, where: str = "--seeds") -> int:
     return seeds
 
 
-def _cache(raw: dict[str, Any], path: Path) -> CacheOptions:
+def _cache(raw: dict[str, Any], rows: list[str], path: Path) -> CacheOptions:
     unknown = sorted(set(raw) - {"flip_tta", "features", "feature_budget"})
     if unknown:
         raise KdcacheError(f"{path} [cache] has unknown {unknown}: use flip_tta, features or feature_budget")
-    return CacheOptions(**raw)
+    options = CacheOptions(**raw)
+    if options.features is None:  # pay for teacher features only when a row distils them
+        distils = any({"feature", "attention"} & set(MODES[row].losses) for row in rows)
+        options.features = "default" if distils else "none"
+    return options
 
 
 def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int | None = None) -> DemoPlan:
@@ -194,7 +199,7 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         targets=_targets(raw.get("targets", {}), path),
         rows=_rows(raw.get("rows"), path),
         seeds=check_seeds(raw.get("seeds", 1), f"{path} `seeds`"),
-        cache=_cache(raw.get("cache", {}), path),
+        cache=_cache(raw.get("cache", {}), _rows(raw.get("rows"), path), path),
         recommended=_recommended(raw.get("recommended", "kd-labeled-aux"), raw.get("rows"), path),
     )
 

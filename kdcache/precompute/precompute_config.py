@@ -49,9 +49,13 @@ class PrecomputeConfig(Config):
     device: str = setting("auto", flag="--device", help="auto (the GPU if there is one; cuda:LOCAL_RANK under "
                                                          "torchrun), cpu, cuda, cuda:1, ...")
     precision: str = setting("fp32", flag="--precision", help="fp32|fp16|bf16 (autocast on GPU only).")
-    # `default`: the teacher's default layers, `none`: no features, or a list of layer names.
-    feature_layers: str | list[str] = setting("default", flag="--features", parse=parse_layers, text=_layers_text,
-                                              help="Layers to cache: default, none, or LAYER,LAYER.")
+    # `default`: the teacher's default layers, `none`: no features, or a list of layer names. None by default:
+    # pooled features were ~45 % of a store's bytes, and distilling them did not help the recommended recipe at
+    # the demo's full scale (docs/results.md), so only a cache for feature or attention losses pays for them.
+    feature_layers: str | list[str] = setting("none", flag="--features", parse=parse_layers, text=_layers_text,
+                                              help="Teacher feature layers to cache for feature / attention "
+                                                   "distillation: none (default), default (the teacher's), or "
+                                                   "LAYER,LAYER.")
     feature_grid: tuple[int, int] | None = setting(None, flag="--feature-grid", parse=parse_hw, text=format_hw,
                                                    help="Pooled grid HxW (default: 1/8 of the resolution).")
     feature_budget: int | None = setting(None, flag="--feature-budget",
@@ -84,7 +88,7 @@ class PrecomputeConfig(Config):
         self.out = str(self.out)
         self.split_options = reader_options(self.split_options)
         if self.feature_layers is None:  # Python callers' "nothing said"
-            self.feature_layers = "default"
+            self.feature_layers = "none"
 
     def validate(self) -> None:
         if len(self.resolution) != 2 or min(self.resolution) < 1:

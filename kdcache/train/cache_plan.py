@@ -58,7 +58,7 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
     if wants_features and not manifest.get("features"):
         raise KdcacheError(
             f"a feature loss is requested but cache {config.cache} stores no teacher features: "
-            "drop the feature loss or re-run precompute with --features"
+            "drop the feature loss or re-run precompute with --features default"
         )
     info = CacheInfo(
         url=config.cache,

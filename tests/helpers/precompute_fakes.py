@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     try:
         precompute(PrecomputeConfig(
             FakeTeacher(seed=args.seed, delay=args.delay, hold=args.hold), args.split or ["kdtest-big"], args.out,
-            resolution=RESOLUTION, batch_size=2, shard_size=4, shard=(index, count), feature_budget=args.budget,
+            resolution=RESOLUTION, batch_size=2, shard_size=4, shard=(index, count), feature_layers="default", feature_budget=args.budget,
         ))
     except KdcacheError as err:  # as the CLI reports it
         print(f"error: {err}")
