@@ -104,3 +104,14 @@ def test_the_pca_fit_queues_its_batches_before_reading_them(clock, tmp_path):
     queued = min(10, 3 + FIT_AHEAD)  # its 3 batches, and more to keep the device busy while the host fits
     assert kinds[:queued] == ["run"] * queued and kinds[queued] == "wait"
     assert kinds.count("run") == 10  # the fit's batches are not run again
+
+
+def test_the_runs_first_batch_ramps_up_and_every_key_comes_once():
+    from kdcache.precompute.image_loader import ramp_up, run_batches
+
+    assert [len(piece) for piece in ramp_up(list(range(32)))] == [4, 8, 16, 4]
+    assert ramp_up([1, 2]) == [[1, 2]]
+    batches = run_batches({0: [0, 1], 1: [0]}, [100, 10], 64, 32)
+    assert [len(b) for b in batches] == [4, 8, 16, 4, 32, 32, 4, 10]  # only the run's first batch is split
+    keys = [key for batch in batches for key in batch]
+    assert keys == [(0, i) for i in range(100)] + [(1, i) for i in range(10)]

@@ -23,7 +23,8 @@ def kdcache(*args, launcher=()) -> subprocess.CompletedProcess:
 def test_torchrun_two_processes_fill_one_store_like_a_single_run(tmp_path):
     teacher = f"hf:{make_tiny_dpt(tmp_path / 'teacher')}"
     options = ["--teacher", teacher, "--split", "synth-train[:24]", "--split-option", "size=24x32",
-               "--resolution", "24x32", "--batch-size", "4", "--shard-size", "4", "--workers", "0"]
+               "--resolution", "24x32", "--batch-size", "4", "--shard-size", "4", "--workers", "0",
+               "--features", "default"]
     single = kdcache("precompute", *options, "--out", tmp_path / "single.zarr")
     assert single.returncode == 0, single.stderr[-3000:]
     launcher = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")

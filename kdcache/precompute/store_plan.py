@@ -101,7 +101,9 @@ def fit_features(maker: TargetMaker, batches, manifest: dict, fit_samples: int):
         # Queue the teacher on every batch the fit still needs before reading any of them back, so the device
         # runs them back to back, plus (the first time, on a GPU) FIT_AHEAD more, which keep it busy while the host
         # fits the bases and creates the store; batches launched beyond the point the fit stops go to the main loop.
-        round_ = _round(batches, fit_samples - seen) + [item for item in itertools.islice(batches, ahead)]
+        # Each batch is launched as soon as the loader hands it over, so the device starts on the first one while
+        # the workers still decode the rest of the round.
+        round_ = itertools.chain(_round(batches, fit_samples - seen), itertools.islice(batches, ahead))
         ahead = 0
         launched = [(batch, owned, maker.raw(batch["image"])) for batch, owned in round_]
         if not launched:
@@ -143,16 +145,14 @@ def fit_features(maker: TargetMaker, batches, manifest: dict, fit_samples: int):
     return features, bases, consumed
 
 
-def _round(batches, samples: int) -> list:
-    """The next batches from `batches` holding at least `samples` samples (fewer at the end)."""
-    taken = []
+def _round(batches, samples: int):
+    """The next batches from `batches` holding at least `samples` samples (fewer at the end), one at a time."""
     while samples > 0:
         item = next(batches, None)
         if item is None:
-            break
-        taken.append(item)
+            return
+        yield item
         samples -= len(item[0]["index"])
-    return taken
 
 
 def create_new_store(url, manifest, maker, fit_source, fit_samples: int) -> tuple[dict, list[dict]]:
