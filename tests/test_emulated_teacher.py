@@ -106,12 +106,14 @@ def test_the_pca_fit_queues_its_batches_before_reading_them(clock, tmp_path):
     assert kinds.count("run") == 10  # the fit's batches are not run again
 
 
-def test_the_runs_first_batch_ramps_up_and_every_key_comes_once():
+def test_shard_zero_ramps_up_and_every_key_comes_once():
     from kdcache.precompute.image_loader import ramp_up, run_batches
 
     assert [len(piece) for piece in ramp_up(list(range(32)))] == [4, 8, 16, 4]
     assert ramp_up([1, 2]) == [[1, 2]]
     batches = run_batches({0: [0, 1], 1: [0]}, [100, 10], 64, 32)
-    assert [len(b) for b in batches] == [4, 8, 16, 4, 32, 32, 4, 10]  # only the run's first batch is split
+    assert [len(b) for b in batches] == [4, 8, 16, 4, 32, 32, 4, 4, 6]  # shard 0 of each split ramps up
     keys = [key for batch in batches for key in batch]
     assert keys == [(0, i) for i in range(100)] + [(1, i) for i in range(10)]
+    # the same batches for shard 1 whether or not the run starts there (resume, --shard i/N)
+    assert run_batches({0: [1]}, [100], 64, 32) == [b for b in batches if b[0][0] == 0][5:]

@@ -83,39 +83,40 @@ def collate_records(records: list[dict]) -> dict:
     return batch
 
 
+RAMP_FIRST = 4  # images in shard 0's first batch; the next ones double until they reach the batch size
+
+
 def shard_batches(shards: Sequence[int], count: int, shard_size: int, batch_size: int) -> list[list[int]]:
-    """Index batches covering `shards` in order, each inside one shard."""
+    """Index batches covering `shards` in order, each inside one shard; shard 0 starts with a ramp (4, 8, 16, ...)."""
     batches = []
     for shard in shards:
         start, stop = shard_range(shard, count, shard_size)
-        batches += [list(range(i, min(i + batch_size, stop))) for i in range(start, stop, batch_size)]
+        ranges = [list(range(i, min(i + batch_size, stop))) for i in range(start, stop, batch_size)]
+        batches += ramp_up(ranges[0]) + ranges[1:] if shard == 0 and ranges else ranges
     return batches
 
 
-RAMP_FIRST = 4  # images in the run's first batch; the next ones double until they reach the batch size
-
-
-def run_batches(todo: dict[int, list[int]], counts: list[int], shard_size: int, batch_size: int) -> list[list]:
-    """Keys `(split, index)` of every batch of the `todo` shards of each split, in split then index order; the
-    run's first batch is split into a ramp (4, 8, 16, ... images)."""
-    batches = []
-    for position, shards in todo.items():
-        for indices in shard_batches(shards, counts[position], shard_size, batch_size):
-            batches.append([(position, index) for index in indices])
-    return ramp_up(batches[0]) + batches[1:] if batches else batches
-
-
 def ramp_up(batch: list) -> list[list]:
-    """`batch` as pieces of RAMP_FIRST, 2x, 4x, ... keys (the last takes the rest).
+    """`batch` as pieces of RAMP_FIRST, 2x, 4x, ... indices (the last takes the rest).
 
-    Why: the device sits idle until the first batch is decoded; a few images are decoded sooner than a whole
+    Why: the device sits idle until a run's first batch is decoded; a few images are decoded sooner than a whole
     batch, and while the device runs them the workers decode the next, larger pieces (measured with the emulated
-    teacher: docs/benchmarks.md)."""
+    teacher: docs/benchmarks.md). It is shard 0's, not the run's, first batch, so every shard goes through the
+    teacher in the same batches whether the run is fresh, resumed or split with `--shard i/N`."""
     pieces, start, size = [], 0, RAMP_FIRST
     while start < len(batch):
         pieces.append(batch[start:start + size])
         start, size = start + size, size * 2
     return pieces
+
+
+def run_batches(todo: dict[int, list[int]], counts: list[int], shard_size: int, batch_size: int) -> list[list]:
+    """Keys `(split, index)` of every batch of the `todo` shards of each split, in split then index order."""
+    batches = []
+    for position, shards in todo.items():
+        for indices in shard_batches(shards, counts[position], shard_size, batch_size):
+            batches.append([(position, index) for index in indices])
+    return batches
 
 
 def make_loader(dataset: Dataset, batches: list[list], workers: int, pin_memory: bool = False) -> DataLoader:
