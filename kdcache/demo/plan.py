@@ -140,8 +140,8 @@ def _rows(raw: Any, path: Path) -> list[str]:
     return [row for row in MODES if row in rows]
 
 
-def _recommended(row: str, rows: Any, path: Path) -> str:
-    if not str(row).startswith("kd-labeled-aux") or row == "kd-labeled-aux-far" or row not in _rows(rows, path):
+def _recommended(row: str, rows: list[str], path: Path) -> str:
+    if not str(row).startswith("kd-labeled-aux") or row == "kd-labeled-aux-far" or row not in rows:
         raise KdcacheError(f"{path} `recommended` = {row!r} must be one of its KD + aux rows (kd-labeled-aux, "
                            "kd-labeled-aux+feat, kd-labeled-aux+attn)")
     return row
@@ -184,6 +184,7 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         raise KdcacheError(f"{path} [splits] lacks {missing}: set train, val, test, aux and aux-far")
     if seeds is not None:
         raw["seeds"] = check_seeds(seeds)
+    rows = _rows(raw.get("rows"), path)
     return DemoPlan(
         scale=raw.get("scale", scale),
         description=raw.get("description", ""),
@@ -197,10 +198,10 @@ def load_plan(scale: str = "tiny", config: str | Path | None = None, seeds: int 
         expected_minutes=float(raw.get("expected_minutes", 0)),
         source=path,
         targets=_targets(raw.get("targets", {}), path),
-        rows=_rows(raw.get("rows"), path),
+        rows=rows,
         seeds=check_seeds(raw.get("seeds", 1), f"{path} `seeds`"),
-        cache=_cache(raw.get("cache", {}), _rows(raw.get("rows"), path), path),
-        recommended=_recommended(raw.get("recommended", "kd-labeled-aux"), raw.get("rows"), path),
+        cache=_cache(raw.get("cache", {}), rows, path),
+        recommended=_recommended(raw.get("recommended", "kd-labeled-aux"), rows, path),
     )
 
 
