@@ -88,9 +88,22 @@ def test_the_installed_wheel_runs_the_micro_demo_from_another_directory(installe
                            cwd=elsewhere, timeout=600)
     assert seeds.returncode == 0, seeds.stderr[-2000:]
     log = " ".join(seeds.stderr.split())  # rich wraps long step titles at the terminal width
-    assert log.count("complete, reused") == 4 and log.count("redone from scratch") == 2
+    assert log.count("complete, reused") == 4 and log.count("changed since it ran: redone") == 2
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == 2 and all(row["seeds"] == 2 for row in results["rows"] if row["name"] != "teacher")
     assert all(math.isfinite(row["abs_rel_std"]) for row in results["rows"])
     assert (out / "runs" / "students-seed1" / "kd-labeled-aux+feat" / "checkpoints" / "best").is_dir()
     assert "AbsRel of each seed" in (out / "report.md").read_text() and "spread" in seeds.stdout
+
+    # An edited experiment (a row dropped) redoes its student passes, but every row left was trained exactly so:
+    # none retrains, only the evaluation and the report are new.
+    kept = [row for row in results["rows"] if row["name"] not in ("teacher", "kd-labeled")]
+    fewer = elsewhere / "fewer.toml"
+    fewer.write_text(f"rows = {json.dumps([row['name'] for row in kept])}\n" + Path(results["config"]).read_text())
+    trained = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("students*/*/checkpoints/last/trainer.json")}
+    edited = subprocess.run([str(a) for a in demo + ["--seeds", "2", "--config", fewer]], capture_output=True,
+                            text=True, env=env, cwd=elsewhere, timeout=600)
+    assert edited.returncode == 0, edited.stderr[-2000:]
+    assert "training" not in edited.stderr and {p: p.stat().st_mtime_ns for p in trained} == trained
+    assert [row["name"] for row in json.loads((out / "results.json").read_text())["rows"]][1:] == [
+        row["name"] for row in kept]

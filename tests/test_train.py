@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,3 +232,53 @@ def test_lr_has_one_default_whichever_way_it_is_set(tmp_path):
     assert TrainConfig.from_dict({**base, "student": "x"}).variants[0].lr == default
     config = TrainConfig.from_dict({**base, "lr": 5, "variant": [{"student": "x"}, {"student": "y", "lr": 0.1}]})
     assert [v.lr for v in config.variants] == [5.0, 0.1] and isinstance(config.variants[0].lr, float)
+
+
+def test_finished_variants_are_reused_only_when_nothing_that_shapes_them_changed(cache, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from kdcache.train.reuse import FINISHED, PARTIAL, UNTRAINED, only, variant_status
+
+    two, added = VARIANTS[:2], {"name": "added", "mode": "kd-labeled", **TINY_STUDENT}
+    out = tmp_path / "run"
+    train(run_config(cache, out, two, steps=6, checkpoint_every=3))
+    grown = run_config(cache, out, [*two, added], steps=6, checkpoint_every=3)
+    assert variant_status(grown) == {two[0]["name"]: FINISHED, two[1]["name"]: FINISHED, "added": UNTRAINED}
+    # Where, how fast and how verbosely are not what is learned; the learning rate and the step count are.
+    assert set(variant_status(replace(grown, workers=2, log_every=1)).values()) == {FINISHED, UNTRAINED}
+    assert variant_status(run_config(cache, out, two, steps=6, warmup=0.5)) == {v["name"]: UNTRAINED for v in two}
+    assert variant_status(run_config(cache, out, two, steps=9)) == {v["name"]: UNTRAINED for v in two}
+
+    # Training just the added variant puts it where the grown config keeps it, and leaves the others alone.
+    before = weights(out / two[0]["name"])
+    train(only(grown, ["added"]))
+    assert (out / "added" / "checkpoints" / "last").is_dir() and not (out / "checkpoints").exists()
+    assert set(variant_status(grown).values()) == {FINISHED}
+    assert_same_weights(before, weights(out / two[0]["name"]))
+
+    # A run killed part-way is partial: the demo resumes it.
+    from kdcache.train import variant as variant_module
+
+    killed_config = run_config(cache, tmp_path / "killed", two, steps=6, checkpoint_every=3)
+    real_step, calls = variant_module.VariantTrainer.train_step, {"n": 0}
+
+    def killed_after_three_steps(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 3 * len(two):
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(variant_module.VariantTrainer, "train_step", killed_after_three_steps)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed_config)
+    assert variant_status(killed_config) == {v["name"]: PARTIAL for v in two}
+
+    # A cache rebuilt since (its root written after the runs finished) means other targets: train again.
+    root = Path(cache) / "zarr.json"
+    later = (out / "added" / "checkpoints" / "last" / "trainer.json").stat().st_mtime + 10
+    created = root.stat()
+    os.utime(root, (later, later))
+    try:
+        assert set(variant_status(grown).values()) == {UNTRAINED}
+    finally:  # the cache is the module's
+        os.utime(root, (created.st_atime, created.st_mtime))

@@ -4,7 +4,8 @@ A finished step leaves `steps/<key>.json` (its result, wall time and fingerprint
 written only after the step's own outputs are complete, so rerunning `kdcache demo` reuses what is done and
 redoes the rest (precompute and training are themselves resumable). A step's fingerprint hashes what it does
 (its training config, its command) and the fingerprint of the step before it: after an edit of the experiment,
-the edited step and every later one are redone from scratch, the earlier ones reused.
+the edited step and every later one are redone, the earlier ones reused. A redone training step still keeps the
+student rows whose training did not change (`kdcache.train.reuse`), so adding a row trains just that row.
 """
 
 from __future__ import annotations
@@ -107,12 +108,18 @@ class DemoSteps:
 
         def run(fresh: bool) -> dict:
             from kdcache.train import train
+            from kdcache.train.reuse import FINISHED, PARTIAL, only, variant_status
 
             write_text(path, config.to_toml())
-            started = (Path(config.out) / "config.json").exists() or any(Path(config.out).glob("*/config.json"))
-            # An interrupted run of the same config resumes; a finished one of another config is replaced.
-            results = train(replace(config, overwrite=fresh, resume=started and not fresh))
-            return {"runs": [str(getattr(r, "run_dir", r)) for r in results]}
+            # Variants trained exactly this way are kept (an edited experiment retrains only its edited rows);
+            # the others resume when all of them stopped part-way, else start over.
+            status = variant_status(config)
+            todo = [name for name, state in status.items() if state != FINISHED]
+            if todo:
+                resume = all(status[name] == PARTIAL for name in todo)
+                train(replace(only(config, todo), overwrite=not resume, resume=resume))
+            return {"runs": [str(config.variant_dir(v)) for v in config.variants],
+                    "reused": [name for name, state in status.items() if state == FINISHED]}
 
         # `workers` changes how fast, not what: it stays out of the fingerprint.
         what = {k: v for k, v in raw.items() if k != "workers"}
@@ -214,7 +221,7 @@ def run_steps(steps: list[Step], out: Path, expected_minutes: float, results: di
             done_share += step.share
             continue
         outdated = previous is not None
-        note = " [yellow](the experiment changed since it ran: redone from scratch)[/]" if outdated else ""
+        note = " [yellow](the experiment changed since it ran: redone)[/]" if outdated else ""
         log(f"{header}{note}{_eta(started, done_share, expected_minutes)}\n    [dim]$ {step.command}[/]")
         step_start = time.perf_counter()
         with writing_to(out):  # a full disk: rerunning the demo reuses the finished steps and resumes the others

@@ -96,6 +96,13 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return state
 
 
+def read_progress(checkpoint: Path) -> dict[str, Any]:
+    """The step and fingerprint of a checkpoint's trainer state, read without its tensors."""
+    header = _read_header(Path(checkpoint) / STATE_JSON, "delete the run dir or train into a new --out")
+    state = header["state"]
+    return {"step": state["step"], "fingerprint": _decode(state["fingerprint"], {})}
+
+
 def _read_header(path: Path, fix: str) -> dict[str, Any]:
     try:
         header = json.loads(path.read_text())

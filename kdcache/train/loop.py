@@ -8,7 +8,6 @@ improved), metrics and curves; `checkpoint_every` adds mid-epoch `last` checkpoi
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -31,7 +30,8 @@ from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
 from kdcache.train.loader import LoaderPlan, iter_validation, make_loader
-from kdcache.train.train_config import TrainConfig, config_json
+from kdcache.train.train_config import TrainConfig, config_json, variant_fingerprint
+from kdcache.train.reuse import run_extra
 from kdcache.train.validate import batch_abs_rel
 from kdcache.train.variant import VariantTrainer, output_space
 
@@ -124,12 +124,7 @@ class Run:
         return trainer
 
     def _fingerprint(self, variant) -> dict[str, Any]:
-        c = self.config
-        return json.loads(json.dumps({
-            "cache": c.cache, "sources": c.sources, "mix": c.mix, "batch_size": c.batch_size, "seed": c.seed,
-            "augment": dataclasses.asdict(c.augment), "world_size": self.ctx.world_size,
-            "variant": dataclasses.asdict(variant), "total_steps": self.total,
-        }, default=str))
+        return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size)
 
     def _resume_states(self) -> list[dict[str, Any]]:
         existing = [ckpt.find_resume(d) for d in self.dirs]
@@ -169,11 +164,9 @@ class Run:
         return MetricsLog(directory / "metrics.jsonl", self.start_step if self.states else None)
 
     def _write_configs(self) -> None:
-        extra = {"kdcache_version": __version__, "teacher": self.info.teacher, "resolution": self.info.resolution,
-                 "steps_per_epoch": self.per_epoch, "total_steps": self.total, "world_size": self.ctx.world_size}
-        for variant, trainer, directory in zip(self.config.variants, self.trainers, self.dirs):
-            text = config_json(self.config, variant, {**extra, "output_space": trainer.output_space})
-            write_text(directory / "config.json", text)
+        for variant, directory in zip(self.config.variants, self.dirs):
+            extra = run_extra(self.config, self.info, variant, self.ctx.world_size)
+            write_text(directory / "config.json", config_json(self.config, variant, extra))
 
     # --- the loop -----------------------------------------------------------------------------------------
     def execute(self) -> list[VariantResult]:

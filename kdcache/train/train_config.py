@@ -284,6 +284,15 @@ def _dedupe_names(variants: list[VariantConfig]) -> None:
             variant.name = f"{variant.name}-{count + 1}"
 
 
+def variant_fingerprint(config: TrainConfig, variant: VariantConfig, total_steps: int, world_size: int) -> dict:
+    """What a variant's checkpoint must match to be resumed (or reused): the batches it saw and how it trained."""
+    return json.loads(json.dumps({
+        "cache": config.cache, "sources": config.sources, "mix": config.mix, "batch_size": config.batch_size,
+        "seed": config.seed, "augment": dataclasses.asdict(config.augment), "world_size": world_size,
+        "variant": dataclasses.asdict(variant), "total_steps": total_steps,
+    }, default=str))
+
+
 def config_json(config: TrainConfig, variant: VariantConfig, extra: dict[str, Any]) -> str:
     """The config.json of one variant's run directory: the whole run config plus which variant this is."""
     payload = {**dataclasses.asdict(config), "variant": dataclasses.asdict(variant), **extra}

@@ -1,0 +1,84 @@
+"""Which variants of a train config are already trained: a finished run is kept when nothing that shapes it changed.
+
+When an experiment is edited (a `kdcache demo` row added, a variant's loss changed), the variants whose training
+did not change keep their finished runs and only the others train. A variant's run counts as finished for a
+config only when
+1. its `last` checkpoint is at the config's final step and carries the fingerprint this config gives the variant
+   (the one `--resume` checks: sources, mix, batch, seed, augmentation, the variant itself, the step count);
+2. its config.json agrees with this config on every setting that shapes what is learned: all of them except
+   where the run is written, how fast it runs and how it is logged (`NOT_LEARNED`);
+3. it finished after its cache was created, so a cache rebuilt since (other teacher targets) forces a retrain.
+A run that passes 1 and 2 but stopped early is `partial`: it can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from kdcache import __version__
+from kdcache.train import checkpointing as ckpt
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, steps_per_epoch
+from kdcache.train.train_config import TrainConfig, VariantConfig, config_json, variant_fingerprint
+from kdcache.train.variant import output_space
+
+# config.json keys that change where, how fast or how verbosely a run goes, not what it learns.
+NOT_LEARNED = frozenset({"out", "variants", "device", "workers", "log_every", "checkpoint_every", "resume",
+                         "overwrite", "progress", "epochs", "steps", "kdcache_version"})
+FINISHED, PARTIAL, UNTRAINED = "finished", "partial", "untrained"
+
+
+def run_extra(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> dict[str, Any]:
+    """The facts a run adds to its config.json (the cache's teacher, the step count, the output space)."""
+    per_epoch = steps_per_epoch(config, info, world_size)
+    return {"kdcache_version": __version__, "teacher": info.teacher, "resolution": info.resolution,
+            "steps_per_epoch": per_epoch, "total_steps": config.steps or config.epochs * per_epoch,
+            "world_size": world_size,
+            "output_space": output_space(variant, info.source_space, info.teacher_space)}
+
+
+def variant_status(config: TrainConfig, world_size: int = 1) -> dict[str, str]:
+    """Variant name -> FINISHED, PARTIAL or UNTRAINED for the runs already in `config.out`."""
+    info = inspect_cache(config)
+    return {v.name: _status(config, info, v, world_size) for v in config.variants}
+
+
+def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> str:
+    directory = config.variant_dir(variant)
+    checkpoint = ckpt.find_resume(directory)
+    extra = run_extra(config, info, variant, world_size)
+    if checkpoint is None or not (directory / "config.json").is_file():
+        return UNTRAINED
+    try:
+        progress = ckpt.read_progress(checkpoint)
+        recorded = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return UNTRAINED  # unreadable or another kdcache's: train it again
+    total = extra["total_steps"]
+    if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
+        return UNTRAINED
+    wanted = json.loads(config_json(config, variant, extra))
+    if _learned(recorded) != _learned(wanted) or not _newer_than_cache(checkpoint, config.cache):
+        return UNTRAINED
+    return FINISHED if progress["step"] >= total else PARTIAL
+
+
+def _learned(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in NOT_LEARNED}
+
+
+def _newer_than_cache(checkpoint: Path, cache: str) -> bool:
+    """The checkpoint was written after the cache's root (written once, when the store is created)."""
+    root = Path(cache) / "zarr.json"
+    if not root.is_file():  # a remote cache: its age is unknown, so nothing is taken for finished
+        return False
+    return (checkpoint / ckpt.STATE_JSON).stat().st_mtime > root.stat().st_mtime
+
+
+def only(config: TrainConfig, names: list[str]) -> TrainConfig:
+    """`config` restricted to the variants `names`, each still trained into the folder it has in `config`."""
+    kept = [v for v in config.variants if v.name in names]
+    out = config.variant_dir(kept[0]) if len(kept) == 1 else Path(config.out)
+    return replace(config, variants=kept, out=str(out))
