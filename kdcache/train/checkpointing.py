@@ -67,20 +67,13 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
     (Path(directory) / STATE_JSON).write_text(json.dumps(header))
 
 
+FIX = "delete the run dir or train into a new --out"
+
+
 def read_state(checkpoint: Path) -> dict[str, Any]:
     """The trainer state of a checkpoint written by this kdcache version; anything else is a one-line refusal."""
-    from kdcache import __version__
-
-    checkpoint = Path(checkpoint)
-    fix = "delete the run dir or train into a new --out"
-    if not (checkpoint / STATE_JSON).is_file():
-        raise KdcacheError(f"{checkpoint / LEGACY_PICKLE} is a pickled trainer state (an older kdcache, or not "
-                           f"kdcache at all), which kdcache never loads because unpickling can run code: {fix}")
-    header = _read_header(checkpoint / STATE_JSON, fix)
-    if header.get("kdcache_version") != __version__:
-        raise KdcacheError(f"{checkpoint} was written by kdcache {header.get('kdcache_version')}, this is kdcache "
-                           f"{__version__}: an exact resume needs the same version; resume with kdcache "
-                           f"{header.get('kdcache_version')} or {fix}")
+    checkpoint, fix = Path(checkpoint), FIX
+    header = _state_header(checkpoint)
     tensors = _read_tensors(checkpoint / STATE_TENSORS, fix)
     try:
         state = _decode(header["state"], tensors)
@@ -97,10 +90,27 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def read_progress(checkpoint: Path) -> dict[str, Any]:
-    """The step and fingerprint of a checkpoint's trainer state, read without its tensors."""
-    header = _read_header(Path(checkpoint) / STATE_JSON, "delete the run dir or train into a new --out")
-    state = header["state"]
-    return {"step": state["step"], "fingerprint": _decode(state["fingerprint"], {})}
+    """The step and fingerprint of a checkpoint's trainer state, read without its tensors (same refusals)."""
+    state = _state_header(Path(checkpoint))["state"]
+    try:
+        return {"step": int(state["step"]), "fingerprint": _decode(state["fingerprint"], {})}
+    except (KeyError, TypeError, ValueError) as err:
+        raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): {FIX}") from None
+
+
+def _state_header(checkpoint: Path) -> dict[str, Any]:
+    """trainer.json of a checkpoint written by this kdcache version; a pickle or another version is refused."""
+    from kdcache import __version__
+
+    if not (checkpoint / STATE_JSON).is_file():
+        raise KdcacheError(f"{checkpoint / LEGACY_PICKLE} is a pickled trainer state (an older kdcache, or not "
+                           f"kdcache at all), which kdcache never loads because unpickling can run code: {FIX}")
+    header = _read_header(checkpoint / STATE_JSON, FIX)
+    if header.get("kdcache_version") != __version__:
+        raise KdcacheError(f"{checkpoint} was written by kdcache {header.get('kdcache_version')}, this is kdcache "
+                           f"{__version__}: an exact resume needs the same version; resume with kdcache "
+                           f"{header.get('kdcache_version')} or {FIX}")
+    return header
 
 
 def _read_header(path: Path, fix: str) -> dict[str, Any]:

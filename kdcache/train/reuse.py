@@ -51,11 +51,11 @@ def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_
     extra = run_extra(config, info, variant, world_size)
     if checkpoint is None or not (directory / "config.json").is_file():
         return UNTRAINED
+    progress = ckpt.read_progress(checkpoint)  # a pickle or another version's state: refused, never overwritten
     try:
-        progress = ckpt.read_progress(checkpoint)
         recorded = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError, KeyError):
-        return UNTRAINED  # unreadable or another kdcache's: train it again
+    except (OSError, ValueError):
+        return UNTRAINED  # a config.json cut short: its run is not one to keep
     total = extra["total_steps"]
     if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
         return UNTRAINED
