@@ -8,7 +8,6 @@ improved), metrics and curves; `checkpoint_every` adds mid-epoch `last` checkpoi
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
