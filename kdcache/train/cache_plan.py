@@ -131,6 +131,11 @@ def steps_per_epoch(config: TrainConfig, info: CacheInfo, world_size: int) -> in
     return max(1, info.split_sizes[primary] // per_step)
 
 
+def total_steps(config: TrainConfig, per_epoch: int) -> int:
+    """The run's length: `steps` when set, else `epochs` epochs."""
+    return config.steps or config.epochs * per_epoch
+
+
 def loader_plan(config: TrainConfig, info: CacheInfo, rank: int, world_size: int, lanes: int) -> LoaderPlan:
     """Fields each source reads: only what some variant training on that source can use."""
     counts = source_counts(config)

@@ -72,9 +72,9 @@ FIX = "delete the run dir or train into a new --out"
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
     """The trainer state of a checkpoint written by this kdcache version; anything else is a one-line refusal."""
-    checkpoint, fix = Path(checkpoint), FIX
+    checkpoint = Path(checkpoint)
     header = _state_header(checkpoint)
-    tensors = _read_tensors(checkpoint / STATE_TENSORS, fix)
+    tensors = _read_tensors(checkpoint / STATE_TENSORS, FIX)
     try:
         state = _decode(header["state"], tensors)
         missing = [key for key in STATE_KEYS if key not in state] if isinstance(state, dict) else list(STATE_KEYS)
@@ -85,13 +85,14 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
             raise ValueError("bad RNG states")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): "
-                           f"{fix}") from None
+                           f"{FIX}") from None
     return state
 
 
 def read_progress(checkpoint: Path) -> dict[str, Any]:
     """The step and fingerprint of a checkpoint's trainer state, read without its tensors (same refusals)."""
-    state = _state_header(Path(checkpoint))["state"]
+    checkpoint = Path(checkpoint)
+    state = _state_header(checkpoint)["state"]
     try:
         return {"step": int(state["step"]), "fingerprint": _decode(state["fingerprint"], {})}
     except (KeyError, TypeError, ValueError) as err:

@@ -24,7 +24,7 @@ from kdcache.console import log, progress
 from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
@@ -86,7 +86,7 @@ class Run:
         self.config, self.ctx = config, ctx
         self.info: CacheInfo = inspect_cache(config)
         self.per_epoch = steps_per_epoch(config, self.info, ctx.world_size)
-        self.total = config.steps or config.epochs * self.per_epoch
+        self.total = total_steps(config, self.per_epoch)
         self.amp_dtype = resolve_amp(config.amp, ctx.device)
         self.dirs = [config.variant_dir(v) for v in config.variants]
         self.states = self._resume_states()

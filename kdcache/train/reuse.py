@@ -20,7 +20,7 @@ from typing import Any
 
 from kdcache import __version__
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import CacheInfo, inspect_cache, steps_per_epoch
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, steps_per_epoch, total_steps
 from kdcache.train.train_config import TrainConfig, VariantConfig, config_json, variant_fingerprint
 from kdcache.train.variant import output_space
 
@@ -34,7 +34,7 @@ def run_extra(config: TrainConfig, info: CacheInfo, variant: VariantConfig, worl
     """The facts a run adds to its config.json (the cache's teacher, the step count, the output space)."""
     per_epoch = steps_per_epoch(config, info, world_size)
     return {"kdcache_version": __version__, "teacher": info.teacher, "resolution": info.resolution,
-            "steps_per_epoch": per_epoch, "total_steps": config.steps or config.epochs * per_epoch,
+            "steps_per_epoch": per_epoch, "total_steps": total_steps(config, per_epoch),
             "world_size": world_size,
             "output_space": output_space(variant, info.source_space, info.teacher_space)}
 
@@ -48,7 +48,6 @@ def variant_status(config: TrainConfig, world_size: int = 1) -> dict[str, str]:
 def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> str:
     directory = config.variant_dir(variant)
     checkpoint = ckpt.find_resume(directory)
-    extra = run_extra(config, info, variant, world_size)
     if checkpoint is None or not (directory / "config.json").is_file():
         return UNTRAINED
     progress = ckpt.read_progress(checkpoint)  # a pickle or another version's state: refused, never overwritten
@@ -56,6 +55,7 @@ def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_
         recorded = json.loads((directory / "config.json").read_text())
     except (OSError, ValueError):
         return UNTRAINED  # a config.json cut short: its run is not one to keep
+    extra = run_extra(config, info, variant, world_size)
     total = extra["total_steps"]
     if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
         return UNTRAINED
