@@ -91,9 +91,9 @@ def _mix_passes(config: dict, base: dict) -> list[tuple[str, dict]]:
     parsed = TrainConfig.from_dict(copy.deepcopy(config))
     counts = source_counts(parsed)
     rows = counts["labeled"] + counts["aux"]
-    from kdcache.train.cache_plan import inspect_cache, steps_per_epoch
+    from kdcache.train.cache_plan import inspect_cache, steps_per_epoch, total_steps
 
-    steps = parsed.epochs * steps_per_epoch(parsed, inspect_cache(parsed), 1)
+    steps = total_steps(parsed, steps_per_epoch(parsed, inspect_cache(parsed), 1))
     passes = []
     for labeled_share in (0.25, 0.75):
         labeled = round(rows * labeled_share)
