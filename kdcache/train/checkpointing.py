@@ -84,8 +84,7 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
                    for r in state["rng"]):
             raise ValueError("bad RNG states")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): "
-                           f"{FIX}") from None
+        raise _incomplete(checkpoint, err) from None
     return state
 
 
@@ -96,7 +95,11 @@ def read_progress(checkpoint: Path) -> dict[str, Any]:
     try:
         return {"step": int(state["step"]), "fingerprint": _decode(state["fingerprint"], {})}
     except (KeyError, TypeError, ValueError) as err:
-        raise KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): {FIX}") from None
+        raise _incomplete(checkpoint, err) from None
+
+
+def _incomplete(checkpoint: Path, err: Exception) -> KdcacheError:
+    return KdcacheError(f"{checkpoint / STATE_JSON} is not a complete kdcache trainer state ({err}): {FIX}")
 
 
 def _state_header(checkpoint: Path) -> dict[str, Any]:
