@@ -8,6 +8,7 @@ read here.
 
     python bench/demo_levers.py --scale full --out kdcache-demo-full --seeds 0,1 --lever kd-space --lever length
     python bench/demo_levers.py --scale full --out kdcache-demo-full --seeds 0,1 --lever cache:flip-tta=PATH
+    python bench/demo_levers.py --scale full --out kdcache-demo-full --seeds 0,1,2 --lever 'aux:synth-aux[:16000]=PATH'
 
 Levers:
   kd-space         KD in log depth (log-l1) / metric disparity / scale-and-shift-invariant disparity
@@ -16,6 +17,8 @@ Levers:
   mix              labeled : aux rows of the KD + aux student at 1:3 and 3:1 (same rows and steps per run)
   length           2x the training steps, for gt-only and KD + aux
   cache:NAME=PATH  KD + aux on another teacher cache of the same images (flip-TTA targets, another teacher)
+  aux:SPEC=PATH    KD + aux with another aux split (e.g. twice the rooms), from a teacher cache PATH holding it
+                   and the demo's labeled and validation splits; the demo's labeled and aux rows per step and steps
 Prints one table (validation AbsRel per seed, mean ± sd, and the paired change against the demo's KD + aux row
 of the same seed) and writes it to --json.
 """
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from kdcache.demo import load_plan
 from kdcache.demo.steps import DemoSteps
+from kdcache.store.layout import group_name
 from kdcache.train import train
 from kdcache.train.train_config import TrainConfig, source_counts
 from kdcache.train.curves import read_metrics
@@ -83,27 +87,50 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
     if lever.startswith("cache:"):
         name, _, path = lever[len("cache:"):].partition("=")
         return [(f"cache-{name}", {**config, "cache": path, "variant": [_variant(base, f"{BASELINE} on {name}")]})]
-    raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, ema, mix, length or cache:NAME=PATH")
+    if lever.startswith("aux:"):
+        return [_aux_pass(config, base, *lever[len("aux:"):].partition("=")[::2])]
+    raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, ema, mix, length, cache:NAME=PATH or "
+                     "aux:SPEC=PATH")
+
+
+def _kd_aux_rows(config: dict) -> tuple[int, int, int]:
+    """(labeled, aux) rows of one seed's demo batch and the demo's step count: what a KD + aux pass keeps."""
+    from kdcache.train.cache_plan import inspect_cache, steps_per_epoch, total_steps
+
+    parsed = TrainConfig.from_dict(copy.deepcopy(config))
+    counts = source_counts(parsed)
+    return counts["labeled"], counts["aux"], total_steps(parsed, steps_per_epoch(parsed, inspect_cache(parsed), 1))
+
+
+def _kd_aux_pass(config: dict, variant: dict, sources: dict, labeled: int, aux: int, steps: int) -> dict:
+    """A pass of one KD + aux variant on `labeled` + `aux` rows per step for `steps` steps."""
+    rows = labeled + aux
+    return {**config, "sources": sources, "mix": {"labeled": labeled / rows, "aux": aux / rows},
+            "batch_size": rows, "steps": steps, "variant": [variant]}
 
 
 def _mix_passes(config: dict, base: dict) -> list[tuple[str, dict]]:
     """The KD + aux rows of a demo batch, split 1:3 and 3:1 between labeled and aux; the demo's step count."""
-    parsed = TrainConfig.from_dict(copy.deepcopy(config))
-    counts = source_counts(parsed)
-    rows = counts["labeled"] + counts["aux"]
-    from kdcache.train.cache_plan import inspect_cache, steps_per_epoch, total_steps
-
-    steps = total_steps(parsed, steps_per_epoch(parsed, inspect_cache(parsed), 1))
+    labeled_rows, aux_rows, steps = _kd_aux_rows(config)
+    rows = labeled_rows + aux_rows
+    sources = {k: v for k, v in config["sources"].items() if k in ("labeled", "aux")}
     passes = []
     for labeled_share in (0.25, 0.75):
         labeled = round(rows * labeled_share)
-        sources = {k: v for k, v in config["sources"].items() if k in ("labeled", "aux")}
-        mix = {"labeled": labeled / rows, "aux": (rows - labeled) / rows}
-        name = f"mix labeled {labeled} : aux {rows - labeled}"
+        variant = _variant(base, f"mix labeled {labeled} : aux {rows - labeled}")
         passes.append((f"mix-{labeled}-{rows - labeled}",
-                       {**config, "sources": sources, "mix": mix, "batch_size": rows, "steps": steps,
-                        "variant": [_variant(base, name)]}))
+                       _kd_aux_pass(config, variant, sources, labeled, rows - labeled, steps)))
     return passes
+
+
+def _aux_pass(config: dict, base: dict, spec: str, path: str) -> tuple[str, dict]:
+    """KD + aux with the aux split `spec` from the teacher cache `path`; the demo's rows per step and steps."""
+    if not spec or not path:
+        raise SystemExit("write the aux lever as aux:SPEC=PATH, e.g. 'aux:synth-aux[:16000]=cache/aux16k.zarr'")
+    labeled, aux, steps = _kd_aux_rows(config)
+    sources = {"labeled": config["sources"]["labeled"], "aux": spec}
+    variant = _variant(base, f"{BASELINE} with aux {spec}")
+    return f"aux-{group_name(spec)}", _kd_aux_pass({**config, "cache": path}, variant, sources, labeled, aux, steps)
 
 
 def run_pass(config: dict, out: Path) -> float:
