@@ -85,12 +85,20 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
     if lever == "mix":
         return _mix_passes(config, base)
     if lever.startswith("cache:"):
-        name, _, path = lever[len("cache:"):].partition("=")
+        name, path = _named_path(lever, "cache", "NAME", "flip-tta=cache/flip.zarr")
         return [(f"cache-{name}", {**config, "cache": path, "variant": [_variant(base, f"{BASELINE} on {name}")]})]
     if lever.startswith("aux:"):
-        return [_aux_pass(config, base, *lever[len("aux:"):].partition("=")[::2])]
+        return [_aux_pass(config, base, *_named_path(lever, "aux", "SPEC", "synth-aux[:16000]=cache/aux16k.zarr"))]
     raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, ema, mix, length, cache:NAME=PATH or "
                      "aux:SPEC=PATH")
+
+
+def _named_path(lever: str, prefix: str, what: str, example: str) -> tuple[str, str]:
+    """(WHAT, PATH) of a `PREFIX:WHAT=PATH` lever; both parts are required."""
+    name, _, path = lever[len(prefix) + 1:].partition("=")
+    if not name or not path:
+        raise SystemExit(f"write the {prefix} lever as {prefix}:{what}=PATH, e.g. '{prefix}:{example}'")
+    return name, path
 
 
 def _kd_aux_rows(config: dict) -> tuple[int, int, int]:
@@ -125,8 +133,6 @@ def _mix_passes(config: dict, base: dict) -> list[tuple[str, dict]]:
 
 def _aux_pass(config: dict, base: dict, spec: str, path: str) -> tuple[str, dict]:
     """KD + aux with the aux split `spec` from the teacher cache `path`; the demo's rows per step and steps."""
-    if not spec or not path:
-        raise SystemExit("write the aux lever as aux:SPEC=PATH, e.g. 'aux:synth-aux[:16000]=cache/aux16k.zarr'")
     labeled, aux, steps = _kd_aux_rows(config)
     sources = {"labeled": config["sources"]["labeled"], "aux": spec}
     variant = _variant(base, f"{BASELINE} with aux {spec}")
