@@ -34,7 +34,8 @@ def precompute_command(
     config: Optional[Path] = config_file_option(),
     print_config: bool = print_config_option(),
 ) -> None:
-    """Run a teacher once over splits into a resumable Zarr v3 cache (rerun the same command to resume)."""
+    """Run a teacher once over splits into a resumable Zarr v3 cache (rerun the same command to resume; name a new
+    --split with the same --out to add it)."""
     from kdcache.cli.cache import show_store
     from kdcache.errors import check_writable, writing_to
     from kdcache.precompute import precompute

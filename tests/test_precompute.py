@@ -80,13 +80,47 @@ def test_rerun_of_a_complete_store_does_nothing_and_changed_options_are_refused(
         (dict(teacher=FakeTeacher(seed=1)), "teacher identity"),
         (dict(flip_tta=True), "flip-TTA"),
         (dict(shard_size=8), "shard size"),
-        (dict(splits=("kdtest-labeled", "kdtest-unlabeled")), "splits"),
         (dict(feature_layers=["stem"]), "feature layers"),
     ]
     for options, label in cases:
         with pytest.raises(KdcacheError, match=f"made with {label} .*choose a new --out") as info:
             run(url, **options)
         assert "\n" not in str(info.value)
+
+
+def test_a_split_added_to_a_store_runs_the_teacher_on_it_only_and_keeps_the_others(tmp_path):
+    url = run(tmp_path / "c.zarr")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "c.zarr" / "kdtest-labeled").rglob("*") if p.is_file()}
+    teacher = FakeTeacher()
+    run(url, ["kdtest-unlabeled"], teacher=teacher)  # only the new split needs naming
+    assert teacher.images == 24  # kdtest-unlabeled's 24 images, none of kdtest-labeled's 20
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "c.zarr" / "kdtest-labeled").rglob("*") if p.is_file()}
+    assert after == before
+    both = open_store(run(tmp_path / "both.zarr", ["kdtest-labeled", "kdtest-unlabeled"]))
+    grown = open_store(url)
+    assert grown.splits == both.splits and grown.completeness() == both.completeness()
+    for name in both.splits:
+        want, got = both.split(name).read(), grown.split(name).read()
+        for field in want:
+            np.testing.assert_array_equal(got[field], want[field], err_msg=f"{name}/{field}")
+    again = FakeTeacher()
+    run(url, ["kdtest-unlabeled", "kdtest-labeled"], teacher=again)  # any order, nothing left to do
+    assert again.calls == 0
+    with pytest.raises(KdcacheError, match="made with teacher identity .*choose a new --out"):
+        run(url, ["kdtest-big"], teacher=FakeTeacher(seed=1))  # another teacher never adds to this store
+    assert open_store(url).splits == both.splits
+
+
+def test_a_split_added_to_a_store_with_pca_features_uses_the_stored_bases(tmp_path):
+    options = dict(feature_budget=2 * 2 * (4 * 6 * 2) * 5, pca_fit_samples=8)  # as in the budget test below
+    url = run(tmp_path / "c.zarr", **options)
+    run(url, ["kdtest-unlabeled"], **options)
+    both = run(tmp_path / "both.zarr", ["kdtest-labeled", "kdtest-unlabeled"], **options)
+    assert open_store(url).manifest["features"] == open_store(both).manifest["features"]
+    assert open_store(url).manifest["features"]["per_layer"]["deep"]["pca"]
+    want, got = open_store(both).split("kdtest-unlabeled").read(), open_store(url).split("kdtest-unlabeled").read()
+    for field in want:
+        np.testing.assert_array_equal(got[field], want[field], err_msg=field)
 
 
 def test_out_that_is_not_a_cache_is_never_written(tmp_path):

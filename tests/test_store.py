@@ -54,7 +54,6 @@ def _manifest(**changes):
     ("teacher.identity", {"sha": "2"}, "teacher identity"),
     ("teacher.flip_tta", True, "flip-TTA"),
     ("shard_size", 8, "shard size"),
-    ("splits", {"a": {"group": "a", "count": 10}, "b": {"group": "b", "count": 3}}, "splits"),
     ("splits.a.count", 11, "split sizes"),
     ("features.grid", [8, 12], "feature grid"),
 ])
@@ -63,6 +62,14 @@ def test_manifest_mismatches_name_the_option(path, value, label):
     assert mf.mismatches(_manifest(), _manifest(resolution=(32, 48))) == []  # tuple vs JSON list
     found = mf.mismatches(_manifest(), _manifest(**{path: value}))
     assert found and found[0][0] == label  # the refusal names the first difference
+
+
+def test_a_request_may_add_splits_or_name_some_but_not_resize_one():
+    both = _manifest(splits={"a": {"group": "a", "count": 10}, "b": {"group": "b", "count": 3}})
+    assert mf.mismatches(_manifest(), both) == [] and mf.added_splits(_manifest(), both) == ["b"]
+    assert mf.mismatches(both, _manifest()) == [] and mf.added_splits(both, _manifest()) == []
+    resized = _manifest(splits={"a": {"group": "a", "count": 11}, "b": {"group": "b", "count": 3}})
+    assert mf.mismatches(_manifest(), resized) == [("split sizes", {"a": 10}, {"a": 11})]
 
 
 def test_read_returns_every_field_with_contract_dtypes(store_url):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
+from kdcache.store.layout import group_name
 from kdcache.students import load_student
 from kdcache.train import MODES, TrainConfig, train
 from kdcache.train.checkpointing import read_state
@@ -273,12 +274,17 @@ def test_finished_variants_are_reused_only_when_nothing_that_shapes_them_changed
         train(killed_config)
     assert variant_status(killed_config) == {v["name"]: PARTIAL for v in two}
 
-    # A cache rebuilt since (its root written after the runs finished) means other targets: train again.
-    root = Path(cache) / "zarr.json"
+    # A split added to the cache since (its root rewritten) changes nothing the runs read: they stay finished.
+    # A cache rebuilt since (the groups of the splits they read written after they finished) means other
+    # targets: train again.
     later = (out / "added" / "checkpoints" / "last" / "trainer.json").stat().st_mtime + 10
-    created = root.stat()
-    os.utime(root, (later, later))
+    root, split = Path(cache) / "zarr.json", Path(cache) / group_name(SOURCES["labeled"]) / "zarr.json"
+    created = {path: path.stat() for path in (root, split)}
     try:
+        os.utime(root, (later, later))
+        assert set(variant_status(grown).values()) == {FINISHED}
+        os.utime(split, (later, later))
         assert set(variant_status(grown).values()) == {UNTRAINED}
     finally:  # the cache is the module's
-        os.utime(root, (created.st_atime, created.st_mtime))
+        for path, stat in created.items():
+            os.utime(path, (stat.st_atime, stat.st_mtime))

@@ -7,7 +7,8 @@ Built so that a GPU teacher is never kept waiting (docs/architecture.md, section
 3. whole shards go to a pool of writer threads, several in flight (`store/writer.py`).
 
 Resumable: shards whose `shard_done` flag is set are skipped, so rerunning the same command after a kill -9
-continues where it stopped. `shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the
+continues where it stopped. Extendable: a run naming splits an existing store lacks adds them, and the teacher
+runs on those only. `shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the
 shard defaults to (RANK, WORLD_SIZE) and the device to `cuda:LOCAL_RANK`. Two runs never write one store at
 once (`store/lock.py`).
 """
@@ -208,4 +209,11 @@ def _open_or_create(out, requested, maker, samples, loader, todo, shard, batch_s
                                               set(todo.get(0, [])))
                 return planning.create_new_store(out, requested, maker, source, fit_samples)
     _mismatch(out, stored, requested)
+    if mf.added_splits(stored, requested):
+        with lock.creating(out):  # a `--shard i/N` process beside this one may be adding them too
+            stored = existing_manifest(out)
+            added = mf.added_splits(stored, requested)
+            stored = planning.add_splits(out, stored, requested)
+        if added:
+            log(f"adding {', '.join(added)} to {out}; its {len(stored['splits']) - len(added)} other split(s) are kept")
     return stored, []

@@ -3,7 +3,7 @@
 `requested_manifest` describes the request in manifest form (compared with an existing store's manifest
 before anything is written); `create_new_store` runs the teacher on the first batches of the already running
 loader to learn each layer's channels, fits PCA bases when the byte budget requires it, creates every array,
-and writes the manifest last.
+and writes the manifest last; `add_splits` adds the arrays of splits an existing store lacks, manifest last.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from kdcache.precompute.image_loader import ResizedSamples, collate_records, sha
 from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import layout
 from kdcache.store import manifest as mf
-from kdcache.store.writer import create_store
+from kdcache.store.writer import add_to_store, create_store
 
 FIT_AHEAD = 8  # batches queued on an asynchronous device beyond those the PCA fit reads (busy while the host fits)
 
@@ -163,19 +163,39 @@ def create_new_store(url, manifest, maker, fit_source, fit_samples: int) -> tupl
         manifest["features"], bases, consumed = fit_features(maker, fit_source, manifest, fit_samples)
 
     def build(root: zarr.Group) -> None:
-        features = manifest["features"] or {"per_layer": {}, "grid": [1, 1]}
-        shapes = {
-            entry["array"]: (entry["channels"], *features["grid"]) for entry in features["per_layer"].values()
-        }
-        for spec, entry in manifest["splits"].items():
-            fields = layout.split_fields(manifest["resolution"], entry["labeled"], manifest["teacher"] is not None, shapes)
-            layout.create_split_arrays(root, entry["group"], entry["count"], manifest["shard_size"], fields)
+        _create_splits(root, manifest, manifest["splits"])
         for layer, basis in bases.items():
             if basis is not None:
-                layout.write_pca(root, features["per_layer"][layer]["array"], basis.components, basis.mean)
+                layout.write_pca(root, manifest["features"]["per_layer"][layer]["array"], basis.components, basis.mean)
 
     create_store(url, manifest, build)
     return manifest, consumed
+
+
+def add_splits(url, stored: dict, requested: dict) -> dict:
+    """`stored` with the requested splits it lacks added (their arrays created, the manifest rewritten last); the
+    splits already there, their targets and the PCA bases are untouched, so the teacher runs on the new ones only."""
+    taken = {entry["group"] for entry in stored["splits"].values()}
+    added = {}
+    for spec in mf.added_splits(stored, requested):
+        group = layout.group_name(spec, taken)  # clear of the stored groups, not just of this request's
+        taken.add(group)
+        added[spec] = dict(requested["splits"][spec], group=group)
+    if not added:
+        return stored
+    manifest = dict(stored, splits={**stored["splits"], **added})
+    groups = [entry["group"] for entry in added.values()]
+    add_to_store(url, manifest, groups, lambda root: _create_splits(root, manifest, added))
+    return manifest
+
+
+def _create_splits(root: zarr.Group, manifest: dict, splits: dict[str, dict]) -> None:
+    """The arrays of `splits` (manifest split entries), shaped by the store's resolution, teacher and features."""
+    features = manifest["features"] or {"per_layer": {}, "grid": [1, 1]}
+    shapes = {entry["array"]: (entry["channels"], *features["grid"]) for entry in features["per_layer"].values()}
+    for entry in splits.values():
+        fields = layout.split_fields(manifest["resolution"], entry["labeled"], manifest["teacher"] is not None, shapes)
+        layout.create_split_arrays(root, entry["group"], entry["count"], manifest["shard_size"], fields)
 
 
 def feature_plan(url: str, manifest: dict) -> FeaturePlan:

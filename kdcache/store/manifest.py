@@ -13,7 +13,9 @@
     splits: {spec: {group, source, root, count, labeled, space, shards}}
 
 A restart of `precompute` on an existing store compares its request with `FINGERPRINT` and refuses any
-difference (one line naming the option, the stored value and the requested one).
+difference (one line naming the option, the stored value and the requested one). Splits are the exception: a
+run may name splits the store lacks (they are added, `added_splits`) or only some of its splits, but a split it
+shares with the store must have the stored size.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ FINGERPRINT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("flip-TTA", ("teacher", "flip_tta")),
     ("resolution", ("resolution",)),
     ("shard size", ("shard_size",)),
-    ("splits", ("splits", "*specs")),
-    ("split sizes", ("splits", "*counts")),
     ("split options", ("split_options",)),
     ("feature layers", ("features", "layers")),
     ("feature grid", ("features", "grid")),
@@ -86,10 +86,6 @@ def build_manifest(
 def _lookup(manifest: dict, path: tuple[str, ...]) -> Any:
     value: Any = manifest
     for key in path:
-        if key == "*specs":
-            return list(value or {})
-        if key == "*counts":
-            return {spec: entry.get("count") for spec, entry in (value or {}).items()}
         if not isinstance(value, dict):
             return None
         value = value.get(key)
@@ -106,13 +102,23 @@ def _normalise(value: Any) -> Any:
 
 
 def mismatches(stored: dict, requested: dict) -> list[tuple[str, Any, Any]]:
-    """(label, stored value, requested value) for every fingerprint entry that differs."""
+    """(label, stored value, requested value) for every fingerprint entry that differs, then the sizes of the
+    splits both name (a split whose source grew or shrank since is another split)."""
     found = []
     for label, path in FINGERPRINT:
         old, new = _normalise(_lookup(stored, path)), _normalise(_lookup(requested, path))
         if old != new:
             found.append((label, old, new))
+    shared = [spec for spec in requested.get("splits", {}) if spec in stored.get("splits", {})]
+    old, new = ({spec: manifest["splits"][spec].get("count") for spec in shared} for manifest in (stored, requested))
+    if old != new:
+        found.append(("split sizes", old, new))
     return found
+
+
+def added_splits(stored: dict, requested: dict) -> list[str]:
+    """The requested split specs the store does not hold yet, in request order."""
+    return [spec for spec in requested.get("splits", {}) if spec not in stored.get("splits", {})]
 
 
 def split_entry(manifest: dict, name: str) -> tuple[str, dict] | None:

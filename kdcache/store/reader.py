@@ -74,7 +74,7 @@ class CacheStore:
         if found is None:
             raise KdcacheError(
                 f"split '{name}' is not in cache {self.url} (it has {', '.join(self.splits)}): "
-                f"precompute it with `kdcache precompute --split {name}` into a new --out"
+                f"add it with `kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options"
             )
         spec, entry = found
         return StoredSplit(self.url, spec, entry, self.manifest)
@@ -97,7 +97,8 @@ class CacheStore:
         fix = "precompute a matching cache with `kdcache precompute` or change the training options"
         for name in splits:
             if mf.split_entry(self.manifest, name) is None:
-                problems.append(f"split '{name}' is missing (cache has {', '.join(self.splits)})")
+                problems.append(f"split '{name}' is missing (cache has {', '.join(self.splits)}; add it with "
+                                f"`kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options)")
             elif complete:
                 done, total = self.split(name).shards_done()
                 if done < total:

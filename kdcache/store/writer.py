@@ -69,10 +69,24 @@ def create_store(url: str, manifest: dict, build: Callable[[zarr.Group], None]) 
     # metadata is written atomically and made durable together, before the manifest (durable itself) goes last.
     root = zarr.open_group(store=open_backend(url, read_only=False, durable=False), mode="w",
                            attributes={mf.CREATING_ATTR: manifest["kdcache_version"]})
+    _build_then_manifest(url, root, manifest, build)
+
+
+def add_to_store(url: str, manifest: dict, groups: list[str], build: Callable[[zarr.Group], None]) -> None:
+    """Add the groups `groups` to an initialised store: `build(root)` creates them, then `manifest` (naming them)
+    replaces the old one. Killed in between, the store keeps its old manifest, which does not name them; the
+    next run recreates them."""
+    root = zarr.open_group(store=open_backend(url, read_only=False, durable=False), mode="r+")
+    _build_then_manifest(url, root, manifest, build, groups)
+
+
+def _build_then_manifest(url: str, root: zarr.Group, manifest: dict, build: Callable[[zarr.Group], None],
+                         folders: list[str] = ("",)) -> None:
     build(root)
     path = local_path(url)
-    if path is not None:
-        make_durable(sorted(p for p in path.expanduser().rglob("*") if p.is_file()))
+    if path is not None:  # only what `build` wrote: a store's existing chunks are durable already
+        base = path.expanduser()
+        make_durable(sorted(p for folder in folders for p in (base / folder).rglob("*") if p.is_file()))
     zarr.open_group(store=open_backend(url, read_only=False), mode="r+").attrs.put({mf.ATTR: manifest})
 
 

@@ -7,7 +7,8 @@ config only when
    (the one `--resume` checks: sources, mix, batch, seed, augmentation, the variant itself, the step count);
 2. its config.json agrees with this config on every setting that shapes what is learned: all of them except
    where the run is written, how fast it runs and how it is logged (`NOT_LEARNED`);
-3. it finished after its cache was created, so a cache rebuilt since (other teacher targets) forces a retrain.
+3. it finished after the cache's splits it reads were created, so a cache rebuilt since (other teacher targets)
+   forces a retrain, while splits added to the cache since (`kdcache precompute --split NEW`) do not.
 A run that passes 1 and 2 but stopped early is `partial`: it can be resumed.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kdcache import __version__
+from kdcache.store import manifest as mf
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, steps_per_epoch, total_steps
 from kdcache.train.train_config import TrainConfig, VariantConfig, config_json, variant_fingerprint
@@ -60,7 +62,7 @@ def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_
     if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
         return UNTRAINED
     wanted = json.loads(config_json(config, variant, extra))
-    if _learned(recorded) != _learned(wanted) or not _newer_than_cache(checkpoint, config.cache):
+    if _learned(recorded) != _learned(wanted) or not _newer_than_splits(checkpoint, config, info):
         return UNTRAINED
     return FINISHED if progress["step"] >= total else PARTIAL
 
@@ -69,12 +71,15 @@ def _learned(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in NOT_LEARNED}
 
 
-def _newer_than_cache(checkpoint: Path, cache: str) -> bool:
-    """The checkpoint was written after the cache's root (written once, when the store is created)."""
-    root = Path(cache) / "zarr.json"
-    if not root.is_file():  # a remote cache: its age is unknown, so nothing is taken for finished
+def _newer_than_splits(checkpoint: Path, config: TrainConfig, info: CacheInfo) -> bool:
+    """The checkpoint was written after every split group the run reads: a group's zarr.json is written once, when
+    its split is created (a rebuilt store recreates them all; splits added to the store since do not count)."""
+    specs = list(config.sources.values()) + ([config.val] if config.val else [])
+    groups = [Path(config.cache) / mf.split_entry(info.manifest, spec)[1]["group"] / "zarr.json" for spec in specs]
+    if not all(group.is_file() for group in groups):  # a remote cache: its age is unknown, nothing counts as finished
         return False
-    return (checkpoint / ckpt.STATE_JSON).stat().st_mtime > root.stat().st_mtime
+    written = (checkpoint / ckpt.STATE_JSON).stat().st_mtime
+    return all(written > group.stat().st_mtime for group in groups)
 
 
 def only(config: TrainConfig, names: list[str]) -> TrainConfig:

@@ -48,10 +48,11 @@ class FakeTeacher:
         self.nan_below, self.delay, self.scale, self.hold = nan_below, delay, scale, hold
         self.identity = {"source": "fake", "seed": seed}
         self.preprocess = {"size": [32, 32], "resize": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}
-        self.calls = 0
+        self.calls = self.images = 0
 
     def predict(self, images: torch.Tensor, layers=()):
         self.calls += 1
+        self.images += images.shape[0]
         if self.delay:
             time.sleep(self.delay)
         if self.hold:
