@@ -109,6 +109,8 @@ def test_a_split_added_to_a_store_runs_the_teacher_on_it_only_and_keeps_the_othe
     with pytest.raises(KdcacheError, match="made with teacher identity .*choose a new --out"):
         run(url, ["kdtest-big"], teacher=FakeTeacher(seed=1))  # another teacher never adds to this store
     assert open_store(url).splits == both.splits
+    held = [p for p in (tmp_path / ".c.zarr.locks").iterdir() if p.read_text()]
+    assert held == []  # the refused run left no holder behind, so the next run takes over nothing
 
 
 def test_a_split_added_to_a_store_with_pca_features_uses_the_stored_bases(tmp_path):

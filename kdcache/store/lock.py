@@ -82,11 +82,13 @@ def _flock(path: Path, exclusive: bool, url: str, wait: bool = False):
         except BlockingIOError:
             raise KdcacheError(_refusal(url, _holder(handle))) from None
         _take_over(handle, path, exclusive)
-        yield
-        if exclusive:  # a clean exit leaves no holder behind: one left behind was killed
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
+        try:
+            yield
+        finally:
+            if exclusive:  # an exit, with or without an error, leaves no holder behind: one left behind was killed
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
     finally:
         handle.close()  # closing drops the flock
 
