@@ -69,12 +69,15 @@ class CacheStore:
     def feature_layers(self) -> list[str]:
         return list((self.manifest.get("features") or {}).get("layers", []))
 
+    def _add_split_hint(self, name: str) -> str:
+        return f"add it with `kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options"
+
     def split(self, name: str) -> "StoredSplit":
         found = mf.split_entry(self.manifest, name)
         if found is None:
             raise KdcacheError(
                 f"split '{name}' is not in cache {self.url} (it has {', '.join(self.splits)}): "
-                f"add it with `kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options"
+                f"{self._add_split_hint(name)}"
             )
         spec, entry = found
         return StoredSplit(self.url, spec, entry, self.manifest)
@@ -97,8 +100,8 @@ class CacheStore:
         fix = "precompute a matching cache with `kdcache precompute` or change the training options"
         for name in splits:
             if mf.split_entry(self.manifest, name) is None:
-                problems.append(f"split '{name}' is missing (cache has {', '.join(self.splits)}; add it with "
-                                f"`kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options)")
+                problems.append(f"split '{name}' is missing (cache has {', '.join(self.splits)}; "
+                                f"{self._add_split_hint(name)})")
             elif complete:
                 done, total = self.split(name).shards_done()
                 if done < total:

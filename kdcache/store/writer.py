@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import zarr
@@ -81,7 +81,7 @@ def add_to_store(url: str, manifest: dict, groups: list[str], build: Callable[[z
 
 
 def _build_then_manifest(url: str, root: zarr.Group, manifest: dict, build: Callable[[zarr.Group], None],
-                         folders: list[str] = ("",)) -> None:
+                         folders: Iterable[str] = ("",)) -> None:
     build(root)
     path = local_path(url)
     if path is not None:  # only what `build` wrote: a store's existing chunks are durable already

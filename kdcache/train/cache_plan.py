@@ -32,13 +32,18 @@ class CacheInfo:
         return self.teacher.get("output_space") if self.teacher else None
 
 
+def read_splits(config: TrainConfig) -> list[str]:
+    """The cache splits a run reads: its sources, then its validation split."""
+    return list(config.sources.values()) + ([config.val] if config.val else [])
+
+
 def inspect_cache(config: TrainConfig) -> CacheInfo:
     """Open the store, refuse a mismatching one, and summarise what training needs from it."""
     from kdcache.store import open_store
 
     store = open_store(config.cache)
     targets = {t for v in config.variants for name in v.loss for t in loss_targets(name)}
-    splits = list(config.sources.values()) + ([config.val] if config.val else [])
+    splits = read_splits(config)
     wants_features = "features" in targets
     requested_layers = list(config.feature_layers or []) if wants_features else []
     store.require(splits=splits, resolution=config.resolution, features=requested_layers)

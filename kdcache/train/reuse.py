@@ -22,7 +22,7 @@ from typing import Any
 from kdcache import __version__
 from kdcache.store import manifest as mf
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import CacheInfo, inspect_cache, steps_per_epoch, total_steps
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, read_splits, steps_per_epoch, total_steps
 from kdcache.train.train_config import TrainConfig, VariantConfig, config_json, variant_fingerprint
 from kdcache.train.variant import output_space
 
@@ -44,10 +44,12 @@ def run_extra(config: TrainConfig, info: CacheInfo, variant: VariantConfig, worl
 def variant_status(config: TrainConfig, world_size: int = 1) -> dict[str, str]:
     """Variant name -> FINISHED, PARTIAL or UNTRAINED for the runs already in `config.out`."""
     info = inspect_cache(config)
-    return {v.name: _status(config, info, v, world_size) for v in config.variants}
+    splits_written = _splits_written(config, info)
+    return {v.name: _status(config, info, v, world_size, splits_written) for v in config.variants}
 
 
-def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> str:
+def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int,
+            splits_written: float | None) -> str:
     directory = config.variant_dir(variant)
     checkpoint = ckpt.find_resume(directory)
     if checkpoint is None or not (directory / "config.json").is_file():
@@ -62,7 +64,9 @@ def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_
     if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
         return UNTRAINED
     wanted = json.loads(config_json(config, variant, extra))
-    if _learned(recorded) != _learned(wanted) or not _newer_than_splits(checkpoint, config, info):
+    if splits_written is None or (checkpoint / ckpt.STATE_JSON).stat().st_mtime <= splits_written:
+        return UNTRAINED  # a cache rebuilt since it finished (other teacher targets), or of unknown age
+    if _learned(recorded) != _learned(wanted):
         return UNTRAINED
     return FINISHED if progress["step"] >= total else PARTIAL
 
@@ -71,15 +75,15 @@ def _learned(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in NOT_LEARNED}
 
 
-def _newer_than_splits(checkpoint: Path, config: TrainConfig, info: CacheInfo) -> bool:
-    """The checkpoint was written after every split group the run reads: a group's zarr.json is written once, when
-    its split is created (a rebuilt store recreates them all; splits added to the store since do not count)."""
-    specs = list(config.sources.values()) + ([config.val] if config.val else [])
-    groups = [Path(config.cache) / mf.split_entry(info.manifest, spec)[1]["group"] / "zarr.json" for spec in specs]
-    if not all(group.is_file() for group in groups):  # a remote cache: its age is unknown, nothing counts as finished
-        return False
-    written = (checkpoint / ckpt.STATE_JSON).stat().st_mtime
-    return all(written > group.stat().st_mtime for group in groups)
+def _splits_written(config: TrainConfig, info: CacheInfo) -> float | None:
+    """When the newest of the split groups the run reads was written (a group's zarr.json is written once, when its
+    split is created: a rebuilt store recreates them all, a split added since is not read); None for a remote cache,
+    whose age is unknown, so nothing counts as finished."""
+    groups = [Path(config.cache) / mf.split_entry(info.manifest, spec)[1]["group"] / "zarr.json"
+              for spec in read_splits(config)]
+    if not all(group.is_file() for group in groups):
+        return None
+    return max(group.stat().st_mtime for group in groups)
 
 
 def only(config: TrainConfig, names: list[str]) -> TrainConfig:
