@@ -16,6 +16,7 @@ Levers:
   ema              an exponential moving average of the weights (decay 0.999) for gt-only and KD + aux
   mix              labeled : aux rows of the KD + aux student at 1:3 and 3:1 (same rows and steps per run)
   length           2x the training steps, for gt-only and KD + aux
+  2x:LEVER         LEVER's passes at 2x the training steps (e.g. '2x:cache:teacher12=PATH': both levers at once)
   cache:NAME=PATH  KD + aux on another teacher cache of the same images (flip-TTA targets, another teacher)
   aux:SPEC=PATH    KD + aux with another aux split (e.g. twice the rooms), from a teacher cache PATH holding it
                    and the demo's labeled and validation splits; the demo's labeled and aux rows per step and steps
@@ -64,6 +65,8 @@ def _kd_variant(config: dict, name: str, kd_weight: float, kd_options: dict) -> 
 
 def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
     """(pass name, training config) for one lever on one seed's demo students config."""
+    if lever.startswith("2x:"):  # levers may interact: a better teacher may pay only once the student trains longer
+        return _at_twice_the_steps(lever_passes(lever[len("2x:"):], {**config, "epochs": 2 * config["epochs"]}))
     base = next(v for v in config["variant"] if v["name"] == BASELINE)
     weight = base["loss"]["kd"]
     if lever == "kd-space":
@@ -91,6 +94,12 @@ def lever_passes(lever: str, config: dict) -> list[tuple[str, dict]]:
         return [_aux_pass(config, base, *_named_path(lever, "aux", "SPEC", "synth-aux[:16000]=cache/aux16k.zarr"))]
     raise SystemExit(f"unknown lever {lever!r}: kd-space, kd-weight, ema, mix, length, cache:NAME=PATH or "
                      "aux:SPEC=PATH")
+
+
+def _at_twice_the_steps(passes: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Passes already derived from a doubled-epochs config, named (and their variants) as such."""
+    return [(f"2x-{name}", {**config, "variant": [{**v, "name": f"{v['name']} 2x steps"} for v in config["variant"]]})
+            for name, config in passes]
 
 
 def _named_path(lever: str, prefix: str, what: str, example: str) -> tuple[str, str]:
