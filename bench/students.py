@@ -9,26 +9,19 @@ threads. The last line is `default_student_cpu_ms=<median ms of the default pres
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from kdcache.students import create_student, describe_students, list_students
+from kdcache.timing import median_seconds
 
 
 def latency_ms(name: str, resolution: tuple[int, int], repeats: int) -> float:
     torch.manual_seed(0)
     model = create_student(name).eval()
     x = torch.rand(1, 3, *resolution)
-    times = []
     with torch.inference_mode():
-        for i in range(repeats + 2):
-            started = time.perf_counter()
-            model(x)
-            if i >= 2:
-                times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+        return 1000 * median_seconds(lambda: model(x), repeats, warmup=2)
 
 
 def main() -> None:

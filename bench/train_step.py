@@ -23,6 +23,7 @@ import time
 import torch
 
 from kdcache.students import create_student
+from kdcache.timing import median_seconds
 
 
 def _student(name: str, input_multiple: int | None) -> torch.nn.Module:
@@ -40,23 +41,11 @@ def _step_fn(model: torch.nn.Module, images: torch.Tensor, bf16: bool):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             depth = model(images)
-        depth = depth["depth"] if isinstance(depth, dict) else depth
         assert depth.shape[-2:] == images.shape[-2:]
         depth.float().abs().mean().backward()
         optimizer.step()
 
     return step
-
-
-def median_step_s(step, steps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -82,7 +71,7 @@ def main() -> None:
         print(f"compile: first step (compiling) {time.perf_counter() - started:.1f} s")
     rounds = []
     for repeat in range(args.repeats):
-        rounds.append({name: median_step_s(step, args.steps) for name, step in steps.items()})
+        rounds.append({name: median_seconds(step, args.steps, warmup=3) for name, step in steps.items()})
         print(f"round {repeat + 1}: " + ", ".join(f"{name} {s * 1e3:.0f} ms" for name, s in rounds[-1].items()),
               flush=True)
     ratios = {name: [r[name] / r["fp32"] for r in rounds] for name in steps if name != "fp32"}

@@ -18,15 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import statistics
 import sys
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from kdcache.evaluate.predictors import Predictor
 from kdcache.process_memory import proc_field, proc_status, reset_peak_rss
+from kdcache.timing import median_seconds
 
 MIB = 2**20
 
@@ -49,16 +48,12 @@ def _sync(device: torch.device) -> None:
 def time_forward(predictor: Predictor, batch: int, size: tuple[int, int], warmup: int, repeats: int) -> float:
     """Median seconds of one forward of `batch` random images after `warmup` untimed ones."""
     x = torch.rand(batch, 3, *size, device=predictor.device)
-    for _ in range(warmup):
-        predictor.forward(x)
-    _sync(predictor.device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def forward() -> None:
         predictor.forward(x)
         _sync(predictor.device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return median_seconds(forward, repeats, warmup)
 
 
 @torch.no_grad()

@@ -14,8 +14,6 @@ The file is written to a temp name and renamed into place only after the parity 
 from __future__ import annotations
 
 import os
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from kdcache.atomic import replacing
 from kdcache.console import log
 from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
 from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed, ort_session
+from kdcache.timing import median_seconds
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
 DYNAMO_OPSET, TORCHSCRIPT_OPSET = 18, 17
@@ -128,24 +127,13 @@ def _write_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-def _median_seconds(run, repeats: int = 10, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @torch.no_grad()
 def _latencies(module, path: Path, x: torch.Tensor, threads: int) -> dict:
     """Batch-1 CPU latency at the export size: PyTorch (its own thread count), then onnxruntime with `threads`
     threads as `ort_speed.py` measures it (median of 50 after warm-up), with the FPS that gives."""
     settings = SpeedSettings(size=tuple(x.shape[-2:]), threads=threads)
     speed = measure_onnx_speed(path, settings)
-    return {"torch_latency_ms": 1e3 * _median_seconds(lambda: module(x)), "torch_threads": torch.get_num_threads(),
+    return {"torch_latency_ms": 1e3 * median_seconds(lambda: module(x), repeats=10, warmup=3), "torch_threads": torch.get_num_threads(),
             "onnx_latency_ms": speed["latency_ms"], "onnx_fps": speed["fps"], "onnx_threads": threads,
             "onnx_latency_iqr_ms": speed["latency_iqr_ms"], "onnx_repeats": speed["repeats"]}
 

@@ -14,7 +14,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from kdcache.errors import KdcacheError
 from kdcache.process_memory import proc_status, reset_peak_rss
+from kdcache.timing import timed_seconds
 
 MIB = 2**20
 
@@ -70,13 +70,7 @@ def measure_onnx_speed(path: str | os.PathLike, settings: SpeedSettings = SpeedS
     peak_reset = reset_peak_rss()
     session = ort_session(path, settings.threads)
     feed = {session.get_inputs()[0].name: _input_array(session, settings.size)}
-    for _ in range(settings.warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(settings.repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - start)
+    times = timed_seconds(lambda: session.run(None, feed), settings.repeats, settings.warmup)
     peak = proc_status("VmHWM") if peak_reset else None
     median = statistics.median(times)
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [median] * 3
