@@ -53,33 +53,6 @@ def _imageio():
     return imageio
 
 
-def video_fps(path: Path) -> float:
-    """Frames per second declared by the file (GIF: from its frame durations)."""
-    if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
-            duration = image.info.get("duration") or 100
-        return 1000.0 / float(duration)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
-        return float(reader.get_meta_data().get("fps") or 25.0)
-    finally:
-        reader.close()
-
-
-def count_frames(path: Path) -> int | None:
-    if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
-            return getattr(image, "n_frames", 1)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
-        frames = reader.count_frames()
-        return int(frames) if frames and frames > 0 else None
-    except Exception:  # some containers do not know their length; the progress bar then has no total
-        return None
-    finally:
-        reader.close()
-
-
 def read_frames(path: Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames; a truncated ffmpeg video ends after its last decodable frame."""
     if path.suffix.lower() == ".gif":
@@ -114,12 +87,16 @@ def _ffmpeg_exe() -> str:
 
 
 def probe_video(path: Path) -> VideoProbe:
-    """Decode every frame once into ffmpeg's null output (no conversion, nothing piped back) and count them.
+    """Frames and rate of a video. ffmpeg formats: decode every frame once into ffmpeg's null output (no conversion, nothing piped back) and count them.
 
     Why decode rather than read the container's frame count: a truncated file's header still announces every
     frame, and its packet count includes packets that no longer decode; only a decode pass gives the number of
     frames `FrameCursor` will actually deliver, which the split's length must equal before anything is read.
     """
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            frames, duration = getattr(image, "n_frames", 1), image.info.get("duration") or 100
+        return VideoProbe(frames, 1000.0 / float(duration), frames)
     command = [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), *EVERY_FRAME, "-f", "null", "-"]
     log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr.replace("\r", "\n")
     counts = re.findall(r"^frame=\s*(\d+)", log, flags=re.M)
@@ -128,8 +105,14 @@ def probe_video(path: Path) -> VideoProbe:
     rate = float(fps.group(1)) if fps else 25.0
     seconds = sum(float(v) * unit for v, unit in zip(duration.groups(), (3600, 60, 1))) if duration else None
     frames = int(counts[-1]) if counts else 0
-    reason = "" if frames else next((line.strip() for line in reversed(log.splitlines()) if line.strip()), "empty")
-    return VideoProbe(frames, rate, round(seconds * rate) if seconds else None, reason)
+    return VideoProbe(frames, rate, round(seconds * rate) if seconds else None, "" if frames else _failure(log))
+
+
+def _failure(log: str) -> str:
+    """ffmpeg's last complaint, without its `[h264 @ 0x...]` prefix ("Conversion failed!" says nothing)."""
+    complaints = [re.sub(r"^\[[^]]*\]\s*", "", line).strip() for line in log.splitlines()
+                  if re.search(r"error|invalid|no such|not found|could not|does not contain|partial file", line, re.I)]
+    return complaints[-1] if complaints else "no decodable video stream"
 
 
 def decode_frames(path: Path) -> Iterator[np.ndarray]:
