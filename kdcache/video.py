@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from kdcache.atomic import replacing
-from kdcache.errors import KdcacheError
+from kdcache.errors import BadSampleError, KdcacheError
 
 FFMPEG_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
 # The first video stream, every decoded frame exactly once: what a frame number counts (module docstring).
@@ -127,8 +127,8 @@ def decode_frames(path: Path) -> Iterator[np.ndarray]:
             yield np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
     except (OSError, RuntimeError) as err:  # no header at all, or a last frame cut short: the frames so far stand
         if "Could not load meta" in str(err) or "not found" in str(err):
-            raise KdcacheError(f"cannot decode video {path}: {str(err).splitlines()[-1]}; re-encode it "
-                               "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from None
+            raise BadSampleError(path, f"cannot decode video: {str(err).splitlines()[-1]}; re-encode it "
+                                       "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from None
     finally:
         frames.close()
 

@@ -44,7 +44,8 @@ def frame_numbers(count: int, rate: float, fps: float | None = None, stride: int
     if fps is None or fps >= rate:
         return list(range(count))
     step = rate / fps
-    return [math.floor(k * step + 0.5) for k in range(count) if math.floor(k * step + 0.5) < count]
+    nearest = (math.floor(k * step + 0.5) for k in range(math.ceil(count / step) + 1))
+    return [number for number in nearest if number < count]
 
 
 def _check_rate(fps: Any, stride: Any) -> tuple[float | None, int | None]:
