@@ -131,8 +131,8 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
     if not frames:
         raise KdcacheError(f"video {path} has no frames: check the file")
     total = time.perf_counter() - start
-    return {"input": str(path), "output": str(target), "frames": frames, "lost_frames": probe.lost, "source_fps": probe.fps,
-            "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
+    return {"input": str(path), "output": str(target), "frames": frames, "lost_frames": probe.lost,
+            "source_fps": probe.fps, "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
 
 
 def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,

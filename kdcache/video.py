@@ -87,7 +87,8 @@ def _ffmpeg_exe() -> str:
 
 
 def probe_video(path: Path) -> VideoProbe:
-    """Frames and rate of a video. ffmpeg formats: decode every frame once into ffmpeg's null output (no conversion, nothing piped back) and count them.
+    """Frames and rate of a video. ffmpeg formats: every frame is decoded once into ffmpeg's null output (no
+    conversion, nothing piped back) and counted.
 
     Why decode rather than read the container's frame count: a truncated file's header still announces every
     frame, and its packet count includes packets that no longer decode; only a decode pass gives the number of

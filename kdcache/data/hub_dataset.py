@@ -30,7 +30,8 @@ from kdcache.data.splits import iter_samples, register_split
 from kdcache.errors import BadSampleError, KdcacheError
 
 SPACES = ("depth", "disparity")
-_HUB_FILE = re.compile(r"^(?P<split>[A-Za-z0-9_.]+?)-\d{5}-of-\d{5}\.parquet$")  # the hub's train-00000-of-00004.parquet
+# The hub's parquet file names: train-00000-of-00004.parquet
+_HUB_FILE = re.compile(r"^(?P<split>[A-Za-z0-9_.]+?)-\d{5}-of-\d{5}\.parquet$")
 
 
 def _datasets():
