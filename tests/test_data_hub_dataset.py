@@ -126,3 +126,8 @@ def test_precompute_records_labels_space_and_options_and_stores_the_gt(saved, tm
     stored = open_store(str(out)).split(spec).read()
     np.testing.assert_array_equal(stored["image"], np.stack(images))
     np.testing.assert_array_equal(stored["gt"][2], depths[2])
+
+
+def test_a_run_mixing_dataset_and_synthetic_splits_takes_the_column_options():
+    options = dict(image="rgb", depth="depth_map", space="disparity", depth_scale=1000)
+    assert len(open_split("synth-aux[:1]", size=(24, 32), **options)) == 1

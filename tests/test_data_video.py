@@ -92,3 +92,8 @@ def test_missing_path_and_folder_without_videos_are_one_line_errors(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(KdcacheError, match="no readable video"):
         open_split(f"video:{tmp_path}")
+
+
+def test_a_run_mixing_video_and_synthetic_splits_takes_the_video_options(clips):
+    # split options go to every split of a run: the renderer must not refuse the video's
+    assert len(open_split("synth-aux[:1]", size=(24, 32), fps=5, stride=None)) == 1
