@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -34,16 +34,21 @@ def list_command(root: Optional[Path] = typer.Option(None, "--data-root", "--roo
 
 
 def show_command(
-    split: str = typer.Argument(..., help="Split name, e.g. nyu-test, synth-train[:8], folder:/photos."),
+    split: str = typer.Argument(..., help="Split name, e.g. nyu-test, synth-train[:8], folder:/photos, "
+                                           "video:/clips."),
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: ./<split>-<index>.png)."),
     index: int = typer.Option(0, "--index", help="Which sample to show."),
     root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP),
     cmap: str = typer.Option("turbo", "--cmap", help="Matplotlib colormap for depth."),
+    split_options: List[str] = typer.Option([], "--split-option", help="Reader option KEY=VALUE (repeatable), as "
+                                            "precompute takes it, e.g. fps=5 (video:) or depth=COLUMN (dataset:)."),
 ) -> None:
     """Count, image size and depth range of a split; writes RGB | colormapped depth (invalid black) to a PNG."""
+    from kdcache.config import parse_pairs, reader_options
     from kdcache.data.overview import show_split
 
-    view = show_split(split, root, index=index, out=out, cmap=cmap)
+    options = reader_options(parse_pairs(split_options, "--split-option"))
+    view = show_split(split, root, index=index, out=out, cmap=cmap, **options)
     table = Table(title=f"{view.split} [{view.index}] {view.id}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")

@@ -25,7 +25,7 @@ from kdcache.console import log, progress
 from kdcache.depth_colors import colorize, display_range, to_nearness
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
-from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, count_frames, is_video, read_frames, video_fps
+from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, is_video, probe_video, read_frames
 
 FORMATS = ("color", "side", "png16", "npy")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -100,11 +100,18 @@ def _check_formats(formats: Sequence[str], space: str) -> None:
 
 
 def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: str, flip_tta: bool, bar) -> dict:
-    fps = video_fps(path)
+    """Depth video of `path`; a file with no decodable frame raises `BadSampleError`, a truncated one gives the
+    frames that decode and says in one line how many did not."""
+    probe = probe_video(path)
+    if not probe.frames:
+        raise BadSampleError(path, f"no frame decodes ({probe.reason})")
+    if probe.lost:
+        log(f"[yellow]{path}:[/] {probe.lost} of its {probe.declared} frames do not decode (truncated or damaged "
+            f"file); the depth video has the {probe.frames} that do")
     target = out / stem.with_name(stem.name + "_depth" + path.suffix.lower())
     target.parent.mkdir(parents=True, exist_ok=True)
-    writer = VideoWriter(target, fps)
-    task = bar.add_task(f"video {path.name}", total=count_frames(path))
+    writer = VideoWriter(target, probe.fps)
+    task = bar.add_task(f"video {path.name}", total=probe.frames)
     frames, model_seconds, start, window = 0, 0.0, time.perf_counter(), None
     try:
         for frame in read_frames(path):
@@ -124,8 +131,8 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
     if not frames:
         raise KdcacheError(f"video {path} has no frames: check the file")
     total = time.perf_counter() - start
-    return {"input": str(path), "output": str(target), "frames": frames, "source_fps": fps,
-            "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
+    return {"input": str(path), "output": str(target), "frames": frames, "lost_frames": probe.lost,
+            "source_fps": probe.fps, "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
 
 
 def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -162,7 +169,11 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
             summary["images"] += 1
             bar.advance(task)
         for path, stem in videos:
-            summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
+            try:
+                summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
+            except BadSampleError as err:
+                summary["skipped"].append(str(err))
+                log(f"[yellow]skipped:[/] {err}")
     if summary["images"]:
         summary["images_per_s"] = summary["images"] / model_seconds
     return summary

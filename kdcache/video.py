@@ -1,13 +1,22 @@
-"""Video frames in and out for `kdcache infer` (recorded-feed demos).
+"""Video frames in and out for `kdcache infer` (recorded-feed demos) and the `video:` split.
 
 Two backends: animated GIF through Pillow (always available), and every ffmpeg format (.mp4, .avi, .mov,
 .mkv, .webm) through `imageio` + `imageio-ffmpeg`, which ships its own ffmpeg binary (`pip install imageio
 imageio-ffmpeg`). A missing backend is a one-line error naming that command.
+
+Frame numbers: frame j of a file is the j-th frame ffmpeg decodes from its start, every decoded frame once
+(`-fps_mode passthrough`: no frame duplicated or dropped to reach a constant rate). `probe_video` counts them with
+one decode pass (no pixel conversion); `FrameCursor` reads them by number, decoding forward only, so the same
+number gives the same pixels whatever the order of access. A truncated file has fewer decodable frames than its
+header announces: `VideoProbe.lost` counts the rest.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -15,9 +24,11 @@ import numpy as np
 from PIL import Image
 
 from kdcache.atomic import replacing
-from kdcache.errors import KdcacheError
+from kdcache.errors import BadSampleError, KdcacheError
 
 FFMPEG_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+# The first video stream, every decoded frame exactly once: what a frame number counts (module docstring).
+EVERY_FRAME = ["-map", "0:v:0", "-fps_mode", "passthrough"]
 
 
 def is_video(path: Path) -> bool:
@@ -42,49 +53,118 @@ def _imageio():
     return imageio
 
 
-def video_fps(path: Path) -> float:
-    """Frames per second declared by the file (GIF: from its frame durations)."""
-    if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
-            duration = image.info.get("duration") or 100
-        return 1000.0 / float(duration)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
-        return float(reader.get_meta_data().get("fps") or 25.0)
-    finally:
-        reader.close()
-
-
-def count_frames(path: Path) -> int | None:
-    if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
-            return getattr(image, "n_frames", 1)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
-        frames = reader.count_frames()
-        return int(frames) if frames and frames > 0 else None
-    except Exception:  # some containers do not know their length; the progress bar then has no total
-        return None
-    finally:
-        reader.close()
-
-
 def read_frames(path: Path) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames."""
+    """(H, W, 3) uint8 RGB frames; a truncated ffmpeg video ends after its last decodable frame."""
     if path.suffix.lower() == ".gif":
         with Image.open(path) as image:
             for index in range(getattr(image, "n_frames", 1)):
                 image.seek(index)
                 yield np.asarray(image.convert("RGB"))
         return
-    reader = _imageio().get_reader(str(path), "ffmpeg")
+    yield from decode_frames(path)
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What one decode pass learns about a video file."""
+
+    frames: int  # decodable frames
+    fps: float  # the stream's declared rate (25 when it declares none)
+    declared: int | None  # frames the header announces (duration x rate); None when it gives no duration
+    reason: str = ""  # ffmpeg's last words when no frame decodes
+
+    @property
+    def lost(self) -> int:
+        """Announced frames that do not decode (a truncated or damaged file)."""
+        return max(0, self.declared - self.frames) if self.declared else 0
+
+
+def _ffmpeg_exe() -> str:
+    _imageio()  # the one-line error when imageio-ffmpeg is missing
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """Frames and rate of a video. ffmpeg formats: every frame is decoded once into ffmpeg's null output (no
+    conversion, nothing piped back) and counted.
+
+    Why decode rather than read the container's frame count: a truncated file's header still announces every
+    frame, and its packet count includes packets that no longer decode; only a decode pass gives the number of
+    frames `FrameCursor` will actually deliver, which the split's length must equal before anything is read.
+    """
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            frames, duration = getattr(image, "n_frames", 1), image.info.get("duration") or 100
+        return VideoProbe(frames, 1000.0 / float(duration), frames)
+    command = [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), *EVERY_FRAME, "-f", "null", "-"]
+    log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr.replace("\r", "\n")
+    counts = re.findall(r"^frame=\s*(\d+)", log, flags=re.M)
+    fps = re.search(r"Stream #.*Video:.*?, (\d+(?:\.\d+)?) (?:fps|tbr)", log)
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", log)
+    rate = float(fps.group(1)) if fps else 25.0
+    seconds = sum(float(v) * unit for v, unit in zip(duration.groups(), (3600, 60, 1))) if duration else None
+    frames = int(counts[-1]) if counts else 0
+    return VideoProbe(frames, rate, round(seconds * rate) if seconds else None, "" if frames else _failure(log))
+
+
+def _failure(log: str) -> str:
+    """ffmpeg's last complaint, without its `[h264 @ 0x...]` prefix ("Conversion failed!" says nothing)."""
+    complaints = [re.sub(r"^\[[^]]*\]\s*", "", line).strip() for line in log.splitlines()
+                  if re.search(r"error|invalid|no such|not found|could not|does not contain|partial file", line, re.I)]
+    return complaints[-1] if complaints else "no decodable video stream"
+
+
+def decode_frames(path: Path) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of an ffmpeg video, every decoded frame once, until the last decodable one."""
+    _imageio()
+    import imageio_ffmpeg
+
+    frames = imageio_ffmpeg.read_frames(str(path), input_params=["-nostdin"], output_params=EVERY_FRAME)
     try:
-        for frame in reader:
-            yield np.asarray(frame)[..., :3]
-    except OSError as err:
-        raise KdcacheError(f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from err
+        width, height = next(frames)["size"]
+        for buffer in frames:
+            yield np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
+    except (OSError, RuntimeError) as err:  # no header at all, or a last frame cut short: the frames so far stand
+        if "Could not load meta" in str(err) or "not found" in str(err):
+            raise BadSampleError(path, f"cannot decode video: {str(err).splitlines()[-1]}; re-encode it "
+                                       "(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from None
     finally:
-        reader.close()
+        frames.close()
+
+
+class FrameCursor:
+    """One video's frames by number, decoding forward only (module docstring): the next number continues the
+    open decoder, a later one decodes and drops the frames between, an earlier one reopens the file.
+
+    Deterministic by construction: ffmpeg's seeking lands on timestamps, not frame numbers, and would make a
+    frame's pixels depend on where a reader started. A shard-aligned loader asks each worker for increasing
+    numbers, so every worker decodes each file at most once.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.next = path, 0
+        self._frames: Iterator[np.ndarray] | None = None
+
+    def frame(self, number: int) -> np.ndarray | None:
+        """Frame `number`, or None when the file ends before it."""
+        if self._frames is None or number < self.next:
+            self.close()
+            self._frames, self.next = decode_frames(self.path), 0
+        frame = None
+        while self.next <= number:
+            frame = next(self._frames, None)
+            if frame is None:
+                self.close()
+                return None
+            self.next += 1
+        return frame
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # stops ffmpeg
+        self._frames = None
 
 
 class VideoWriter:

@@ -50,3 +50,15 @@ def test_data_show_user_errors_exit_2_with_one_line(data_root, run_cli):
     assert code == 2 and "nyu-test" in err
     code, _, err = run_cli("data", "show", "synth-test[:1]", "--cmap", "no-such-map", "--out", data_root / "x.png")
     assert code == 2 and "unknown colormap 'no-such-map'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_show_a_video_frame_with_a_split_option(tmp_path, run_cli):
+    from helpers.data_fixtures import frame_index, write_video
+
+    write_video(tmp_path / "clips" / "drive.mp4", frames=12)
+    out = tmp_path / "frame.png"
+    code, text, err = run_cli("data", "show", f"video:{tmp_path / 'clips'}", "--split-option", "fps=2.5",
+                              "--index", "2", "--out", out)
+    assert code == 0, err
+    assert "drive.mp4#8@0.800s" in text and "32x48" in text and "samples" in text
+    assert frame_index(np.asarray(Image.open(out))) == 8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers.data_fixtures import write_all
+from helpers.data_fixtures import write_all, write_video
 from kdcache.data import list_splits, open_split
 from kdcache.data.overview import show_split
 from kdcache.errors import KdcacheError
@@ -21,11 +21,18 @@ def full_root(tmp_path_factory):
     photos = root / "photos"
     photos.mkdir()
     Image.fromarray(np.full((5, 7, 3), 77, np.uint8)).save(photos / "p.jpg")
+    write_video(root / "clips" / "c.mp4", frames=3)
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"image": [Image.fromarray(np.full((5, 7, 3), 9, np.uint8))]},
+                               features=datasets.Features({"image": datasets.Image()})).save_to_disk(str(root / "hub"))
     return root
 
 
+PREFIX_PATHS = {"folder:": "photos", "video:": "clips", "dataset:": "hub"}  # what each `prefix:PATH` entry reads
+
+
 def _spec(name: str, root) -> str:
-    return f"{name}{root / 'photos'}" if name.endswith(":") else f"{name}[:2]"
+    return f"{name}{root / PREFIX_PATHS[name]}" if name.endswith(":") else f"{name}[:2]"
 
 
 @pytest.mark.parametrize("name", list_splits())

@@ -95,3 +95,18 @@ def test_mp4_video_round_trip(run, tmp_path):
     summary = infer(str(run), [clip], tmp_path / "out")
     assert summary["videos"][0]["frames"] == 5
     assert len(list(read_frames(tmp_path / "out" / "clip_depth.mp4"))) == 5
+
+
+def test_truncated_video_gives_its_readable_frames_and_an_undecodable_one_is_skipped(run, run_cli, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from helpers.data_fixtures import write_video
+    from kdcache.video import probe_video, read_frames
+
+    cut = write_video(tmp_path / "in" / "cut.mp4", frames=24, keep=0.85)
+    (tmp_path / "in" / "garbage.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 8)
+    readable = probe_video(cut).frames
+    code, stdout, stderr = run_cli("infer", tmp_path / "in", "--model", run, "--out", tmp_path / "out")
+    assert code == 0, stderr
+    log = " ".join(stderr.split())
+    assert f"{24 - readable} of its 24 frames do not decode" in log and "skipped" in log and "garbage.mkv" in log
+    assert len(list(read_frames(tmp_path / "out" / "cut_depth.mp4"))) == readable

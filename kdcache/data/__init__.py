@@ -18,7 +18,7 @@ from kdcache.data.splits import (
 )
 
 # Importing the reader modules registers their splits.
-from kdcache.data import synth, nyu, kitti, hrwsi, folder  # noqa: E402,F401  isort:skip
+from kdcache.data import synth, nyu, kitti, hrwsi, folder, video_split, hub_dataset  # noqa: E402,F401  isort:skip
 
 __all__ = [
     "SPLITS",

@@ -24,18 +24,31 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 _LOGGED_SKIPS = 10  # individual reasons logged before only the count is reported
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, symlinks followed), sorted by relative path."""
+def find_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Files under `folder` with one of `extensions` (any case; recursive, symlinks followed), sorted by relative
+    path."""
     found = []
     for directory, _, files in os.walk(folder, followlinks=True):
-        found.extend(Path(directory) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+        found.extend(Path(directory) / f for f in files if Path(f).suffix.lower() in extensions)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _resolve(path_text: str, root: Path) -> Path:
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive, symlinks followed), sorted by relative path."""
+    return find_files(folder, IMAGE_EXTENSIONS)
+
+
+def under_root(path_text: str, root: Path) -> Path:
+    """The path a `prefix:PATH` split names: as given (absolute, or relative to the current directory), else
+    inside the data root."""
     path = Path(path_text).expanduser()
     if not path.is_absolute() and not path.exists() and (root / path).exists():
         path = root / path  # `folder:photos` may name a folder inside the data root
+    return path
+
+
+def _resolve(path_text: str, root: Path) -> Path:
+    path = under_root(path_text, root)
     if not path.is_dir():
         raise KdcacheError(f"folder split path '{path_text}' is not an existing folder: give a folder of images, "
                            f"e.g. folder:/data/photos (absolute, or relative to the current directory or data root)")

@@ -75,11 +75,16 @@ def parse_split(spec: str) -> tuple[str, slice | None]:
     """`"nyu-test[10:20]"` -> `("nyu-test", slice(10, 20))`; no slice -> `(spec, None)`."""
     match = _SLICE.match(spec)
     if not match:
-        if "[" in spec and spec.endswith("]") and not spec.startswith("folder:"):
+        if "[" in spec and spec.endswith("]") and not _names_a_path(spec):
             raise KdcacheError(f"bad split slice in '{spec}': use NAME[start:stop], e.g. synth-train[:200]")
         return spec, None
     to_int = lambda s: int(s) if s else None  # noqa: E731
     return match["name"], slice(to_int(match["start"]), to_int(match["stop"]))
+
+
+def _names_a_path(spec: str) -> bool:
+    """`folder:PATH`-style specs: their path may hold brackets of its own."""
+    return any(spec.startswith(name) for name in list_splits() if name.endswith(":"))
 
 
 def open_split(name: str, root: str | os.PathLike | None = None, **options: Any) -> SplitDataset:

@@ -40,7 +40,7 @@ DEFAULT_SIZE = (240, 320)
 MIN_DEPTH = 0.5
 # Options other readers take that generic callers may pass to every split; rendering has no use for them
 # (it cannot fail per sample, and its ground truth is exact), anything else is a typo worth reporting.
-_CROSS_READER_OPTIONS = ("gt", "max_pixels")
+_CROSS_READER_OPTIONS = ("gt", "max_pixels", "fps", "stride", "image", "depth", "space", "depth_scale")
 
 
 class SynthSplit:

@@ -80,7 +80,8 @@ class PrecomputeConfig(Config):
     split_options: dict[str, Any] = setting(factory=dict, flag="--split-option", style="pairs", parse=parse_pairs,
                                             text=format_option_value,
                                             help="Reader option for every split, KEY=VALUE (repeatable), e.g. "
-                                                 "size=96x128 (synthetic world), gt=filled (NYU).")
+                                                 "size=96x128 (synthetic world), gt=filled (NYU), fps=5 (video:), "
+                                                 "depth=COLUMN (dataset:).")
     pca_fit_samples: int = setting(32)  # samples the feature PCA is fitted on (library only)
 
     def __post_init__(self) -> None:

@@ -247,3 +247,41 @@ def write_convertible_images(folder: Path) -> dict[str, tuple[Path, np.ndarray]]
     Image.fromarray(rotated).save(folder / "exif_rotated.png", exif=exif.tobytes())
     out["exif_rotated"] = (folder / "exif_rotated.png", np.rot90(rotated, k=-1))
     return out
+
+
+# ---- videos ---------------------------------------------------------------------------------------------------
+
+VIDEO_CELL = 8  # frame i of a test video is black with its i-th 8x8 cell (row-major) white
+
+
+def video_frame(index: int, height: int = 32, width: int = 48) -> np.ndarray:
+    frame = np.zeros((height, width, 3), np.uint8)
+    row, col = divmod(index, width // VIDEO_CELL)
+    frame[row * VIDEO_CELL:(row + 1) * VIDEO_CELL, col * VIDEO_CELL:(col + 1) * VIDEO_CELL] = 255
+    return frame
+
+
+def frame_index(image: np.ndarray) -> int:
+    """Which `video_frame` a decoded (lossy) frame is: its brightest cell."""
+    height, width = image.shape[:2]
+    cells = image.mean(axis=2).reshape(height // VIDEO_CELL, VIDEO_CELL, width // VIDEO_CELL, VIDEO_CELL)
+    return int(np.argmax(cells.mean(axis=(1, 3))))
+
+
+def write_video(path: Path, frames: int = 24, fps: float = 10.0, keep: float = 1.0) -> Path:
+    """An H.264 .mp4 (MJPEG for .avi) of `video_frame(0..frames-1)`; `keep` < 1 truncates the file to that share
+    of its bytes. The index sits at the front (faststart), so a truncated file still opens and announces every
+    frame, as a recording cut off by a full disk or a dropped upload does."""
+    import imageio_ffmpeg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = dict(codec="mjpeg", quality=None) if path.suffix == ".avi" else dict(
+        codec="libx264", quality=8, output_params=["-g", "4", "-movflags", "+faststart"])
+    writer = imageio_ffmpeg.write_frames(str(path), (48, 32), fps=fps, macro_block_size=1, **codec)
+    writer.send(None)
+    for index in range(frames):
+        writer.send(video_frame(index))
+    writer.close()
+    if keep < 1:
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+    return path
