@@ -34,7 +34,7 @@ from kdcache.store import lock
 from kdcache.store import manifest as mf
 from kdcache.store.backend import remove_stale_partials
 from kdcache.store.layout import shard_count, shard_range
-from kdcache.store.reader import open_root
+from kdcache.store.reader import StoredSplit
 from kdcache.store.writer import ShardWriter, existing_manifest, wait_for_manifest
 
 
@@ -85,11 +85,10 @@ def _todo(out: str, manifest: dict | None, specs: list[str], counts: list[int], 
           shard: tuple[int, int]) -> dict[int, list[int]]:
     """Per split position: the shards this process still has to write (all of its own on a new store)."""
     todo = {}
-    root = open_root(out) if manifest is not None else None
     for position, spec in enumerate(specs):
         entry = (manifest or {}).get("splits", {}).get(spec)
         if entry is not None:
-            done = np.asarray(root[f"{entry['group']}/shard_done"][:], dtype=bool)
+            done = StoredSplit(out, spec, entry, manifest).done_flags()  # its metadata checked first
         else:
             done = np.zeros(shard_count(counts[position], shard_size), dtype=bool)
         todo[position] = [s for s in range(len(done)) if s % shard[1] == shard[0] and not done[s]]
