@@ -26,6 +26,7 @@ class CacheInfo:
     source_space: dict[str, str | None]  # source name -> GT space, None when unlabeled
     feature_channels: dict[str, int] = field(default_factory=dict)  # stored array name -> channels
     feature_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    identity: str = ""  # the store's identity for the splits the run reads (`CacheStore.identity`)
 
     @property
     def teacher_space(self) -> str | None:
@@ -72,6 +73,7 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
         teacher=teacher,
         split_sizes={s: len(store.split(spec)) for s, spec in config.sources.items()},
         source_space={s: _space(store.split(spec)) for s, spec in config.sources.items()},
+        identity=store.identity(splits),
     )
     if wants_features:
         _read_feature_shapes(store, config, info)

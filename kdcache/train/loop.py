@@ -8,6 +8,7 @@ improved), metrics and curves; `checkpoint_every` adds mid-epoch `last` checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -23,6 +24,7 @@ from kdcache.atomic import write_text
 from kdcache.console import log, progress
 from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
+from kdcache.store import lock
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
@@ -57,7 +59,9 @@ def train_config(config: TrainConfig) -> list[VariantResult]:
     check_writable(config.out)  # before the cache is read or a model built
     ctx = init_distributed(config.device)
     try:
-        return Run(config, ctx).execute()
+        # Rank 0 owns the run folder: a second run on the same --out is refused before it reads or writes anything.
+        with lock.training(config.out) if ctx.is_main else contextlib.nullcontext():
+            return Run(config, ctx).execute()
     finally:
         shutdown(ctx)
 
@@ -123,7 +127,7 @@ class Run:
         return trainer
 
     def _fingerprint(self, variant) -> dict[str, Any]:
-        return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size)
+        return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size, self.info.identity)
 
     def _resume_states(self) -> list[dict[str, Any]]:
         existing = [ckpt.find_resume(d) for d in self.dirs]
@@ -145,6 +149,7 @@ class Run:
             raise KdcacheError(f"--resume: no checkpoint in {missing}: the variants differ from the interrupted run's")
         states = [ckpt.read_state(e) for e in existing]
         for variant, state in zip(self.config.variants, states):
+            self._check_same_cache(state["fingerprint"].get("cache_identity"))
             if state["fingerprint"] != self._fingerprint(variant):
                 changed = sorted(k for k in state["fingerprint"]
                                  if state["fingerprint"][k] != self._fingerprint(variant).get(k))
@@ -157,6 +162,17 @@ class Run:
                                "delete the run and start again")
         log(f"resuming {self.config.out} at step {states[0]['step']}/{self.total}")
         return states
+
+    def _check_same_cache(self, recorded: str | None) -> None:
+        """Refuse to continue a run on other targets: the cache at its path was rebuilt (another teacher, other
+        options or split sizes) since the run started."""
+        if recorded != self.info.identity:
+            teacher = (self.info.teacher or {}).get("name", "none")
+            raise KdcacheError(
+                f"--resume: cache {self.config.cache} is not the one the run in {self.config.out} started on "
+                f"(cache identity {recorded} then, {self.info.identity} now, teacher '{teacher}'): it was rebuilt "
+                "with another teacher, options or splits; resume with the original cache or start a new --out"
+            )
 
     def _open_log(self, directory: Path) -> MetricsLog:
         directory.mkdir(parents=True, exist_ok=True)
