@@ -25,7 +25,9 @@ from kdcache.console import log
 from kdcache.devices import default_workers, launch_env, resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.precompute import store_plan as planning
+from kdcache.memory_budget import check_fits
 from kdcache.precompute.features import default_grid
+from kdcache.precompute.memory_needs import precompute_needs
 from kdcache.precompute.precompute_config import PrecomputeConfig
 from kdcache.precompute.image_loader import ResizedSamples, RunSamples, make_loader, run_batches
 from kdcache.precompute.stream import SplitRun, Stream
@@ -117,13 +119,17 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
         raise KdcacheError(f"split {empty[0]} has no samples: check its path / slice, or leave it out")
     device = resolve_device(config.device)
     counts = [len(dataset) for dataset in datasets.values()]
+    workers = default_workers("precompute") if config.workers is None else config.workers
+    labeled = any(dataset.labeled for dataset in datasets.values())
+    # Before the loader starts, the teacher loads or anything is written: no store is left stamped with a setting
+    # this machine cannot hold.
+    check_fits(precompute_needs(config, counts, labeled, workers, device), device, "kdcache precompute")
     samples = RunSamples([ResizedSamples(d, resolution, bool(d.labeled)) for d in datasets.values()])
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
     todo = _todo(out, existing_manifest(out), specs, counts, config.shard_size, shard)
     batches = run_batches(todo, counts, config.shard_size, config.batch_size)
     pin = device.type == "cuda" and config.teacher != "none"
-    workers = default_workers("precompute") if config.workers is None else config.workers
     loader = iter(make_loader(samples, batches, workers, pin)) if batches else iter(())
     try:
         model = resolve_teacher(config.teacher, device, config.precision)  # a missing teacher leaves nothing behind

@@ -26,7 +26,8 @@ from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.store import lock
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
+from kdcache.memory_budget import check_fits
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, memory_needs, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
@@ -89,13 +90,16 @@ class Run:
         self.created = time.perf_counter()
         self.config, self.ctx = config, ctx
         self.info: CacheInfo = inspect_cache(config)
+        workers = default_workers("train") if config.workers is None else config.workers
+        # Before a checkpoint is cleared, a model built or a worker started: settings this machine cannot hold.
+        check_fits(memory_needs(config, loader_plan(config, self.info, ctx.rank, ctx.world_size, max(1, workers)),
+                                self.info.manifest["shard_size"], workers, ctx.device), ctx.device, "kdcache train")
         self.per_epoch = steps_per_epoch(config, self.info, ctx.world_size)
         self.total = total_steps(config, self.per_epoch)
         self.amp_dtype = resolve_amp(config.amp, ctx.device)
         self.dirs = [config.variant_dir(v) for v in config.variants]
         self.states = self._resume_states()
         self.start_step = self.states[0]["step"] if self.states else 0
-        workers = default_workers("train") if config.workers is None else config.workers
         lanes = self.states[0]["lanes"] if self.states else max(1, workers)
         if self.states and workers and lanes != workers:
             log(f"resuming with {lanes} loader workers (the interrupted run's count) to replay its data order")
