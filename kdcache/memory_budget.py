@@ -59,18 +59,32 @@ def available_device(device: torch.device) -> int | None:
 
 
 def check_fits(needs: list[Need], device: torch.device, command: str) -> None:
-    """Refuse in one line when `needs` exceed what this machine has: the host's available memory, the GPU's free
-    memory for what lives on it. The line names the largest need and the options that lower it."""
+    """Refuse in one line when `needs` exceed what this machine has (`check_host`, then `check_device`)."""
+    check_host(needs, device, command)
+    check_device(needs, device, command)
+
+
+def check_host(needs: list[Need], device: torch.device, command: str) -> None:
+    """The host's share of `needs` (all of them when `device` is not a GPU) against its available memory."""
     on_gpu = device.type == "cuda"
-    for where, have, group in (
-        ("memory available", available_host(), [n for n in needs if not (n.on_device and on_gpu)]),
-        (f"free on {device}", available_device(device) if on_gpu else None, [n for n in needs if n.on_device]),
-    ):
-        total = sum(n.size for n in group)
-        if have is not None and group and total > have:
-            largest = max(group, key=lambda n: n.size)
-            raise KdcacheError(
-                f"{command} needs at least {format_bytes(total)} at once ({largest.what}: "
-                f"{format_bytes(largest.size)}), but this machine has {format_bytes(have)} {where}: "
-                f"lower {largest.lower}"
-            )
+    _refuse_beyond([n for n in needs if not (n.on_device and on_gpu)], available_host(), "memory available",
+                   command)
+
+
+def check_device(needs: list[Need], device: torch.device, command: str) -> None:
+    """The device's share of `needs` against a GPU's free memory (it initialises CUDA: call it once the device is
+    in use, after the loader's workers have forked); nothing to check on another device."""
+    on_device = [n for n in needs if n.on_device]
+    if device.type == "cuda" and on_device:
+        _refuse_beyond(on_device, available_device(device), f"free on {device}", command)
+
+
+def _refuse_beyond(needs: list[Need], have: int | None, where: str, command: str) -> None:
+    """One line naming the largest need and the options that lower it, when `needs` add up to more than `have`."""
+    total = sum(n.size for n in needs)
+    if have is not None and needs and total > have:
+        largest = max(needs, key=lambda n: n.size)
+        raise KdcacheError(
+            f"{command} needs at least {format_bytes(total)} at once ({largest.what}: {format_bytes(largest.size)}), "
+            f"but this machine has {format_bytes(have)} {where}: lower {largest.lower}"
+        )

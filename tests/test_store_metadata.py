@@ -112,3 +112,21 @@ def test_counts_are_bounded_where_they_size_an_allocation():
     assert check_manifest("u", manifest(MAX_SAMPLES))
     with pytest.raises(KdcacheError, match="count = 1073741825"):
         check_manifest("u", manifest(MAX_SAMPLES + 1))
+
+
+@pytest.mark.parametrize("shape", [(10**6, 10**6), (3, 5)])
+def test_pca_bases_of_the_wrong_shape_are_refused_before_they_are_read(pristine, tmp_path, shape):
+    import zarr
+
+    from kdcache.precompute.store_plan import feature_plan
+    from kdcache.store import open_store
+
+    store = tmp_path / "pca.zarr"
+    shutil.copytree(pristine, store)
+    layer = {"pca": True, "source_channels": 12, "components": "pca/neck.0/components", "mean": "pca/neck.0/mean"}
+    manifest_edit(lambda m: (m.pop("identity"), m["features"]["per_layer"]["neck.0"].update(layer)))(store)
+    root = zarr.open_group(str(store), mode="r+")
+    root.create_array("pca/neck.0/components", shape=shape, dtype="float32", chunks=(1, 1))
+    root.create_array("pca/neck.0/mean", shape=(12,), dtype="float32")
+    with pytest.raises(KdcacheError, match=rf"pca/neck.0/components/zarr.json says shape \({shape[0]}, {shape[1]}\)"):
+        feature_plan(str(store), open_store(store).manifest)

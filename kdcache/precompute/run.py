@@ -25,7 +25,7 @@ from kdcache.console import log
 from kdcache.devices import default_workers, launch_env, resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.precompute import store_plan as planning
-from kdcache.memory_budget import check_fits
+from kdcache.memory_budget import check_device, check_host
 from kdcache.precompute.features import default_grid
 from kdcache.precompute.memory_needs import precompute_needs
 from kdcache.precompute.precompute_config import PrecomputeConfig
@@ -123,7 +123,8 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
     labeled = any(dataset.labeled for dataset in datasets.values())
     # Before the loader starts, the teacher loads or anything is written: no store is left stamped with a setting
     # this machine cannot hold.
-    check_fits(precompute_needs(config, counts, labeled, workers, device), device, "kdcache precompute")
+    needs = precompute_needs(config, counts, labeled, workers, device)
+    check_host(needs, device, "kdcache precompute")
     samples = RunSamples([ResizedSamples(d, resolution, bool(d.labeled)) for d in datasets.values()])
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
@@ -133,6 +134,7 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
     loader = iter(make_loader(samples, batches, workers, pin)) if batches else iter(())
     try:
         model = resolve_teacher(config.teacher, device, config.precision)  # a missing teacher leaves nothing behind
+        check_device(needs, device, "kdcache precompute")  # the GPU's memory left beside the teacher's weights
         layers = _resolve_layers(model, config.feature_layers)
         grid = tuple(config.feature_grid) if config.feature_grid else default_grid(resolution)
         budget = int(config.feature_budget) if config.feature_budget else resolution[0] * resolution[1] * 3

@@ -155,6 +155,18 @@ def expected_fields(manifest: dict, labeled: bool) -> dict[str, layout.FieldSpec
     return {field.name: field for field in fields}
 
 
+def read_pca(url: str, root, path: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A PCA basis array (`components` (k, C) or `mean` (C,), float32) once its metadata matches the manifest."""
+    try:
+        array = root[path]
+    except (KeyError, ValueError, TypeError) as err:
+        raise damaged(url, f"{url}/{path}/zarr.json", f"cannot be read ({type(err).__name__})") from None
+    if tuple(getattr(array, "shape", ())) != shape or np.dtype(array.dtype) != np.float32:
+        raise damaged(url, f"{url}/{path}/zarr.json", f"says shape {tuple(getattr(array, 'shape', ()))}, dtype "
+                                                        f"{getattr(array, 'dtype', None)}; the manifest implies {shape}, float32")
+    return np.asarray(array[...])
+
+
 def check_array(url: str, path: str, array, field: layout.FieldSpec | None, count: int, shard_size: int) -> None:
     """Refuse an array whose shape, dtype or chunking is not what the manifest implies (`field` None:
     `shard_done`, one bool per shard)."""
