@@ -152,3 +152,22 @@ def test_two_train_runs_on_one_out_never_both_run(tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     assert steps == [1, 2]  # the third run's lines only: --overwrite started the log afresh, nothing mixed in
+
+
+def test_adding_a_split_keeps_the_identity_runs_record_and_the_manifest_consistent(tmp_path, run_cli):
+    out = tmp_path / "c.zarr"
+    common = ("precompute", "--teacher", "none", "--out", out, "--resolution", "24x32", "--workers", "0",
+              "--shard-size", "4", "--split", "synth-train[:8]")
+    assert run_cli(*common)[0] == 0
+    before = open_store(out)
+    assert run_cli(*common, "--split", "synth-test[:4]")[0] == 0
+    after = open_store(out)  # its stored identity is checked against its contents on opening
+    assert after.splits == ["synth-train[:8]", "synth-test[:4]"]
+    split_identity = before.manifest["identity"]["splits"]["synth-train[:8]"]
+    assert after.manifest["identity"]["splits"]["synth-train[:8]"] == split_identity
+    assert after.identity(["synth-train[:8]"]) == before.identity(["synth-train[:8]"])
+    assert after.identity(["synth-train[:8]", "synth-test[:4]"]) != before.identity(["synth-train[:8]"])
+    # A store made with other options is another store, even for the same split.
+    other = tmp_path / "o.zarr"
+    assert run_cli(*[other if a == out else "24x24" if a == "24x32" else a for a in common])[0] == 0
+    assert open_store(other).identity(["synth-train[:8]"]) != before.identity(["synth-train[:8]"])
