@@ -161,9 +161,10 @@ def read_pca(url: str, root, path: str, shape: tuple[int, ...]) -> np.ndarray:
         array = root[path]
     except (KeyError, ValueError, TypeError) as err:
         raise damaged(url, f"{url}/{path}/zarr.json", f"cannot be read ({type(err).__name__})") from None
-    if tuple(getattr(array, "shape", ())) != shape or np.dtype(array.dtype) != np.float32:
-        raise damaged(url, f"{url}/{path}/zarr.json", f"says shape {tuple(getattr(array, 'shape', ()))}, dtype "
-                                                        f"{getattr(array, 'dtype', None)}; the manifest implies {shape}, float32")
+    found = (tuple(getattr(array, "shape", ())), getattr(array, "dtype", None))
+    if found[0] != shape or found[1] != np.float32:
+        raise damaged(url, f"{url}/{path}/zarr.json",
+                      f"says shape {found[0]}, dtype {found[1]}; the manifest implies {shape}, float32")
     return np.asarray(array[...])
 
 

@@ -24,9 +24,9 @@ from kdcache.atomic import write_text
 from kdcache.console import log, progress
 from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
+from kdcache.memory_budget import check_fits
 from kdcache.store import lock
 from kdcache.train import checkpointing as ckpt
-from kdcache.memory_budget import check_fits
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, memory_needs, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
@@ -91,9 +91,7 @@ class Run:
         self.config, self.ctx = config, ctx
         self.info: CacheInfo = inspect_cache(config)
         workers = default_workers("train") if config.workers is None else config.workers
-        # Before a checkpoint is cleared, a model built or a worker started: settings this machine cannot hold.
-        check_fits(memory_needs(config, loader_plan(config, self.info, ctx.rank, ctx.world_size, max(1, workers)),
-                                self.info.manifest["shard_size"], workers, ctx.device), ctx.device, "kdcache train")
+        self._check_memory(workers)  # before a checkpoint is cleared, a model built or a worker started
         self.per_epoch = steps_per_epoch(config, self.info, ctx.world_size)
         self.total = total_steps(config, self.per_epoch)
         self.amp_dtype = resolve_amp(config.amp, ctx.device)
@@ -129,6 +127,13 @@ class Run:
                 raise KdcacheError(f"--resume: the trainer state in {self.config.variant_dir(variant)} does not "
                                    f"fit variant '{variant.name}' ({type(err).__name__}): start a new --out") from None
         return trainer
+
+    def _check_memory(self, workers: int) -> None:
+        """Refuse settings this machine cannot hold (`kdcache.memory_budget`) in one line."""
+        config, ctx = self.config, self.ctx
+        plan = loader_plan(config, self.info, ctx.rank, ctx.world_size, max(1, workers))
+        needs = memory_needs(config, plan, self.info.manifest["shard_size"], workers, ctx.device)
+        check_fits(needs, ctx.device, "kdcache train")
 
     def _fingerprint(self, variant) -> dict[str, Any]:
         return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size, self.info.identity)
