@@ -147,6 +147,7 @@ class StoredSplit:
         self.url, self.spec, self.entry, self.manifest = url, spec, entry, manifest
         self.group = entry["group"]
         self._arrays: dict[str, zarr.Array] = {}
+        self._root: zarr.Group | None = None  # opened once per process, like the arrays
         self._pid = None
 
     # --- description -------------------------------------------------------------------------------
@@ -194,13 +195,13 @@ class StoredSplit:
     # --- access ------------------------------------------------------------------------------------
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_arrays"], state["_pid"] = {}, None
+        state["_arrays"], state["_root"], state["_pid"] = {}, None, None
         return state
 
     def array(self, field: str) -> zarr.Array:
         """The zarr array of a field (opened once per process)."""
         if self._pid != os.getpid():
-            self._arrays, self._pid = {}, os.getpid()
+            self._arrays, self._root, self._pid = {}, None, os.getpid()
         if field not in self._arrays:
             path = field
             if field.startswith("features/"):
@@ -211,8 +212,10 @@ class StoredSplit:
     def _open_checked(self, path: str) -> zarr.Array:
         """The array at `path` of this split's group, once its metadata is what the manifest implies."""
         where = f"{self.group}/{path}"
+        if self._root is None:
+            self._root = open_root(self.url)
         try:
-            array = open_root(self.url)[where]
+            array = self._root[where]
         except (KeyError, ValueError, TypeError) as err:  # missing, or a zarr.json that is not valid metadata
             raise damaged(self.url, f"{self.url}/{where}/zarr.json", f"cannot be read ({type(err).__name__})") from None
         if not isinstance(array, zarr.Array):
