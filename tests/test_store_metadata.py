@@ -46,6 +46,9 @@ TAMPERED = {
     "missing splits": manifest_edit(lambda m: m.pop("splits")),
     "missing count": manifest_edit(lambda m: train_split(m).pop("count")),
     "missing group": manifest_edit(lambda m: train_split(m).pop("group")),
+    "group outside the store": manifest_edit(lambda m: train_split(m).update(group="../elsewhere")),
+    "feature array outside the store": manifest_edit(
+        lambda m: m["features"]["per_layer"]["neck.0"].update(array="../../x")),
     "count is a string": manifest_edit(lambda m: train_split(m).update(count="8")),
     "count is negative": manifest_edit(lambda m: train_split(m).update(count=-8)),
     "count is absurd": manifest_edit(lambda m: train_split(m).update(count=10**12)),

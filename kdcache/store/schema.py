@@ -25,7 +25,10 @@ MAX_SHARD_SIZE = 2**16  # samples per shard file
 MAX_SAMPLES = 2**30  # samples per split (a one-bool-per-sample flag array stays under 1 GiB)
 MAX_CHANNELS = 2**16  # stored channels per feature layer
 SPACES = ("depth", "disparity")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")  # group and array names as layout.py makes them
+# Names as layout.py makes them: a group (`group_name`) or a feature array (`feature_array_name`: any layer name
+# without slashes); neither may climb out of the store or hide (a leading dot).
+GROUP_NAME = re.compile(r"^[A-Za-z0-9\-][A-Za-z0-9._\-]*$")
+ARRAY_NAME = re.compile(r"^[^./\\][^/\\]*$")
 
 
 def damaged(url: str, file: str, problem: str) -> KdcacheError:
@@ -74,9 +77,9 @@ class _Checker:
             raise self.fail(f"{where}{key} = {value!r}", f"(expected [H, W] with sides in 1..{MAX_SIDE})")
         return value
 
-    def name(self, entry: dict, key: str, where: str) -> str:
+    def name(self, entry: dict, key: str, where: str, pattern: re.Pattern) -> str:
         value = self.typed(entry, key, where, (str,))
-        if not _SAFE_NAME.match(value) or value == "pca":
+        if not pattern.match(value) or value == "pca":
             raise self.fail(f"{where}{key} = {value!r}", "(not a name kdcache writes)")
         return value
 
@@ -107,7 +110,7 @@ def check_manifest(url: str, manifest: Any) -> dict:
         where = f"splits[{spec!r}]."
         if not isinstance(entry, dict):
             raise check.fail(where[:-1], f"= {entry!r} (expected an object)")
-        group = check.name(entry, "group", where)
+        group = check.name(entry, "group", where, GROUP_NAME)
         if group in groups:
             raise check.fail(f"{where}group = {group!r}", "(two splits in one group)")
         groups.add(group)
@@ -138,7 +141,7 @@ def _check_features(check: _Checker, manifest: dict, teacher: dict | None) -> No
         where = f"features.per_layer[{layer!r}]."
         if not isinstance(entry, dict):
             raise check.fail(where[:-1], f"= {entry!r} (expected an object)")
-        array = check.name(entry, "array", where)
+        array = check.name(entry, "array", where, ARRAY_NAME)
         check.integer(entry, "channels", where, 1, MAX_CHANNELS)
         if check.typed(entry, "pca", where, (bool,)):
             check.integer(entry, "source_channels", where, 1, MAX_CHANNELS)
