@@ -119,14 +119,17 @@ def run_batches(todo: dict[int, list[int]], counts: list[int], shard_size: int, 
     return batches
 
 
+PREFETCH = 4  # batches each worker decodes ahead of the teacher
+
+
 def make_loader(dataset: Dataset, batches: list[list], workers: int, pin_memory: bool = False) -> DataLoader:
-    """Workers decode and resize ahead of the teacher (4 batches each in flight); pinned for a CUDA teacher."""
+    """Workers decode and resize ahead of the teacher (PREFETCH batches each in flight); pinned for a CUDA teacher."""
     return DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_records,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=PREFETCH if workers > 0 else None,
         pin_memory=pin_memory,
         persistent_workers=False,
     )

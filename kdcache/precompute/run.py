@@ -25,7 +25,9 @@ from kdcache.console import log
 from kdcache.devices import default_workers, launch_env, resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.precompute import store_plan as planning
+from kdcache.memory_budget import check_device, check_host
 from kdcache.precompute.features import default_grid
+from kdcache.precompute.memory_needs import precompute_needs
 from kdcache.precompute.precompute_config import PrecomputeConfig
 from kdcache.precompute.image_loader import ResizedSamples, RunSamples, make_loader, run_batches
 from kdcache.precompute.stream import SplitRun, Stream
@@ -34,7 +36,7 @@ from kdcache.store import lock
 from kdcache.store import manifest as mf
 from kdcache.store.backend import remove_stale_partials
 from kdcache.store.layout import shard_count, shard_range
-from kdcache.store.reader import open_root
+from kdcache.store.reader import StoredSplit
 from kdcache.store.writer import ShardWriter, existing_manifest, wait_for_manifest
 
 
@@ -85,11 +87,10 @@ def _todo(out: str, manifest: dict | None, specs: list[str], counts: list[int], 
           shard: tuple[int, int]) -> dict[int, list[int]]:
     """Per split position: the shards this process still has to write (all of its own on a new store)."""
     todo = {}
-    root = open_root(out) if manifest is not None else None
     for position, spec in enumerate(specs):
         entry = (manifest or {}).get("splits", {}).get(spec)
         if entry is not None:
-            done = np.asarray(root[f"{entry['group']}/shard_done"][:], dtype=bool)
+            done = StoredSplit(out, spec, entry, manifest).done_flags()  # its metadata checked first
         else:
             done = np.zeros(shard_count(counts[position], shard_size), dtype=bool)
         todo[position] = [s for s in range(len(done)) if s % shard[1] == shard[0] and not done[s]]
@@ -118,16 +119,22 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
         raise KdcacheError(f"split {empty[0]} has no samples: check its path / slice, or leave it out")
     device = resolve_device(config.device)
     counts = [len(dataset) for dataset in datasets.values()]
+    workers = default_workers("precompute") if config.workers is None else config.workers
+    labeled = any(dataset.labeled for dataset in datasets.values())
+    # Before the loader starts, the teacher loads or anything is written: no store is left stamped with a setting
+    # this machine cannot hold.
+    needs = precompute_needs(config, counts, labeled, workers, device)
+    check_host(needs, device, "kdcache precompute")
     samples = RunSamples([ResizedSamples(d, resolution, bool(d.labeled)) for d in datasets.values()])
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
     todo = _todo(out, existing_manifest(out), specs, counts, config.shard_size, shard)
     batches = run_batches(todo, counts, config.shard_size, config.batch_size)
     pin = device.type == "cuda" and config.teacher != "none"
-    workers = default_workers("precompute") if config.workers is None else config.workers
     loader = iter(make_loader(samples, batches, workers, pin)) if batches else iter(())
     try:
         model = resolve_teacher(config.teacher, device, config.precision)  # a missing teacher leaves nothing behind
+        check_device(needs, device, "kdcache precompute")  # the GPU's memory left beside the teacher's weights
         layers = _resolve_layers(model, config.feature_layers)
         grid = tuple(config.feature_grid) if config.feature_grid else default_grid(resolution)
         budget = int(config.feature_budget) if config.feature_budget else resolution[0] * resolution[1] * 3

@@ -22,6 +22,7 @@ from kdcache.precompute.image_loader import ResizedSamples, collate_records, sha
 from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import layout
 from kdcache.store import manifest as mf
+from kdcache.store.schema import read_pca
 from kdcache.store.writer import add_to_store, create_store
 
 FIT_AHEAD = 8  # batches queued on an asynchronous device beyond those the PCA fit reads (busy while the host fits)
@@ -209,7 +210,9 @@ def feature_plan(url: str, manifest: dict) -> FeaturePlan:
     bases = {}
     for layer, entry in features["per_layer"].items():
         bases[layer] = None
-        if entry["pca"]:
-            bases[layer] = PcaBasis(np.asarray(root[entry["components"]][...]), np.asarray(root[entry["mean"]][...]))
+        if entry["pca"]:  # shapes checked against the manifest before anything is read
+            channels, source = entry["channels"], entry["source_channels"]
+            bases[layer] = PcaBasis(read_pca(url, root, entry["components"], (channels, source)),
+                                    read_pca(url, root, entry["mean"], (source,)))
     arrays = {layer: entry["array"] for layer, entry in features["per_layer"].items()}
     return FeaturePlan(list(features["layers"]), tuple(features["grid"]), arrays, bases)

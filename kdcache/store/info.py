@@ -54,7 +54,7 @@ def split_info(store: CacheStore, spec: str) -> SplitInfo:
     done, total = split.shards_done()
     flags = split.read(fields=[f for f in ("readable", "teacher_ok") if f in split.fields])
     written = np.zeros(len(split), bool)
-    done_flags = np.asarray(split.array("shard_done")[:], bool)
+    done_flags = split.done_flags()
     for shard in np.flatnonzero(done_flags):
         written[shard * split.shard_size:(shard + 1) * split.shard_size] = True
     unreadable = int((written & ~flags["readable"]).sum())

@@ -1,4 +1,5 @@
-"""Who may write a store: two `kdcache precompute` runs on one store must never mix.
+"""Who may write a store or a run folder: two `kdcache precompute` runs on one store, or two `kdcache train` runs
+on one `--out`, must never mix.
 
 Locks are `fcntl.flock`s on files in a hidden folder beside the store (`cache/.x.zarr.locks/` for
 `cache/x.zarr`), so the store itself stays a plain Zarr hierarchy. The kernel drops a flock when its process
@@ -9,6 +10,8 @@ so). Each lock file records its holder (pid, host, start time, command), which a
   `shard-i-of-N` exclusively. So a second whole run, a whole run beside sharded ones, or two runs of the same
   slice are refused at once, while disjoint slices run side by side.
 - `create`: exclusive while a run checks whether the store exists and creates it.
+- `train`: exclusive for a `kdcache train` run on its `--out` (`training`; `runs/.x.locks/` for `runs/x`), so a
+  second run there is refused instead of mixing its checkpoints and metrics with the first's.
 
 Object stores (s3://, gs://, ...) have no such locks: split the work there with `--shard i/N`.
 """
@@ -21,6 +24,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdcache.console import log
@@ -40,6 +44,32 @@ def lock_folder(url: str) -> Path | None:
         return None
     path = path.expanduser().absolute()
     return path.parent / f".{path.name}.locks"
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a lock's holder is doing, for the refusal and the take-over lines."""
+
+    doing: str  # "kdcache precompute ... is writing URL"
+    fix: str  # what a refused run can do
+    taken_over: str  # what happens to a killed holder's work
+
+
+PRECOMPUTE = Role("kdcache precompute", "wait for it to finish (rerunning then resumes), or use --shard i/N to "
+                  "split the work between runs", "its unfinished shards are redone")
+TRAIN = Role("kdcache train", "wait for it to finish, or train into another --out",
+             "its run folder is continued by --resume or replaced by --overwrite")
+
+
+@contextlib.contextmanager
+def training(out):
+    """Hold the lock of a `kdcache train` run folder for the whole run (refused while another run holds it)."""
+    folder = lock_folder(str(out))
+    if folder is None:
+        yield
+        return
+    with _flock(folder / "train", exclusive=True, url=str(out), role=TRAIN):
+        yield
 
 
 @contextlib.contextmanager
@@ -69,7 +99,7 @@ def creating(url: str):
 
 
 @contextlib.contextmanager
-def _flock(path: Path, exclusive: bool, url: str, wait: bool = False):
+def _flock(path: Path, exclusive: bool, url: str, wait: bool = False, role: Role = PRECOMPUTE):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
@@ -80,8 +110,8 @@ def _flock(path: Path, exclusive: bool, url: str, wait: bool = False):
         try:
             fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise KdcacheError(_refusal(url, _holder(handle))) from None
-        _take_over(handle, path, exclusive)
+            raise KdcacheError(_refusal(url, _holder(handle), role)) from None
+        _take_over(handle, path, exclusive, role)
         try:
             yield
         finally:
@@ -101,12 +131,12 @@ def _holder(handle) -> dict:
         return {}
 
 
-def _take_over(handle, path: Path, exclusive: bool) -> None:
+def _take_over(handle, path: Path, exclusive: bool, role: Role) -> None:
     """Record this process as the holder; say so when a killed run's lock is taken over."""
     previous = _holder(handle)
     if exclusive and previous.get("pid") and not _alive(previous):
         log(f"taking over the lock of pid {previous['pid']} ({previous.get('started', '?')}), which is no longer "
-            f"running: its unfinished shards are redone")
+            f"running: {role.taken_over}")
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
           "command": " ".join(sys.argv)}
     handle.seek(0)
@@ -128,8 +158,7 @@ def _alive(holder: dict) -> bool:
     return True
 
 
-def _refusal(url: str, holder: dict) -> str:
+def _refusal(url: str, holder: dict, role: Role) -> str:
     who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}"
     command = holder.get("command")
-    return (f"another kdcache precompute ({who}{f': {command}' if command else ''}) is writing {url}: wait for it "
-            "to finish (rerunning then resumes), or use --shard i/N to split the work between runs")
+    return f"another {role.doing} ({who}{f': {command}' if command else ''}) is writing {url}: {role.fix}"

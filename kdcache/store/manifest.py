@@ -11,6 +11,7 @@
     features: {layers, grid, budget_bytes, pooling, per_layer: {layer: {array, source_channels, channels,
                pca, components, mean}}, pca_fit_samples, reconstruct} | None
     splits: {spec: {group, source, root, count, labeled, space, shards}}
+    identity: {store, splits: {spec: ...}} (`store_identity`; written with the manifest, derived for older stores)
 
 A restart of `precompute` on an existing store compares its request with `FINGERPRINT` and refuses any
 difference (one line naming the option, the stored value and the requested one). Splits are the exception: a
@@ -21,6 +22,8 @@ shares with the store must have the stored size.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 from typing import Any
 
 from kdcache import __version__
@@ -56,6 +59,36 @@ FINGERPRINT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("feature grid", ("features", "grid")),
     ("feature budget", ("features", "budget_bytes")),
 )
+
+
+# What a split's targets depend on besides the store-wide FINGERPRINT: the split itself and its size.
+SPLIT_IDENTITY = ("source", "count", "labeled", "space")
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(_normalise(value), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def store_identity(manifest: dict) -> dict[str, Any]:
+    """A fingerprint of what a store's targets are: its teacher, its options (`FINGERPRINT`, the stored feature
+    channels) and, per split, its spec and size. Two stores with equal identities hold the same targets for the
+    splits they share; a split added later leaves the others' identities (and so runs reading them) as they were."""
+    features = manifest.get("features") or {}
+    options = {label: _lookup(manifest, path) for label, path in FINGERPRINT}
+    options["feature channels"] = {layer: [entry.get("channels"), entry.get("pca")]
+                                   for layer, entry in (features.get("per_layer") or {}).items()}
+    options["teacher output space"] = _lookup(manifest, ("teacher", "output_space"))
+    splits = {spec: _digest({key: entry.get(key) for key in SPLIT_IDENTITY})
+              for spec, entry in manifest.get("splits", {}).items()}
+    return {"store": _digest(options), "splits": splits}
+
+
+def run_identity(manifest: dict, specs: list[str]) -> str:
+    """The identity a run records of the store it reads: the store's plus that of each split it reads."""
+    identity = store_identity(manifest)
+    found = [split_entry(manifest, name) for name in specs]  # a run may name a split by spec or group
+    read = [(f[0], identity["splits"][f[0]]) if f else (name, None) for name, f in zip(specs, found)]
+    return _digest([identity["store"], read])
 
 
 def now_utc() -> str:

@@ -8,6 +8,7 @@ per-call overhead for every sample.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Iterable
 
@@ -18,6 +19,7 @@ from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
 from kdcache.store.backend import open_backend
 from kdcache.store.layout import shard_count
+from kdcache.store.schema import check_array, check_manifest, damaged, expected_fields
 from kdcache.store.shardread import read_shard
 
 
@@ -25,6 +27,8 @@ def open_root(url: str, read_only: bool = True) -> zarr.Group:
     store = open_backend(str(url), read_only=read_only)
     try:
         return zarr.open_group(store=store, mode="r" if read_only else "r+")
+    except json.JSONDecodeError:
+        raise damaged(str(url), f"{url}/zarr.json", "is not valid JSON") from None
     except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
         raise KdcacheError(f"'{url}' is not a zarr store: pass the --out of a `kdcache precompute` run") from err
 
@@ -37,9 +41,11 @@ def open_store(url: str) -> "CacheStore":
         if mf.CREATING_ATTR in root.attrs:
             raise KdcacheError(f"'{url}' is still being created: wait for `kdcache precompute` (shard 0) or rerun it")
         raise KdcacheError(f"'{url}' is a zarr store but not a kdcache cache: pass the --out of `kdcache precompute`")
-    if manifest.get("format", 0) > mf.FORMAT:
+    if isinstance(manifest.get("format"), int) and manifest["format"] > mf.FORMAT:
         raise KdcacheError(f"'{url}' was written by a newer kdcache (format {manifest['format']}): upgrade kdcache")
-    return CacheStore(str(url), manifest)
+    store = CacheStore(str(url), check_manifest(str(url), manifest))
+    store.check_arrays()
+    return store
 
 
 class CacheStore:
@@ -68,6 +74,17 @@ class CacheStore:
     @property
     def feature_layers(self) -> list[str]:
         return list((self.manifest.get("features") or {}).get("layers", []))
+
+    def identity(self, splits: Iterable[str]) -> str:
+        """The identity of what a run reading `splits` gets from this store (`manifest.run_identity`)."""
+        return mf.run_identity(self.manifest, list(splits))
+
+    def check_arrays(self) -> None:
+        """Open every array once: one whose metadata disagrees with the manifest is refused now, in one line."""
+        for spec in self.splits:
+            split = self.split(spec)
+            for field in [*split.fields, "shard_done"]:
+                split.array(field)
 
     def _add_split_hint(self, name: str) -> str:
         return f"add it with `kdcache precompute --split {name} --out {self.url}` and the cache's teacher and options"
@@ -130,6 +147,7 @@ class StoredSplit:
         self.url, self.spec, self.entry, self.manifest = url, spec, entry, manifest
         self.group = entry["group"]
         self._arrays: dict[str, zarr.Array] = {}
+        self._root: zarr.Group | None = None  # opened once per process, like the arrays
         self._pid = None
 
     # --- description -------------------------------------------------------------------------------
@@ -177,20 +195,36 @@ class StoredSplit:
     # --- access ------------------------------------------------------------------------------------
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_arrays"], state["_pid"] = {}, None
+        state["_arrays"], state["_root"], state["_pid"] = {}, None, None
         return state
 
     def array(self, field: str) -> zarr.Array:
         """The zarr array of a field (opened once per process)."""
         if self._pid != os.getpid():
-            self._arrays, self._pid = {}, os.getpid()
+            self._arrays, self._root, self._pid = {}, None, os.getpid()
         if field not in self._arrays:
             path = field
             if field.startswith("features/"):
                 path = f"features/{self.feature_array(field.split('/', 1)[1])}"
-            root = open_root(self.url)
-            self._arrays[field] = root[f"{self.group}/{path}"]
+            self._arrays[field] = self._open_checked(path)
         return self._arrays[field]
+
+    def _open_checked(self, path: str) -> zarr.Array:
+        """The array at `path` of this split's group, once its metadata is what the manifest implies."""
+        where = f"{self.group}/{path}"
+        if self._root is None:
+            self._root = open_root(self.url)
+        try:
+            array = self._root[where]
+        except (KeyError, ValueError, TypeError) as err:  # missing, or a zarr.json that is not valid metadata
+            raise damaged(self.url, f"{self.url}/{where}/zarr.json", f"cannot be read ({type(err).__name__})") from None
+        if not isinstance(array, zarr.Array):
+            raise damaged(self.url, f"{self.url}/{where}/zarr.json", "is a group, not an array")
+        field = None if path == "shard_done" else expected_fields(self.manifest, self.labeled).get(path)
+        if field is None and path != "shard_done":
+            raise damaged(self.url, f"{self.url}/{where}", "is not an array the manifest names")
+        check_array(self.url, where, array, field, len(self), self.shard_size)
+        return array
 
     def read(self, start: int = 0, stop: int | None = None, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Samples [start, stop) as {field: array}; `fields` may say "features" for every cached layer."""
@@ -217,8 +251,12 @@ class StoredSplit:
                 expanded.append(name)
         return expanded
 
+    def done_flags(self) -> np.ndarray:
+        """`shard_done`: one bool per shard, True once its data is durable."""
+        return np.asarray(self.array("shard_done")[:], dtype=bool)
+
     def shards_done(self) -> tuple[int, int]:
-        done = np.asarray(self.array("shard_done")[:], dtype=bool)
+        done = self.done_flags()
         return int(done.sum()), int(done.size)
 
     def shuffled_blocks(self, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, int]]:

@@ -26,6 +26,7 @@ from kdcache.atomic import make_durable, write_bytes
 from kdcache.console import log
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
+from kdcache.store.schema import check_manifest
 from kdcache.store.backend import local_path, open_backend
 from kdcache.store.shardwrite import ShardEncoder, chunk_path
 
@@ -60,7 +61,7 @@ def existing_manifest(url: str) -> dict | None:
     if root is None or (mf.ATTR not in root.attrs and mf.CREATING_ATTR not in root.attrs):
         raise KdcacheError(f"--out '{url}' exists and is not a kdcache store: choose a new --out path")
     manifest = root.attrs.get(mf.ATTR)
-    return manifest if isinstance(manifest, dict) else None
+    return None if manifest is None else check_manifest(url, manifest)
 
 
 def create_store(url: str, manifest: dict, build: Callable[[zarr.Group], None]) -> None:
@@ -87,6 +88,7 @@ def _build_then_manifest(url: str, root: zarr.Group, manifest: dict, build: Call
     if path is not None:  # only what `build` wrote: a store's existing chunks are durable already
         base = path.expanduser()
         make_durable(sorted(p for folder in folders for p in (base / folder).rglob("*") if p.is_file()))
+    manifest["identity"] = mf.store_identity(manifest)  # kept consistent with every manifest written
     zarr.open_group(store=open_backend(url, read_only=False), mode="r+").attrs.put({mf.ATTR: manifest})
 
 

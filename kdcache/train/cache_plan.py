@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdcache.errors import KdcacheError
+from kdcache.memory_budget import Need
 from kdcache.train.train_config import TrainConfig, source_counts
-from kdcache.train.loader import LoaderPlan, SourcePlan
+from kdcache.train.loader import PREFETCH, LoaderPlan, SourcePlan
 from kdcache.losses.loss_registry import loss_targets
 
 
@@ -26,6 +27,7 @@ class CacheInfo:
     source_space: dict[str, str | None]  # source name -> GT space, None when unlabeled
     feature_channels: dict[str, int] = field(default_factory=dict)  # stored array name -> channels
     feature_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    identity: str = ""  # the store's identity for the splits the run reads (`CacheStore.identity`)
 
     @property
     def teacher_space(self) -> str | None:
@@ -72,6 +74,7 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
         teacher=teacher,
         split_sizes={s: len(store.split(spec)) for s, spec in config.sources.items()},
         source_space={s: _space(store.split(spec)) for s, spec in config.sources.items()},
+        identity=store.identity(splits),
     )
     if wants_features:
         _read_feature_shapes(store, config, info)
@@ -165,3 +168,38 @@ def loader_plan(config: TrainConfig, info: CacheInfo, rank: int, world_size: int
         teacher_metric=info.teacher_space == "depth", seed=config.seed, rank=rank, world_size=world_size,
         lanes=lanes, window_blocks=config.window_blocks, augment=config.augment,
     )
+
+
+# Bytes per pixel of each field as stored (what a loader worker reads) and as a float32 batch tensor.
+_STORED = {"image": 3, "teacher": 2, "gt": 4, "valid": 1}
+_BATCH = {"image": 12, "teacher": 4, "gt": 4, "valid": 1}
+
+
+def memory_needs(config: TrainConfig, plan: LoaderPlan, shard_size: int, workers: int, device) -> list[Need]:
+    """What a run holds at once (`kdcache.memory_budget`): each lane's shuffle window of stored blocks, the batches
+    the loader workers prepare ahead (none with `workers` 0: the main process makes one at a time), and the batch
+    on the device. A lower bound: the students' activations come on top."""
+    px = plan.resolution[0] * plan.resolution[1]
+    hw = f"{plan.resolution[0]}x{plan.resolution[1]}"
+
+    def sample_bytes(fields, per_pixel: dict[str, int], feature_item: int) -> int:
+        total = 0
+        for name in fields:
+            if name.startswith("features/"):
+                channels, height, width = plan.feature_shapes[name.split("/", 1)[1]]
+                total += channels * height * width * feature_item
+            else:
+                total += per_pixel.get(name, 0) * px
+        return total
+
+    window = plan.window_blocks * shard_size
+    stored = sum(sample_bytes(s.fields, _STORED, 2) for s in plan.sources)
+    batch = sum(s.count * sample_bytes(s.fields, _BATCH, 4) for s in plan.sources)
+    ahead = workers * PREFETCH + 1  # the workers' batches ahead and the one handed over
+    return [
+        Need(f"a batch of {config.batch_size} at {hw} on {device}", batch, "--batch-size", on_device=True),
+        Need(f"the loader: {plan.lanes} lane(s) x a window of {window} samples per source at {hw}",
+             plan.lanes * window * stored, "--workers"),
+        Need(f"the loader: {ahead} batch(es) of {config.batch_size} at {hw}", ahead * batch,
+             "--batch-size (or --workers)"),
+    ]

@@ -204,6 +204,9 @@ def collate(plan: LoaderPlan, rows: dict[str, list[dict[str, np.ndarray]]]) -> d
     return batch
 
 
+PREFETCH = 4  # batches each worker prepares ahead
+
+
 def make_loader(plan: LoaderPlan, start_step: int, stop_step: int, workers: int, pin_memory: bool) -> DataLoader:
     """A DataLoader over `CachedBatches`; `workers` must be `plan.lanes` or 0 (the same batches, in-process)."""
     dataset = CachedBatches(plan, start_step, stop_step)
@@ -212,7 +215,7 @@ def make_loader(plan: LoaderPlan, start_step: int, stop_step: int, workers: int,
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=PREFETCH if workers else None,
         persistent_workers=False,
         multiprocessing_context="spawn" if workers and torch.cuda.is_initialized() else None,
     )

@@ -8,6 +8,7 @@ improved), metrics and curves; `checkpoint_every` adds mid-epoch `last` checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -23,8 +24,10 @@ from kdcache.atomic import write_text
 from kdcache.console import log, progress
 from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
+from kdcache.memory_budget import check_fits
+from kdcache.store import lock
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, memory_needs, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
@@ -57,7 +60,9 @@ def train_config(config: TrainConfig) -> list[VariantResult]:
     check_writable(config.out)  # before the cache is read or a model built
     ctx = init_distributed(config.device)
     try:
-        return Run(config, ctx).execute()
+        # Rank 0 owns the run folder: a second run on the same --out is refused before it reads or writes anything.
+        with lock.training(config.out) if ctx.is_main else contextlib.nullcontext():
+            return Run(config, ctx).execute()
     finally:
         shutdown(ctx)
 
@@ -85,13 +90,14 @@ class Run:
         self.created = time.perf_counter()
         self.config, self.ctx = config, ctx
         self.info: CacheInfo = inspect_cache(config)
+        workers = default_workers("train") if config.workers is None else config.workers
+        self._check_memory(workers)  # before a checkpoint is cleared, a model built or a worker started
         self.per_epoch = steps_per_epoch(config, self.info, ctx.world_size)
         self.total = total_steps(config, self.per_epoch)
         self.amp_dtype = resolve_amp(config.amp, ctx.device)
         self.dirs = [config.variant_dir(v) for v in config.variants]
         self.states = self._resume_states()
         self.start_step = self.states[0]["step"] if self.states else 0
-        workers = default_workers("train") if config.workers is None else config.workers
         lanes = self.states[0]["lanes"] if self.states else max(1, workers)
         if self.states and workers and lanes != workers:
             log(f"resuming with {lanes} loader workers (the interrupted run's count) to replay its data order")
@@ -122,8 +128,15 @@ class Run:
                                    f"fit variant '{variant.name}' ({type(err).__name__}): start a new --out") from None
         return trainer
 
+    def _check_memory(self, workers: int) -> None:
+        """Refuse settings this machine cannot hold (`kdcache.memory_budget`) in one line."""
+        config, ctx = self.config, self.ctx
+        plan = loader_plan(config, self.info, ctx.rank, ctx.world_size, max(1, workers))
+        needs = memory_needs(config, plan, self.info.manifest["shard_size"], workers, ctx.device)
+        check_fits(needs, ctx.device, "kdcache train")
+
     def _fingerprint(self, variant) -> dict[str, Any]:
-        return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size)
+        return variant_fingerprint(self.config, variant, self.total, self.ctx.world_size, self.info.identity)
 
     def _resume_states(self) -> list[dict[str, Any]]:
         existing = [ckpt.find_resume(d) for d in self.dirs]
@@ -145,6 +158,7 @@ class Run:
             raise KdcacheError(f"--resume: no checkpoint in {missing}: the variants differ from the interrupted run's")
         states = [ckpt.read_state(e) for e in existing]
         for variant, state in zip(self.config.variants, states):
+            self._check_same_cache(state["fingerprint"].get("cache_identity"))
             if state["fingerprint"] != self._fingerprint(variant):
                 changed = sorted(k for k in state["fingerprint"]
                                  if state["fingerprint"][k] != self._fingerprint(variant).get(k))
@@ -157,6 +171,17 @@ class Run:
                                "delete the run and start again")
         log(f"resuming {self.config.out} at step {states[0]['step']}/{self.total}")
         return states
+
+    def _check_same_cache(self, recorded: str | None) -> None:
+        """Refuse to continue a run on other targets: the cache at its path was rebuilt (another teacher, other
+        options or split sizes) since the run started."""
+        if recorded != self.info.identity:
+            teacher = (self.info.teacher or {}).get("name", "none")
+            raise KdcacheError(
+                f"--resume: cache {self.config.cache} is not the one the run in {self.config.out} started on "
+                f"(cache identity {recorded} then, {self.info.identity} now, teacher '{teacher}'): it was rebuilt "
+                "with another teacher, options or splits; resume with the original cache or start a new --out"
+            )
 
     def _open_log(self, directory: Path) -> MetricsLog:
         directory.mkdir(parents=True, exist_ok=True)

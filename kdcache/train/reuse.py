@@ -4,11 +4,14 @@ When an experiment is edited (a `kdcache demo` row added, a variant's loss chang
 did not change keep their finished runs and only the others train. A variant's run counts as finished for a
 config only when
 1. its `last` checkpoint is at the config's final step and carries the fingerprint this config gives the variant
-   (the one `--resume` checks: sources, mix, batch, seed, augmentation, the variant itself, the step count);
+   (the one `--resume` checks: the cache's identity, sources, mix, batch, seed, augmentation, the variant itself,
+   the step count), so a cache rebuilt with another teacher, other options or other split sizes forces a retrain,
+   wherever it lives (a remote cache too) and whatever its files' times say;
 2. its config.json agrees with this config on every setting that shapes what is learned: all of them except
    where the run is written, how fast it runs and how it is logged (`NOT_LEARNED`);
-3. it finished after the cache's splits it reads were created, so a cache rebuilt since (other teacher targets)
-   forces a retrain, while splits added to the cache since (`kdcache precompute --split NEW`) do not.
+3. it finished after the cache's splits it reads were created, so a cache rebuilt since with the same identity
+   (the same settings over source files that may have changed) forces a retrain too, while splits added to the
+   cache since (`kdcache precompute --split NEW`) change neither the identity nor those dates.
 A run that passes 1 and 2 but stopped early is `partial`: it can be resumed.
 """
 
@@ -35,7 +38,8 @@ FINISHED, PARTIAL, UNTRAINED = "finished", "partial", "untrained"
 def run_extra(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> dict[str, Any]:
     """The facts a run adds to its config.json (the cache's teacher, the step count, the output space)."""
     per_epoch = steps_per_epoch(config, info, world_size)
-    return {"kdcache_version": __version__, "teacher": info.teacher, "resolution": info.resolution,
+    return {"kdcache_version": __version__, "teacher": info.teacher, "cache_identity": info.identity,
+            "resolution": info.resolution,
             "steps_per_epoch": per_epoch, "total_steps": total_steps(config, per_epoch),
             "world_size": world_size,
             "output_space": output_space(variant, info.source_space, info.teacher_space)}
@@ -61,7 +65,7 @@ def _status(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_
         return UNTRAINED  # a config.json cut short: its run is not one to keep
     extra = run_extra(config, info, variant, world_size)
     total = extra["total_steps"]
-    if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size):
+    if progress["fingerprint"] != variant_fingerprint(config, variant, total, world_size, info.identity):
         return UNTRAINED
     wanted = json.loads(config_json(config, variant, extra))
     if splits_written is None or (checkpoint / ckpt.STATE_JSON).stat().st_mtime <= splits_written:

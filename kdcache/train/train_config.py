@@ -284,10 +284,13 @@ def _dedupe_names(variants: list[VariantConfig]) -> None:
             variant.name = f"{variant.name}-{count + 1}"
 
 
-def variant_fingerprint(config: TrainConfig, variant: VariantConfig, total_steps: int, world_size: int) -> dict:
-    """What a variant's checkpoint must match to be resumed (or reused): the batches it saw and how it trained."""
+def variant_fingerprint(config: TrainConfig, variant: VariantConfig, total_steps: int, world_size: int,
+                        cache_identity: str) -> dict:
+    """What a variant's checkpoint must match to be resumed (or reused): the batches it saw (the cache's identity
+    included: the same path rebuilt with another teacher holds other targets) and how it trained."""
     return json.loads(json.dumps({
-        "cache": config.cache, "sources": config.sources, "mix": config.mix, "batch_size": config.batch_size,
+        "cache": config.cache, "cache_identity": cache_identity, "sources": config.sources, "mix": config.mix,
+        "batch_size": config.batch_size,
         "seed": config.seed, "augment": dataclasses.asdict(config.augment), "world_size": world_size,
         "variant": dataclasses.asdict(variant), "total_steps": total_steps,
     }, default=str))

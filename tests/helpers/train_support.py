@@ -31,7 +31,8 @@ def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
 
 
 def build_cache(path: Path, splits: dict[str, int], labeled: dict[str, bool] | None = None, teacher: bool = True,
-                features: bool = True, shard_size: int = 8, resolution=RESOLUTION, space: str = "depth") -> str:
+                features: bool = True, shard_size: int = 8, resolution=RESOLUTION, space: str = "depth",
+                teacher_name: str = "tiny-teacher") -> str:
     """Write a store at `path` with `splits` {spec: count}; returns its url."""
     labeled = labeled or {}
     height, width = resolution
@@ -43,7 +44,7 @@ def build_cache(path: Path, splits: dict[str, int], labeled: dict[str, bool] | N
         is_labeled = labeled.get(spec, "aux" not in spec)
         entries[spec] = {"group": group, "source": spec, "root": None, "count": count, "labeled": is_labeled,
                          "space": space if is_labeled else None, "shards": shard_count(count, shard_size)}
-    teacher_entry = {"name": "tiny-teacher", "identity": {"source": "test"}, "output_space": "disparity",
+    teacher_entry = {"name": teacher_name, "identity": {"source": "test"}, "output_space": "disparity",
                      "preprocess": {}, "precision": "fp32", "flip_tta": False, "licence": "test"} if teacher else None
     feature_entry = None
     if feature_shapes:
