@@ -163,6 +163,9 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
             bar.advance(task)
         for path, stem in videos:
             summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
+    if images and not summary["images"] and not videos:
+        raise KdcacheError(f"none of the {len(images)} image(s) in the inputs could be read (first: "
+                           f"{summary['skipped'][0]}): pass readable .jpg/.png images")
     if summary["images"]:
         summary["images_per_s"] = summary["images"] / model_seconds
     return summary

@@ -7,7 +7,7 @@ imageio-ffmpeg`). A missing backend is a one-line error naming that command.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -42,31 +42,50 @@ def _imageio():
     return imageio
 
 
+@contextmanager
+def _ffmpeg_reader(path: Path) -> Iterator:
+    """An imageio ffmpeg reader of `path`; a file ffmpeg cannot read (truncated, damaged, not a video) is one
+    line naming the file and ffmpeg's reason (its last line) instead of its whole banner."""
+    imageio = _imageio()
+    try:
+        reader = imageio.get_reader(str(path), "ffmpeg")
+    except (OSError, RuntimeError, ValueError) as err:
+        raise unreadable_video(path, err) from None
+    try:
+        yield reader
+    except (OSError, RuntimeError) as err:
+        raise unreadable_video(path, err) from None
+    finally:
+        reader.close()
+
+
+def unreadable_video(path: Path, err: BaseException) -> KdcacheError:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(err).__name__
+    return KdcacheError(f"cannot read video {path} (ffmpeg: {reason}): it is truncated or damaged; re-encode it "
+                        f"(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or leave it out")
+
+
 def video_fps(path: Path) -> float:
     """Frames per second declared by the file (GIF: from its frame durations)."""
     if path.suffix.lower() == ".gif":
         with Image.open(path) as image:
             duration = image.info.get("duration") or 100
         return 1000.0 / float(duration)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
+    with _ffmpeg_reader(path) as reader:
         return float(reader.get_meta_data().get("fps") or 25.0)
-    finally:
-        reader.close()
 
 
 def count_frames(path: Path) -> int | None:
     if path.suffix.lower() == ".gif":
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1)
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
-        frames = reader.count_frames()
+    with _ffmpeg_reader(path) as reader:
+        try:
+            frames = reader.count_frames()
+        except Exception:  # some containers do not know their length; the progress bar then has no total
+            return None
         return int(frames) if frames and frames > 0 else None
-    except Exception:  # some containers do not know their length; the progress bar then has no total
-        return None
-    finally:
-        reader.close()
 
 
 def read_frames(path: Path) -> Iterator[np.ndarray]:
@@ -77,14 +96,9 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
                 image.seek(index)
                 yield np.asarray(image.convert("RGB"))
         return
-    reader = _imageio().get_reader(str(path), "ffmpeg")
-    try:
+    with _ffmpeg_reader(path) as reader:
         for frame in reader:
             yield np.asarray(frame)[..., :3]
-    except OSError as err:
-        raise KdcacheError(f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)") from err
-    finally:
-        reader.close()
 
 
 class VideoWriter:
