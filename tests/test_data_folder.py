@@ -112,15 +112,14 @@ def test_symlink_loops_and_second_links_are_read_once(tmp_path, capsys):
     Image.new("RGB", (4, 3), (1, 1, 1)).save(folder / "a.png")
     Image.new("RGB", (4, 3), (2, 2, 2)).save(folder / "sub" / "b.png")
     Image.new("RGB", (4, 3), (3, 3, 3)).save(outside / "c.png")
-    (folder / "loop").symlink_to(folder)  # a loop back to the root ...
-    (folder / "sub" / "up").symlink_to("..")  # ... and one up a level
+    (folder / "sub" / "up").symlink_to("..")  # a loop back to the root
     (folder / "z_again.png").symlink_to(folder / "a.png")  # a second name for a file
     (folder / "ext").symlink_to(outside)  # a link out of the tree is followed, as always
     split = open_split(f"folder:{folder}")
     assert split.ids == ["a.png", "ext/c.png", "sub/b.png"]
     assert [int(sample.image[0, 0, 0]) for sample in split] == [1, 3, 2]
     log = " ".join(capsys.readouterr().err.split())
-    assert "skipped 3 path(s) leading to a folder or image already read (a symlink loop or a second link)" in log
+    assert "skipped 2 path(s) leading to a folder or image already read (a symlink loop or a second link)" in log
 
 
 def test_a_file_name_that_is_not_utf8_is_cached_with_a_faithful_id(tmp_path, run_cli):
