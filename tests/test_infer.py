@@ -95,3 +95,35 @@ def test_mp4_video_round_trip(run, tmp_path):
     summary = infer(str(run), [clip], tmp_path / "out")
     assert summary["videos"][0]["frames"] == 5
     assert len(list(read_frames(tmp_path / "out" / "clip_depth.mp4"))) == 5
+
+
+def test_no_readable_image_is_an_error_not_success(run, run_cli, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    (folder / "b.jpg").write_bytes(b"")
+    code, stdout, stderr = run_cli("infer", folder, "--model", run, "--out", tmp_path / "out")
+    assert code == 2 and stdout == "" and "Traceback" not in stderr, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("error: none of the 2 image(s) in the inputs could be read") and "a.png" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_an_unreadable_video_is_one_line_naming_it(damage, run, run_cli, tmp_path):
+    """ffmpeg's banner stays out: the line names the input (not the output folder) and ffmpeg's reason."""
+    pytest.importorskip("imageio_ffmpeg")
+    from kdcache.video import VideoWriter
+
+    clip = tmp_path / "clip.mp4"
+    writer = VideoWriter(clip, 10.0)
+    for i in range(8):
+        writer.append(np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    writer.close()
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("infer", clip, "--model", run, "--out", out)
+    assert code == 2 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith(f"error: cannot read video {clip} (ffmpeg: ") and str(out) not in stderr
+    assert not out.exists()
