@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdcache.config import (AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Bounds, Config, check_value, format_hw,
-                            setting)
+from kdcache.config import Config, format_hw, setting
 from kdcache.errors import KdcacheError
+from kdcache.setting_checks import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Bounds, check_value
 from kdcache.sizes import parse_hw
 from kdcache.train.modes import GT_LOSS, KD_LOSS, LOSS_TABLE_KEYS, MODES, get_mode, mode_loss, mode_sources
 
