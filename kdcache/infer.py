@@ -118,11 +118,12 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
             writer.append(np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1))
             frames += 1
             bar.advance(task)
-    finally:
-        if frames:
-            writer.close()
-    if not frames:
-        raise KdcacheError(f"video {path} has no frames: check the file")
+        if not frames:
+            raise KdcacheError(f"video {path} has no frames: check the file")
+    except BaseException:
+        writer.discard()  # an input that breaks off mid-way leaves no half depth video
+        raise
+    writer.close()
     total = time.perf_counter() - start
     return {"input": str(path), "output": str(target), "frames": frames, "source_fps": fps,
             "model_fps": frames / model_seconds, "pipeline_fps": frames / total}

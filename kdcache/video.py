@@ -7,7 +7,7 @@ imageio-ffmpeg`). A missing backend is a one-line error naming that command.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -43,33 +43,39 @@ def _imageio():
 
 
 @contextmanager
+def _decoding(path: Path, decoder: str) -> Iterator[None]:
+    """A file its decoder cannot read (truncated, damaged, not a video) is one line naming the file and the
+    decoder's reason (its last line: ffmpeg prints its whole banner first), never the output folder."""
+    try:
+        yield
+    except (OSError, EOFError, RuntimeError, ValueError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(err).__name__
+        raise KdcacheError(f"cannot read video {path} ({decoder}: {reason}): it is truncated or damaged; re-encode "
+                           f"it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or leave it out") from None
+
+
+@contextmanager
 def _ffmpeg_reader(path: Path) -> Iterator:
-    """An imageio ffmpeg reader of `path`; a file ffmpeg cannot read (truncated, damaged, not a video) is one
-    line naming the file and ffmpeg's reason (its last line) instead of its whole banner."""
     imageio = _imageio()
-    try:
+    with _decoding(path, "ffmpeg"):
         reader = imageio.get_reader(str(path), "ffmpeg")
-    except (OSError, RuntimeError, ValueError) as err:
-        raise unreadable_video(path, err) from None
-    try:
-        yield reader
-    except (OSError, RuntimeError) as err:
-        raise unreadable_video(path, err) from None
-    finally:
-        reader.close()
+        try:
+            yield reader
+        finally:
+            reader.close()
 
 
-def unreadable_video(path: Path, err: BaseException) -> KdcacheError:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    reason = lines[-1] if lines else type(err).__name__
-    return KdcacheError(f"cannot read video {path} (ffmpeg: {reason}): it is truncated or damaged; re-encode it "
-                        f"(e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or leave it out")
+@contextmanager
+def _gif(path: Path) -> Iterator[Image.Image]:
+    with _decoding(path, "Pillow"), Image.open(path) as image:
+        yield image
 
 
 def video_fps(path: Path) -> float:
     """Frames per second declared by the file (GIF: from its frame durations)."""
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
+        with _gif(path) as image:
             duration = image.info.get("duration") or 100
         return 1000.0 / float(duration)
     with _ffmpeg_reader(path) as reader:
@@ -78,7 +84,7 @@ def video_fps(path: Path) -> float:
 
 def count_frames(path: Path) -> int | None:
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
+        with _gif(path) as image:
             return getattr(image, "n_frames", 1)
     with _ffmpeg_reader(path) as reader:
         try:
@@ -91,7 +97,7 @@ def count_frames(path: Path) -> int | None:
 def read_frames(path: Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames."""
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
+        with _gif(path) as image:
             for index in range(getattr(image, "n_frames", 1)):
                 image.seek(index)
                 yield np.asarray(image.convert("RGB"))
@@ -99,6 +105,10 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
     with _ffmpeg_reader(path) as reader:
         for frame in reader:
             yield np.asarray(frame)[..., :3]
+
+
+class _Discarded(Exception):
+    """Raised through a `VideoWriter`'s output to drop its temp file."""
 
 
 class VideoWriter:
@@ -121,6 +131,14 @@ class VideoWriter:
         else:
             pad = ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0))
             self.writer.append_data(np.pad(frame, pad) if any(p[1] for p in pad) else frame)
+
+    def discard(self) -> None:
+        """Give up (the input broke off mid-way): the temp file is deleted and nothing appears at `path`."""
+        with suppress(_Discarded), self._output:
+            if self.writer is not None:
+                with suppress(Exception):  # ffmpeg may object to a video with no frames; it is deleted anyway
+                    self.writer.close()
+            raise _Discarded  # through `replacing`, which deletes the temp file instead of renaming it
 
     def close(self) -> None:
         """Finish the file and rename it into place; if finishing fails, the temp file is deleted."""

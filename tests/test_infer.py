@@ -109,21 +109,27 @@ def test_no_readable_image_is_an_error_not_success(run, run_cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "truncated-gif"])
 def test_an_unreadable_video_is_one_line_naming_it(damage, run, run_cli, tmp_path):
-    """ffmpeg's banner stays out: the line names the input (not the output folder) and ffmpeg's reason."""
-    pytest.importorskip("imageio_ffmpeg")
-    from kdcache.video import VideoWriter
+    """ffmpeg's banner stays out: the line names the input (not the output folder) and the decoder's reason; a
+    video that breaks off mid-way leaves no half depth video."""
+    if damage == "truncated-gif":
+        clip = tmp_path / "clip.gif"
+        _write_gif(clip, frames=6)
+    else:
+        pytest.importorskip("imageio_ffmpeg")
+        from kdcache.video import VideoWriter
 
-    clip = tmp_path / "clip.mp4"
-    writer = VideoWriter(clip, 10.0)
-    for i in range(8):
-        writer.append(np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8))
-    writer.close()
+        clip = tmp_path / "clip.mp4"
+        writer = VideoWriter(clip, 10.0)
+        for i in range(8):
+            writer.append(np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+        writer.close()
     data = clip.read_bytes()
-    clip.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    clip.write_bytes(b"\x00garbage" * 64 if damage == "garbage" else data[: len(data) * 2 // 3])
     out = tmp_path / "out"
     code, _, stderr = run_cli("infer", clip, "--model", run, "--out", out)
     assert code == 2 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    assert stderr.startswith(f"error: cannot read video {clip} (ffmpeg: ") and str(out) not in stderr
-    assert not out.exists()
+    decoder = "Pillow" if damage == "truncated-gif" else "ffmpeg"
+    assert stderr.startswith(f"error: cannot read video {clip} ({decoder}: ") and str(out) not in stderr
+    assert not out.exists() or not any(path.is_file() for path in out.rglob("*"))
