@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs name their output and the way to continue themselves (`kdcache.errors.writing_to`); this handler is
     the last resort for every other path."""
     try:
-        result = _command().main(args=sys.argv[1:] if argv is None else argv, prog_name="kdcache",
-                                 standalone_mode=False)
+        result = _command().main(args=argv, prog_name="kdcache", standalone_mode=False)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except _UsageError as err:
