@@ -149,13 +149,18 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
     with writing_to(out), progress(unit="img") as bar:
         task = bar.add_task("infer", total=len(images))
         for path, stem in images:
+            # Skips are logged once something is readable; if nothing is, they are the one error line below.
+            held_back = not summary["images"] and not videos
             try:
                 image = load_rgb(path)
             except BadSampleError as err:
                 summary["skipped"].append(str(err))
-                log(f"[yellow]skipped:[/] {err}")
+                if not held_back:
+                    log(f"[yellow]skipped:[/] {err}")
                 bar.advance(task)
                 continue
+            for reason in summary["skipped"] if held_back else ():
+                log(f"[yellow]skipped:[/] {reason}")
             tick = time.perf_counter()
             pred = full_size(predictor.predict(image, flip_tta=flip_tta), image.shape[:2])
             model_seconds += time.perf_counter() - tick
