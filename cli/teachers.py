@@ -36,7 +36,7 @@ def _print_registry() -> None:
         table.add_column(column, overflow="fold", no_wrap=column == "name")
     for name in list_teachers(include_prefixes=True):
         info = teacher_info(name)
-        shown = name + "PATH" if name.endswith(":") else name
+        shown = name + info.get("argument", "")  # a prefix entry with what follows it: hf:ID_OR_PATH, emulated:MS
         table.add_row(shown, info["source"], info["output_space"] or "-", info["input_rule"],
                       _layers(info["feature_layers"]), _params(info["params"]), _licence(info["licence"]))
     stdout_console().print(table)

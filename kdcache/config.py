@@ -19,11 +19,14 @@ import json
 import re
 import shlex
 import tomllib
+import typing
 from dataclasses import MISSING, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from kdcache.errors import KdcacheError
+from kdcache.setting_checks import Bounds, check_value
 from kdcache.sizes import parse_hw
 
 
@@ -61,14 +64,33 @@ class Flag:
 
 
 def setting(default: Any = MISSING, *, factory: Callable[[], Any] | Any = MISSING, flag: str | None = None,
-            help: str = "", style: str = "value", parse=None, text: Callable[[Any], str] = str) -> Any:
-    """A config field with its one default and, when it has one, its command-line flag."""
+            help: str = "", style: str = "value", parse=None, text: Callable[[Any], str] = str,
+            bounds: Bounds | None = None) -> Any:
+    """A config field with its one default and, when it has one, its command-line flag; a numeric one may have
+    `bounds` (checked, with the field's type, whenever a config is made)."""
     metadata = {"flag": Flag(flag, help, style, parse, text)} if flag else {}
+    if bounds is not None:
+        metadata["bounds"] = bounds
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
 def flag_of(field: dataclasses.Field) -> Flag | None:
     return field.metadata.get("flag")
+
+
+@cache
+def _type_hints(config: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(config)
+    except (NameError, TypeError):  # an annotation naming what only type checkers import: left unchecked
+        return {}
+
+
+def check_field(config: Config, field: dataclasses.Field) -> None:
+    """One line naming the setting, its flag and what it must be, when its value has the wrong type, is not a
+    finite number or lies outside the field's bounds."""
+    check_value(config.LABEL, field.name, getattr(config, field.name), _type_hints(type(config)).get(field.name, Any),
+                field.metadata.get("bounds"), flag_of(field))
 
 
 def default_of(field: dataclasses.Field) -> Any:
@@ -96,6 +118,7 @@ class Config:
                 setattr(self, field.name, list(value))
             elif type(value) is int and kind.startswith("float"):
                 setattr(self, field.name, float(value))
+            check_field(self, field)
 
     # -- reading -------------------------------------------------------------------------------------
     @classmethod

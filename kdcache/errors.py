@@ -38,8 +38,10 @@ _UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def describe_os_error(err: OSError, path=None, rerun: str = "rerun the same command") -> str:
-    """`<path>: <reason>[: <fix>]` for an OSError; `path` names the output when the error itself has no file name."""
-    where = err.filename if err.filename is not None else path
+    """`<path>: <reason>[: <fix>]` for an OSError. `path` is the output the user named: it is named when the error
+    has no file name or its file lies inside `path` (a staging folder, a shard file: kdcache's business, not the
+    user's), else the error's own file is."""
+    where = path if err.filename is None or _inside(err.filename, path) else err.filename
     reason = err.strerror or str(err) or type(err).__name__
     line = f"{where}: {reason}" if where is not None else reason
     if err.errno in _FULL:
@@ -47,6 +49,20 @@ def describe_os_error(err: OSError, path=None, rerun: str = "rerun the same comm
     if err.errno in _UNWRITABLE:
         return f"{line}: choose a writable location"
     return line
+
+
+def _inside(filename, output) -> bool:
+    """Whether `filename` is part of `output`: a file below it, or its temporary sibling (`kdcache.atomic`'s
+    `.NAME.<random>.partial` names)."""
+    if output is None:
+        return False
+    try:
+        filename, output = os.path.abspath(os.fsdecode(filename)), os.path.abspath(os.fsdecode(output))
+        sibling = os.path.basename(filename).startswith(f".{os.path.basename(output)}.")
+        return os.path.commonpath([filename, output]) == output or (
+            sibling and os.path.dirname(filename) == os.path.dirname(output))
+    except (TypeError, ValueError):  # a URL or bytes next to text: not a local path inside the output
+        return False
 
 
 def disk_error(err: BaseException) -> OSError | None:

@@ -125,14 +125,29 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
             writer.append(np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1))
             frames += 1
             bar.advance(task)
-    finally:
-        if frames:
-            writer.close()
-    if not frames:
-        raise KdcacheError(f"video {path} has no frames: check the file")
+        if not frames:
+            raise KdcacheError(f"video {path} has no frames: check the file")
+    except BaseException:
+        writer.discard()  # an input that breaks off mid-way leaves no half depth video
+        raise
+    writer.close()
     total = time.perf_counter() - start
     return {"input": str(path), "output": str(target), "frames": frames, "lost_frames": probe.lost,
             "source_fps": probe.fps, "model_fps": frames / model_seconds, "pipeline_fps": frames / total}
+
+
+def _note_skip(summary: dict, reason: BadSampleError) -> None:
+    """Skips are logged once something is readable; if nothing is, the first is the one error line of `infer`."""
+    summary["skipped"].append(str(reason))
+    if summary["images"] or summary["videos"]:
+        log(f"[yellow]skipped:[/] {reason}")
+
+
+def _note_output(summary: dict) -> None:
+    """Before the first output: the skips held back so far are logged now."""
+    if not summary["images"] and not summary["videos"]:
+        for reason in summary["skipped"]:
+            log(f"[yellow]skipped:[/] {reason}")
 
 
 def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -158,22 +173,28 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
             try:
                 image = load_rgb(path)
             except BadSampleError as err:
-                summary["skipped"].append(str(err))
-                log(f"[yellow]skipped:[/] {err}")
+                _note_skip(summary, err)
                 bar.advance(task)
                 continue
             tick = time.perf_counter()
             pred = full_size(predictor.predict(image, flip_tta=flip_tta), image.shape[:2])
             model_seconds += time.perf_counter() - tick
             write_outputs(image, pred, predictor.output_space, out / stem, formats, cmap)
+            _note_output(summary)
             summary["images"] += 1
             bar.advance(task)
         for path, stem in videos:
             try:
-                summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
+                video = _infer_video(predictor, path, stem, out, cmap, flip_tta, bar)
             except BadSampleError as err:
-                summary["skipped"].append(str(err))
-                log(f"[yellow]skipped:[/] {err}")
+                _note_skip(summary, err)
+                continue
+            _note_output(summary)
+            summary["videos"].append(video)
+    if items and not summary["images"] and not summary["videos"]:
+        kind = "input(s)" if videos else "image(s)"
+        raise KdcacheError(f"none of the {len(items)} {kind} in the inputs could be read (first: "
+                           f"{summary['skipped'][0]}): pass readable .jpg/.png images or videos")
     if summary["images"]:
         summary["images_per_s"] = summary["images"] / model_seconds
     return summary

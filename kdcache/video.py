@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -56,12 +56,25 @@ def _imageio():
 def read_frames(path: Path) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames; a truncated ffmpeg video ends after its last decodable frame."""
     if path.suffix.lower() == ".gif":
+        yield from _gif_frames(path)
+        return
+    yield from decode_frames(path)
+
+
+def _gif_frames(path: Path) -> Iterator[np.ndarray]:
+    """A GIF cut short ends after its last whole frame, like an ffmpeg video; one with no readable frame is a
+    bad sample naming the file (Pillow's reason, never a traceback)."""
+    count = 0
+    try:
         with Image.open(path) as image:
             for index in range(getattr(image, "n_frames", 1)):
                 image.seek(index)
-                yield np.asarray(image.convert("RGB"))
-        return
-    yield from decode_frames(path)
+                frame = np.asarray(image.convert("RGB"))
+                count += 1
+                yield frame
+    except (OSError, EOFError, ValueError) as err:
+        if not count:
+            raise BadSampleError(path, f"cannot decode GIF (Pillow: {err}); re-encode it") from None
 
 
 @dataclass(frozen=True)
@@ -95,8 +108,12 @@ def probe_video(path: Path) -> VideoProbe:
     frames `FrameCursor` will actually deliver, which the split's length must equal before anything is read.
     """
     if path.suffix.lower() == ".gif":
-        with Image.open(path) as image:
-            frames, duration = getattr(image, "n_frames", 1), image.info.get("duration") or 100
+        try:
+            with Image.open(path) as image:
+                duration = image.info.get("duration") or 100
+        except (OSError, ValueError) as err:
+            raise BadSampleError(path, f"cannot decode GIF (Pillow: {err}); re-encode it") from None
+        frames = sum(1 for _ in _gif_frames(path))  # a GIF cut short announces no count to compare with
         return VideoProbe(frames, 1000.0 / float(duration), frames)
     command = [_ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), *EVERY_FRAME, "-f", "null", "-"]
     log = subprocess.run(command, capture_output=True, text=True, errors="replace").stderr.replace("\r", "\n")
@@ -167,6 +184,10 @@ class FrameCursor:
         self._frames = None
 
 
+class _Discarded(Exception):
+    """Raised through a `VideoWriter`'s output to drop its temp file."""
+
+
 class VideoWriter:
     """Collects frames into `path` through a temp file renamed into place on `close()` (never half a video)."""
 
@@ -196,3 +217,11 @@ class VideoWriter:
             elif self.frames:
                 duration = int(round(1000.0 / self.fps))
                 self.frames[0].save(self.tmp, save_all=True, append_images=self.frames[1:], duration=duration, loop=0)
+
+    def discard(self) -> None:
+        """Give up (the input failed mid-way): the temp file is deleted and nothing appears at `path`."""
+        with suppress(_Discarded), self._output:
+            if self.writer is not None:
+                with suppress(Exception):  # ffmpeg may object to a video with no frames; it is deleted anyway
+                    self.writer.close()
+            raise _Discarded  # through `replacing`, which deletes the temp file instead of renaming it

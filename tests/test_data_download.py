@@ -129,7 +129,19 @@ def test_wrong_content_is_deleted_not_kept(server, data_root):
     server.files["/labeled.mat"] = b"<html>moved to a new home</html>"
     with pytest.raises(KdcacheError, match="did not deliver the expected file"):
         download_nyu()
-    assert not list((data_root / "nyu").iterdir())
+    assert not (data_root / "nyu").exists()  # nothing at all is left behind, not even the folder
+
+
+@pytest.mark.parametrize("failure", ["http-500", "unreachable"])
+def test_a_failed_download_leaves_no_folder_behind(failure, server, tmp_path, run_cli):
+    """`kdcache data download nyu` that gets nothing leaves nothing: no empty data/nyu/ (nor data/), no empty
+    .part; the one error: line says what happened."""
+    server.mode = "fail"
+    url = ["--labeled-url", "http://127.0.0.1:9/x.mat"] if failure == "unreachable" else []
+    code, _, err = run_cli("data", "download", "nyu", "--root", tmp_path / "fresh" / "data", *url)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert ("cannot reach" if failure == "unreachable" else "HTTP 500") in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_invalid_existing_file_asks_for_force(server, data_root, nyu_bytes):

@@ -101,3 +101,47 @@ def test_folder_pixel_limit_skips_oversized(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "small.png")
     ds = open_split(f"folder:{tmp_path}", max_pixels=100)
     assert ds.ids == ["small.png"] and "over the limit" in ds.skipped[0].reason
+
+
+def test_symlink_loops_and_second_links_are_read_once(tmp_path, capsys):
+    """Links are followed, but each real folder is walked once and each real image read once; one log line says
+    what was left out, and the ids are the paths a folder without links would have."""
+    folder, outside = tmp_path / "photos", tmp_path / "outside"
+    (folder / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (4, 3), (1, 1, 1)).save(folder / "a.png")
+    Image.new("RGB", (4, 3), (2, 2, 2)).save(folder / "sub" / "b.png")
+    Image.new("RGB", (4, 3), (3, 3, 3)).save(outside / "c.png")
+    (folder / "sub" / "up").symlink_to("..")  # a loop back to the root
+    (folder / "z_again.png").symlink_to(folder / "a.png")  # a second name for a file
+    (folder / "ext").symlink_to(outside)  # a link out of the tree is followed, as always
+    split = open_split(f"folder:{folder}")
+    assert split.ids == ["a.png", "ext/c.png", "sub/b.png"]
+    assert [int(sample.image[0, 0, 0]) for sample in split] == [1, 3, 2]
+    log = " ".join(capsys.readouterr().err.split())
+    assert "skipped 2 path(s) leading to a folder or image already read (a symlink loop or a second link)" in log
+
+
+def test_a_file_name_that_is_not_utf8_is_cached_with_a_faithful_id(tmp_path, run_cli):
+    """A name with a byte that is not UTF-8 (a Latin-1 é) is cached like any other: the shard is complete and the
+    id is the name with that byte written \\xe9 (and its backslash doubled), which decodes back to the bytes."""
+    import codecs
+    import os
+
+    import zarr
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    name = b"caf\xe9 \\ 1.png"
+    Image.new("RGB", (6, 4), (5, 6, 7)).save(os.fsdecode(os.fsencode(folder) + b"/" + name))
+    Image.new("RGB", (6, 4), (8, 9, 10)).save(folder / "ok.png")
+    out = tmp_path / "store.zarr"
+    code, _, err = run_cli("precompute", "--teacher", "none", "--split", f"folder:{folder}", "--out", out,
+                           "--resolution", "4x6", "--workers", "0")
+    assert code == 0 and "Traceback" not in err, err
+    root = zarr.open_group(str(out), mode="r")
+    group = root[next(iter(root.group_keys()))]
+    ids = [str(i) for i in group["ids"][:]]
+    assert ids == ["caf\\xe9 \\\\ 1.png", "ok.png"] and bool(np.all(group["shard_done"][:]))
+    assert codecs.escape_decode(ids[0].encode("utf-8"))[0] == name
+    assert group["image"][0][0, 0].tolist() == [5, 6, 7] and bool(np.all(group["readable"][:]))

@@ -110,3 +110,46 @@ def test_truncated_video_gives_its_readable_frames_and_an_undecodable_one_is_ski
     log = " ".join(stderr.split())
     assert f"{24 - readable} of its 24 frames do not decode" in log and "skipped" in log and "garbage.mkv" in log
     assert len(list(read_frames(tmp_path / "out" / "cut_depth.mp4"))) == readable
+
+
+def test_no_readable_image_is_an_error_not_success(run, run_cli, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    (folder / "b.jpg").write_bytes(b"")
+    code, stdout, stderr = run_cli("infer", folder, "--model", run, "--out", tmp_path / "out")
+    assert code == 2 and stdout == "" and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("error: none of the 2 image(s) in the inputs could be read") and "a.png" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage-mp4", "garbage-gif"])
+def test_an_unreadable_video_alone_is_one_line_naming_it(damage, run, run_cli, tmp_path):
+    """ffmpeg's banner stays out: the line names the input (not the output folder) and the decoder's reason, and
+    nothing is written."""
+    clip = tmp_path / ("clip.mp4" if damage == "garbage-mp4" else "clip.gif")
+    if damage == "garbage-gif":
+        _write_gif(clip, frames=6)
+        clip.write_bytes(clip.read_bytes()[:40])  # the header and no whole frame
+    else:
+        clip.write_bytes(b"\x00garbage" * 64)
+    out = tmp_path / "out"
+    code, _, stderr = run_cli("infer", clip, "--model", run, "--out", out)
+    assert code == 2 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("error: none of the 1 ") and "could be read" in stderr and str(clip) in stderr
+    assert str(out) not in stderr
+    assert not out.exists() or not any(path.is_file() for path in out.rglob("*"))
+
+
+def test_a_truncated_gif_gives_its_whole_frames(run, run_cli, tmp_path):
+    from kdcache.video import read_frames
+
+    clip = tmp_path / "clip.gif"
+    _write_gif(clip, frames=6)
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) * 2 // 3])
+    kept = len(list(read_frames(clip)))
+    assert 0 < kept < 6
+    code, _, stderr = run_cli("infer", clip, "--model", run, "--out", tmp_path / "out")
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert len(list(read_frames(tmp_path / "out" / "clip_depth.gif"))) == kept

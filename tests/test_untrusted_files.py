@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from helpers.train_support import TINY_STUDENT, build_cache
 
@@ -162,11 +163,12 @@ def _edit_spec(directory: Path, edit) -> None:
     (lambda d: d["config"]["spec"].update(out_indices=[99]), "out_indices"),
     (lambda d: d["config"]["spec"].update(decoder="no-such-decoder"), "unknown decoder"),
     (lambda d: d["config"]["spec"].update(frobnicate=1), "frobnicate"),
+    (lambda d: d["config"]["spec"].update(pretrained=True), "unknown key.s. pretrained"),
     (lambda d: d.pop("config"), "config"),
     (lambda d: d["config"].pop("student"), "student"),
     (lambda d: d.update(config=[1, 2]), "config"),
     (lambda d: d["meta"].update(output_space="inverse"), "output_space"),
-], ids=["huge-width", "giant-encoder", "bad-out-indices", "unknown-decoder", "unknown-field", "no-config",
+], ids=["huge-width", "giant-encoder", "bad-out-indices", "unknown-decoder", "unknown-field", "pretrained", "no-config",
         "no-student", "config-not-a-table", "bad-output-space"])
 def test_a_crafted_student_json_is_refused_before_building(student_dir, edit, message, run_cli):
     _edit_spec(student_dir, edit)
@@ -175,6 +177,32 @@ def test_a_crafted_student_json_is_refused_before_building(student_dir, edit, me
     assert "\n" not in str(err.value)
     code, _, stderr = run_cli("eval", "--split", "synth-test[:1]", "--model", student_dir, "--no-efficiency")
     one_line_error(code, stderr)
+
+
+def _onnx_identity(path: Path, shape: list) -> Path:
+    """A valid .onnx that is no depth model: it passes its input of `shape` (names: dynamic sides) through."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tensors = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", tensors[:1], tensors[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("shape", [["batch", 3, "height"], ["height", "width"], ["batch", 1, "height", "width"]],
+                         ids=["rank-3", "rank-2", "one-channel"])
+def test_an_onnx_that_is_no_depth_model_is_one_line(shape, tmp_path, run_cli):
+    pytest.importorskip("onnxruntime")
+    model = _onnx_identity(tmp_path / "other.onnx", shape)
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.png")
+    code, _, err = run_cli("infer", tmp_path / "a.png", "--model", model, "--out", tmp_path / "out")
+    line = one_line_error(code, err)
+    assert line.startswith(f"error: {model} takes or gives the wrong tensors for a depth model") and "export" in line
+    code, _, err = run_cli("eval", "--split", "synth-test[:1]", "--model", model, "--no-efficiency")
+    assert "wrong tensors" in one_line_error(code, err)
 
 
 @pytest.mark.slow

@@ -140,6 +140,9 @@ def test_read_only_and_full_disks(name, inputs, tmp_path, run_cli):
     assert full["code"] == 2 and not full["traceback"], full
     assert full["last_line"].startswith(f"error: {work / 'full' / 'out'}") and "No space left on device" in \
         full["last_line"], full["last_line"]
+    # The line names the output the user gave (--out, --onnx), never kdcache's staging copy inside it.
+    given = next(a for a in argv if "{out}" in a).replace("{out}", str(work / "full" / "out"))
+    assert full["last_line"].startswith(f"error: {given}: No space left on device"), full["last_line"]
     assert not any(".tmp" in p or p.endswith(".partial") for p in full["left"]), full["left"]
     assert report["rerun"]["code"] == 0, report["rerun"]
     CHECKS[name](reference, work / "after-full" / "out", work / "after-rerun" / "out")

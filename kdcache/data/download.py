@@ -15,6 +15,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -130,7 +131,12 @@ def fetch_file(url: str, dest: Path, check: Callable[[Path], object], env: str =
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    total = _stream(url, part, env)
+    try:
+        total = _stream(url, part, env)
+    except BaseException:
+        if part.exists() and part.stat().st_size == 0:  # nothing arrived: nothing to resume from
+            part.unlink()
+        raise
     size = part.stat().st_size if part.exists() else 0
     if total is not None and size != total:
         raise KdcacheError(f"download of {url} stopped at {size:,} of {total:,} bytes; run the command again to "
@@ -150,8 +156,25 @@ def download_nyu(root: str | os.PathLike | None = None, labeled_url: str | None 
     """Fetch `nyu_depth_v2_labeled.mat` (~2.8 GB per the NYU page) and `splits.mat` into `<root>/nyu/`; returns their paths."""
     folder = data_root(root) / "nyu"
     overrides = {MAT_NAME: labeled_url, SPLITS_NAME: splits_url}
-    return [fetch_file(spec.resolved_url(overrides[spec.name]), folder / spec.name, spec.check, spec.url_env, force)
-            for spec in NYU_FILES]
+    with _removed_if_left_empty(folder):
+        return [fetch_file(spec.resolved_url(overrides[spec.name]), folder / spec.name, spec.check, spec.url_env,
+                           force) for spec in NYU_FILES]
+
+
+@contextmanager
+def _removed_if_left_empty(folder: Path):
+    """A failed download leaves no empty folder behind: the folders it created (`folder` and any missing parent,
+    such as ./data) are removed again when they are still empty; a `.part` worth resuming keeps its folder."""
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:  # not empty (or already gone): keep it
+                break
+        raise
 
 
 def download(dataset: str, root: str | os.PathLike | None = None, **options) -> list[Path]:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from kdcache.console import log, progress
 from kdcache.data.images import load_rgb, open_image
+from kdcache.data.paths import path_text
 from kdcache.data.sample import Sample
 from kdcache.data.splits import register_split
 from kdcache.errors import BadSampleError, KdcacheError
@@ -24,18 +25,41 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 _LOGGED_SKIPS = 10  # individual reasons logged before only the count is reported
 
 
+def walk_files(folder: Path, extensions: frozenset[str]) -> tuple[list[Path], list[Path]]:
+    """(files under `folder` with one of `extensions`, any case, sorted by relative path; the paths left out as
+    repeats).
+
+    Symlinks are followed, but every real folder is walked once and every real file is read once: a link back
+    up the tree (a loop) or a second link to the same file is a repeat, and the first path in sorted order keeps
+    the file (so the ids of a folder without repeats are its relative paths, as always)."""
+    found, repeats, walked = {}, [], set()
+    for directory, subfolders, files in os.walk(folder, followlinks=True):
+        if os.path.realpath(directory) in walked:
+            repeats.append(Path(directory))
+            subfolders.clear()
+            continue
+        walked.add(os.path.realpath(directory))
+        subfolders.sort()  # a fixed walk order: the same path is the first to reach a real folder on every run
+        for name in sorted(files):
+            if Path(name).suffix.lower() in extensions:
+                path = Path(directory) / name
+                found.setdefault(os.path.realpath(path), []).append(path)
+    kept = []
+    for paths in found.values():
+        first, *others = sorted(paths, key=lambda p: p.relative_to(folder).as_posix())
+        kept.append(first)
+        repeats += others
+    return sorted(kept, key=lambda p: p.relative_to(folder).as_posix()), repeats
+
+
 def find_files(folder: Path, extensions: frozenset[str]) -> list[Path]:
-    """Files under `folder` with one of `extensions` (any case; recursive, symlinks followed), sorted by relative
-    path."""
-    found = []
-    for directory, _, files in os.walk(folder, followlinks=True):
-        found.extend(Path(directory) / f for f in files if Path(f).suffix.lower() in extensions)
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+    """Files under `folder` with one of `extensions`, each real file once (`walk_files`)."""
+    return walk_files(folder, extensions)[0]
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, symlinks followed), sorted by relative path."""
-    return find_files(folder, IMAGE_EXTENSIONS)
+def find_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files under `folder`, the paths left out as repeats): `walk_files` with the image extensions."""
+    return walk_files(folder, IMAGE_EXTENSIONS)
 
 
 def under_root(path_text: str, root: Path) -> Path:
@@ -65,12 +89,15 @@ class FolderSplit:
         self.folder, self.strict, self.max_pixels = folder, strict, max_pixels
         self.name = f"folder:{folder}"
         self.skipped: list[BadSampleError] = []
-        candidates = find_images(folder)
+        candidates, repeats = find_images(folder)
+        if repeats:
+            log(f"{self.name}: skipped {len(repeats)} path(s) leading to a folder or image already read (a symlink "
+                f"loop or a second link), e.g. {path_text(repeats[0])}: each real image is read once")
         self.paths = self._readable(candidates)
         if not self.paths:
             raise KdcacheError(f"no readable images under {folder} ({len(candidates)} files with an image extension "
                                f"{', '.join(sorted(IMAGE_EXTENSIONS))}): point folder: at a folder of images")
-        self.ids = [p.relative_to(folder).as_posix() for p in self.paths]
+        self.ids = [path_text(p.relative_to(folder)) for p in self.paths]
 
     def _readable(self, candidates: list[Path]) -> list[Path]:
         readable = []

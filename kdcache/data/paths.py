@@ -1,8 +1,10 @@
-"""Where a dataset is expected under the data root, and the one-line error when it is not there."""
+"""Where a dataset is expected under the data root, the one-line error when it is not there, and file names as
+text (`path_text`: the ids of files that readers such as `folder:` identify by their path)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePath
 
 from kdcache.errors import KdcacheError
 
@@ -25,3 +27,19 @@ def incomplete_data(dataset: str, missing: list[Path], total: int, fix: str) -> 
     """A `KdcacheError` for a dataset folder that exists but lacks some listed files."""
     return KdcacheError(f"{dataset} is incomplete: {len(missing)} of {total} listed files are missing "
                         f"(first: {missing[0]}); {fix}")
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """`path` as UTF-8 text that names it faithfully: a sample id, a store can hold it.
+
+    A name that is valid UTF-8 is returned as is (ids stay what they always were). A name that is not (Python
+    reads its stray bytes as surrogates, which UTF-8 cannot encode) gets its backslashes doubled and each stray
+    byte written `\\xNN`, so the text maps back to the exact bytes (Python's `codecs.escape_decode`).
+    """
+    text = path.as_posix() if isinstance(path, PurePath) else os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        escaped = text.replace("\\", "\\\\")
+        return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in escaped)

@@ -54,9 +54,9 @@ class EvalConfig(Config):
     markdown_out: str | None = setting(None, flag="--markdown", help="Write a markdown table here.")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if isinstance(self.protocols, str):  # one protocol named
             self.protocols = [self.protocols]
+        super().__post_init__()
         self.protocols = list(self.protocols or [])
         self.split_options = reader_options(self.split_options)
         for name in ("data_root", "json_out", "markdown_out"):

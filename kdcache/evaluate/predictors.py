@@ -113,6 +113,7 @@ class OnnxPredictor(Predictor):
         from kdcache.export import ort_session
 
         self.session = ort_session(path, threads)
+        check_onnx_signature(self.session, path)
         props = self.session.get_modelmeta().custom_metadata_map
         self.input_name = self.session.get_inputs()[0].name
         size = props.get("input_size")
@@ -129,6 +130,31 @@ class OnnxPredictor(Predictor):
         outputs = [self.session.run(None, {self.input_name: b.numpy()})[0] for b in batches]
         depth = torch.from_numpy(np.concatenate(outputs))[:, 0]
         return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
+
+
+def check_onnx_signature(session, path) -> None:
+    """An .onnx kdcache can run takes one (B, 3, H, W) image batch and gives (B, 1, H, W) maps, as `kdcache export`
+    writes them: any other file is one line before any image is read, not an onnxruntime traceback."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    problem = None
+    if len(inputs) != 1 or not outputs:
+        problem = f"{len(inputs)} inputs, {len(outputs)} outputs"
+    elif not _onnx_fits(inputs[0].shape, channels=3):
+        problem = f"input shape {_onnx_shape(inputs[0].shape)}"
+    elif not _onnx_fits(outputs[0].shape, channels=1):
+        problem = f"output shape {_onnx_shape(outputs[0].shape)}"
+    if problem:
+        raise KdcacheError(f"{path} takes or gives the wrong tensors for a depth model ({problem}; expected one "
+                           f"input (batch, 3, H, W) and an output (batch, 1, H, W)): export it with kdcache export")
+
+
+def _onnx_fits(shape, channels: int) -> bool:
+    """A rank-4 shape with `channels` channels; named (dynamic) sides fit anything."""
+    return len(shape) == 4 and (not isinstance(shape[1], int) or shape[1] == channels)
+
+
+def _onnx_shape(shape) -> str:
+    return "(" + ", ".join(str(side) for side in shape) + ")"
 
 
 def size_from_meta(meta: dict) -> tuple[int, int] | None:

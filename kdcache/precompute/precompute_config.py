@@ -67,8 +67,7 @@ class PrecomputeConfig(Config):
                                             help="Fill only shards s with s % N == i (run N processes; default "
                                                  "under torchrun: RANK/WORLD_SIZE).")
     workers: int | None = setting(None, flag="--workers",
-                                  help="Decoding processes (default: kdcache.devices.default_workers: cores - 1, "
-                                       "max 8).")
+                                  help="Image decoding processes (default: the CPU cores - 1, at most 8).")
     writer_threads: int | None = setting(None, flag="--writer-threads",
                                          help="Shard encoding threads (default: cores / 2, 2 to 8).")
     strict: bool | None = setting(None, flag="--strict", style="switch",
@@ -85,11 +84,11 @@ class PrecomputeConfig(Config):
     pca_fit_samples: int = setting(32)  # samples the feature PCA is fitted on (library only)
 
     def __post_init__(self) -> None:
+        if self.feature_layers is None:  # Python callers' "nothing said"
+            self.feature_layers = "none"
         super().__post_init__()
         self.out = str(self.out)
         self.split_options = reader_options(self.split_options)
-        if self.feature_layers is None:  # Python callers' "nothing said"
-            self.feature_layers = "none"
 
     def validate(self) -> None:
         if len(self.resolution) != 2 or min(self.resolution) < 1:

@@ -82,7 +82,7 @@ def none(device="cpu", precision="fp32", **options):
 
 
 @register_teacher(
-    "hf:", source="ID_OR_PATH", output_space="from config", input_rule="from config",
+    "hf:", argument="ID_OR_PATH", source="HF hub id or local folder", output_space="from config", input_rule="from config",
     feature_layers="from config", params=None, licence="from model card",
     description="any DPT / Depth Anything hub id or local save_pretrained folder",
 )
@@ -94,7 +94,7 @@ def hf(ref: str, device="cpu", precision="fp32", **options):
 
 
 @register_teacher(
-    "ckpt:", source="PATH", output_space="from meta", input_rule="native size",
+    "ckpt:", argument="PATH", source="kdcache student run or checkpoint", output_space="from meta", input_rule="native size",
     feature_layers="feat_{0..n} (fine to coarse)", params=None, licence="from checkpoint",
     description="a kdcache student checkpoint or run dir (two-stage distillation)",
 )
@@ -106,7 +106,7 @@ def ckpt(ref: str, device="cpu", precision="fp32", **options):
 
 
 @register_teacher(
-    "emulated:", source="MS_PER_IMAGE", output_space="disparity", input_rule="none (no model runs)",
+    "emulated:", argument="MS", source="emulated GPU, MS ms per image", output_space="disparity", input_rule="none (no model runs)",
     feature_layers="dpt-large's shapes", params=None, licence=None,
     description="benchmark stand-in: an emulated GPU running DPT-Large at MS ms/image; outputs are synthetic",
 )

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from kdcache.config import Config, format_hw, setting
 from kdcache.errors import KdcacheError
+from kdcache.setting_checks import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Bounds, check_value
 from kdcache.sizes import parse_hw
 from kdcache.train.modes import GT_LOSS, KD_LOSS, LOSS_TABLE_KEYS, MODES, get_mode, mode_loss, mode_sources
 
@@ -47,7 +48,7 @@ class AugmentConfig(Config):
 
     scale: tuple[float, float] = setting((0.7, 1.0))  # side of the random crop as a fraction of the image (1 = no crop)
     flip: bool = setting(True)
-    jitter: float = setting(0.2)  # max relative change of brightness / contrast / saturation (0 = off)
+    jitter: float = setting(0.2, bounds=NON_NEGATIVE)  # max relative change of brightness / contrast / saturation (0 = off)
     enabled: bool = setting(True)
 
     def validate(self) -> None:
@@ -66,10 +67,10 @@ class VariantConfig(Config):
     student: str
     sources: list[str]
     loss: dict[str, float] = setting(flag="--loss", parse=parse_loss, help="Loss weights, e.g. silog=1,kd=1.")
-    lr: float = setting(1e-3, flag="--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
-    weight_decay: float = setting(0.01, flag="--weight-decay", help="AdamW weight decay.")
+    lr: float = setting(1e-3, flag="--lr", bounds=POSITIVE, help="Peak learning rate (AdamW, warm-up then cosine).")
+    weight_decay: float = setting(0.01, flag="--weight-decay", bounds=NON_NEGATIVE, help="AdamW weight decay.")
     seed: int = setting(0)  # the flag is TrainConfig.seed's: at the top level it seeds the run and every variant
-    ema: float | None = setting(None, flag="--ema", help="EMA decay of the weights, e.g. 0.999 (off by default).")
+    ema: float | None = setting(None, flag="--ema", bounds=Bounds(0, 1, open_high=True), help="EMA decay of the weights, e.g. 0.999 (off by default).")
     student_overrides: dict[str, Any] = setting(factory=dict)
     pretrained: bool = setting(False, flag="--pretrained", style="flag",
                                help="ImageNet encoder weights if available locally (offline: logged, trains from "
@@ -106,22 +107,23 @@ class TrainConfig(Config):
     mix: dict[str, float] = setting(factory=dict)  # source name -> fraction of each batch
     variants: list[VariantConfig] = setting(factory=list)  # the TOML's [[variant]] tables
     val: str | None = setting(None, flag="--val", help="Labeled split of the cache for checkpoints/best.")
-    val_max_samples: int = setting(256, flag="--val-max-samples", help="Validation images scored at most.")
-    epochs: int = setting(10, flag="--epochs", help="Passes over the labeled (or aux-only) split.")
-    steps: int | None = setting(None, flag="--steps", help="Total optimizer steps (instead of --epochs).")
-    batch_size: int = setting(16, flag="--batch-size", help="Samples per batch, shared by every variant.")
-    warmup: float = setting(0.05, flag="--warmup", help="Warm-up: fraction of steps, or steps if >= 1.")
-    min_lr_ratio: float = setting(0.01)  # the cosine schedule's floor, as a fraction of the peak lr
-    clip_grad: float = setting(1.0, flag="--clip-grad", help="Max gradient norm (0 = off).")
+    val_max_samples: int = setting(256, flag="--val-max-samples", bounds=AT_LEAST_ONE, help="Validation images scored at most.")
+    epochs: int = setting(10, flag="--epochs", bounds=AT_LEAST_ONE, help="Passes over the labeled (or aux-only) split.")
+    steps: int | None = setting(None, flag="--steps", bounds=AT_LEAST_ONE, help="Total optimizer steps (instead of --epochs).")
+    batch_size: int = setting(16, flag="--batch-size", bounds=AT_LEAST_ONE, help="Samples per batch, shared by every variant.")
+    warmup: float = setting(0.05, flag="--warmup", bounds=NON_NEGATIVE, help="Warm-up: fraction of steps, or steps if >= 1.")
+    min_lr_ratio: float = setting(0.01, bounds=FRACTION)  # the cosine schedule's floor, as a fraction of the peak lr
+    clip_grad: float = setting(1.0, flag="--clip-grad", bounds=NON_NEGATIVE, help="Max gradient norm (0 = off).")
     amp: str = setting("auto", flag="--amp", help="auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off.")
     device: str = setting("auto", flag="--device", help="auto | cpu | cuda | cuda:N.")
-    workers: int | None = setting(None, flag="--workers",
-                                  help="Data loader workers (default: kdcache.devices.default_workers: 2).")
-    window_blocks: int = setting(2)  # shuffle buffer, in store blocks (bounds memory whatever the cache size)
+    workers: int | None = setting(None, flag="--workers", bounds=NON_NEGATIVE,
+                                  help="Data loader worker processes (default: 2; the count is part of the batch "
+                                       "order).")
+    window_blocks: int = setting(2, bounds=AT_LEAST_ONE)  # shuffle buffer, in store blocks (bounds memory whatever the cache size)
     seed: int = setting(0, flag="--seed", help="Seed of the batch order and augmentation, and of every variant "
                                                "that sets none of its own.")
-    log_every: int = setting(10, flag="--log-every", help="Log the training loss every N steps.")
-    checkpoint_every: int = setting(0, flag="--checkpoint-every",
+    log_every: int = setting(10, flag="--log-every", bounds=AT_LEAST_ONE, help="Log the training loss every N steps.")
+    checkpoint_every: int = setting(0, flag="--checkpoint-every", bounds=NON_NEGATIVE,
                                     help="Extra checkpoints every N steps (0 = at epoch ends only).")
     resume: bool = setting(False, flag="--resume", style="flag", help="Continue the interrupted run in --out exactly.")
     resolution: tuple[int, int] | None = setting(None, flag="--resolution", parse=parse_hw, text=format_hw,
@@ -170,6 +172,8 @@ class TrainConfig(Config):
         for key in ("cache", "out"):
             if not raw.get(key):
                 raise KdcacheError(f"training config has no `{key}`: set it in the TOML or pass --{key}")
+        for key, hint in _RESHAPED.items():  # read into other shapes before the dataclass checks its fields
+            check_value(cls.LABEL, key, raw.get(key), hint)
         sources = dict(raw.pop("sources", None) or {})
         if not sources:
             raise KdcacheError("no training data: pass --labeled SPLIT and/or --aux SPLIT (or a [sources] table)")
@@ -196,12 +200,6 @@ class TrainConfig(Config):
         return data
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise KdcacheError(f"--batch-size {self.batch_size} must be >= 1")
-        if self.steps is not None and self.steps < 1:
-            raise KdcacheError(f"--steps {self.steps} must be >= 1")
-        if self.epochs < 1:
-            raise KdcacheError(f"--epochs {self.epochs} must be >= 1")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise KdcacheError(f"--amp {self.amp}: use auto, bf16, fp16 or off")
         self.augment.validate()
@@ -213,6 +211,13 @@ class TrainConfig(Config):
                     f"variant '{variant.name}' trains on {starved} but the batch holds no such samples: "
                     f"raise --batch-size or the [mix] fraction of {starved[0]}"
                 )
+
+
+# Keys of a TOML that `from_dict` / `build_variant` reshape before the dataclasses see them, with their TOML types.
+_RESHAPED = {"sources": dict[str, str] | None, "mix": dict[str, float] | None, "aux_ratio": float | None,
+             "variant": list[dict] | None, "augment": dict | AugmentConfig | None}
+_VARIANT_RESHAPED = {"loss": str | dict[str, float] | None, "student": str | None, "mode": str | None,
+                     "sources": list[str] | None, **{key: dict | None for key in LOSS_TABLE_KEYS}}
 
 
 def source_counts(config: TrainConfig) -> dict[str, int]:
@@ -234,6 +239,8 @@ def build_variant(raw: dict[str, Any], defaults: dict[str, Any], sources: list[s
     if unknown:
         raise KdcacheError(f"unknown variant key(s) {sorted(unknown)}: allowed are {sorted(known)}")
     merged = {**defaults, **raw}
+    for key, hint in _VARIANT_RESHAPED.items():
+        check_value(VariantConfig.LABEL, key, merged.get(key), hint)
     if "student" not in merged:
         raise KdcacheError(f"variant {index} has no student: set `student = \"NAME\"` (`kdcache students` lists them)")
     tables = {key[: -len("_loss")]: merged.pop(key) for key in LOSS_TABLE_KEYS if key in merged}
