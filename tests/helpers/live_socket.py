@@ -45,6 +45,23 @@ def read_response(sock: socket.socket) -> tuple[int | None, bytes]:
     return int(head.split()[1]), body
 
 
+def hobble(engine, slow_s: float = 0.0, fail=lambda call: False) -> list[int]:
+    """Make the engine's student `slow_s` slower per frame and raise on the calls (1-based) where `fail(call)`;
+    returns the list of calls made so far."""
+    predictor, calls = engine.panels[0].predictor, []
+    predict = predictor.predict
+
+    def hobbled(image):
+        calls.append(len(calls) + 1)
+        time.sleep(slow_s)
+        if fail(len(calls)):
+            raise RuntimeError(f"model failed on call {len(calls)}")
+        return predict(image)
+
+    predictor.predict = hobbled
+    return calls
+
+
 class StreamClient:
     """The page's side of /api/stream: `send_frame` RGB frames, `receive` the replies."""
 

@@ -10,7 +10,8 @@ const LOG_FRAMES = 200;        // per-frame records kept for tests (thumbnail of
 
 const $ = (id) => document.getElementById(id);
 const live = window.kdcacheLive = {
-  frames: 0, fps: 0, modelMs: {}, roundTripMs: 0, latencyMs: 0, sent: 0, skipped: 0, dropped: 0, frameErrors: 0,
+  frames: 0, fps: 0, modelMs: {}, roundTripMs: 0, latencyMs: 0, videoFrames: 0, sent: 0, skipped: 0, dropped: 0,
+  frameErrors: 0,
   errors: [], log: [], state: "idle",
 };
 let token = 0;                 // bumped by stop(): a running loop sees its token change and ends
@@ -261,14 +262,16 @@ async function pump(source, mine, once = false) {
   while (mine === token) {
     const captured = once ? performance.now() : await nextVideoFrame(source);
     if (mine !== token) break;
+    live.videoFrames += 1;
     if (inFlight.size >= MAX_IN_FLIGHT) { live.skipped += 1; continue; }  // drop at the source, never queue
+    const started = performance.now();
     ctx.drawImage(source, 0, 0, canvas.width, canvas.height);
-    send(ws, ctx.getImageData(0, 0, canvas.width, canvas.height), captured, mine);
+    send(ws, ctx.getImageData(0, 0, canvas.width, canvas.height), captured, mine, started);
     if (once) break;
   }
 }
 
-function send(ws, pixels, captured, mine) {
+function send(ws, pixels, captured, mine, started) {
   const id = nextId++;
   const message = new ArrayBuffer(8 + pixels.data.length);
   const header = new DataView(message);
@@ -276,9 +279,10 @@ function send(ws, pixels, captured, mine) {
   header.setUint16(4, pixels.height, true);
   header.setUint16(6, pixels.width, true);
   new Uint8Array(message, 8).set(pixels.data);
-  inFlight.set(id, { pixels, captured, sent: performance.now(), token: mine,
-                     rgbThumb: thumbnail(pixels.data, pixels.width, pixels.height) });
+  const rgbThumb = thumbnail(pixels.data, pixels.width, pixels.height);
   ws.send(message);
+  const sent = performance.now();
+  inFlight.set(id, { pixels, captured, sent, captureMs: sent - started, token: mine, rgbThumb });
   live.sent += 1;
 }
 
@@ -291,6 +295,7 @@ function receive(data) {
   inFlight.delete(reply.id);
   if (!frame || frame.token !== token || reply.id <= lastShown) return;  // stopped since, or out of order
   lastShown = reply.id;
+  const started = performance.now();
   $("rgb").getContext("2d").putImageData(frame.pixels, 0, 0);
   let offset = 4 + length;
   const depthThumbs = reply.panels.map((result, i) => {
@@ -298,6 +303,7 @@ function receive(data) {
     offset += levels.length;
     return draw(panels[i], result, levels);
   });
+  frame.drawMs = performance.now() - started;
   show(reply, frame, depthThumbs);
 }
 
@@ -339,7 +345,8 @@ function show(reply, frame, depthThumbs) {
   live.latencyMs = now - frame.captured;
   live.fps = arrivals.length > 1 ? (arrivals.length - 1) * 1000 / (now - arrivals[0]) : 0;
   live.log.push({ id: reply.id, rgb: frame.rgbThumb, depth: depthThumbs, modelMs: reply.panels.map((p) => p.model_ms),
-                  serverMs: reply.server_ms, latencyMs: live.latencyMs, t: now });
+                  serverMs: reply.server_ms, latencyMs: live.latencyMs, roundTripMs: live.roundTripMs,
+                  captureMs: frame.captureMs, drawMs: frame.drawMs, t: now });
   if (live.log.length > LOG_FRAMES) live.log.shift();
   $("fps").textContent = live.fps ? live.fps.toFixed(1) : "–";
   $("roundtrip").textContent = `${live.latencyMs.toFixed(0)} ms`;
