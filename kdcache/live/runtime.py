@@ -37,9 +37,11 @@ def load_live_predictor(spec: str, device: str, input_size: tuple[int, int] | No
 
     from kdcache.evaluate.predictors import OnnxPredictor, load_predictor
 
+    # Process-wide, and for onnxruntime too: the predictor's tensor work around the session runs on PyTorch, whose
+    # idle threads spin; with more threads than `threads` they took cores from onnxruntime (2.7x slower predict).
+    torch.set_num_threads(threads)
     if spec.endswith(".onnx") and Path(spec).expanduser().is_file():
         return OnnxPredictor(Path(spec).expanduser(), name=spec, threads=threads), _described("onnxruntime", threads)
-    torch.set_num_threads(threads)  # process-wide: `kdcache live` runs nothing else
     predictor = load_predictor(spec, device=device, input_size=input_size)
     if runtime == "torch" or predictor.kind != "student" or predictor.device.type != "cpu":
         return predictor, _described("PyTorch", threads, predictor.device)
