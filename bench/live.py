@@ -80,7 +80,7 @@ def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float,
             "external_requests": external}
 
 
-_PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "draw": "drawMs"}
+_PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "wait": "waitMs", "draw": "drawMs"}
 
 
 def _median(values) -> float | None:

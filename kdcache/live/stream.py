@@ -7,7 +7,7 @@ validates frames, while the stdlib server keeps its own sockets, threads and `Se
 Messages (all integers little-endian):
 - page -> server, binary: uint32 frame id, uint16 height, uint16 width, then height x width x 4 bytes of RGBA (the
   canvas's own pixels, captured at the model's input size: no encoding on the page, no decoding here).
-- server -> page, binary: uint32 n, n bytes of JSON {"id", "server_ms", "frame", "panels": [{role, model,
+- server -> page, binary: uint32 n, n bytes of JSON {"id", "server_ms", "wait_ms", "frame", "panels": [{role, model,
   model_ms, height, width, output_space}]}, then each panel's height x width uint8 nearness levels, which the page
   colours with the table of `/api/info` (`depth_colors.color_table`).
 - server -> page, text: JSON {"id", "error"} for a frame that failed (the stream goes on), {"id", "retry": true}
@@ -145,7 +145,8 @@ class StreamSession:
             try:
                 if isinstance(image, Exception):
                     raise image
-                self._send_depth(frame_id, self.engine.depth(image), arrived)
+                taken = time.perf_counter()
+                self._send_depth(frame_id, self.engine.depth(image), arrived, taken)
             except LookupError as err:  # the models are still loading: the page waits and sends again
                 self._send_json({"id": frame_id, "retry": True, "error": str(err)})
             except FrameError as err:
@@ -155,8 +156,9 @@ class StreamSession:
             except Exception as err:  # a model that fails on a frame: say so on the page, keep streaming
                 self._send_json({"id": frame_id, "error": f"{type(err).__name__}: {err}"})
 
-    def _send_depth(self, frame_id: int, depths, arrived: float) -> None:
+    def _send_depth(self, frame_id: int, depths, arrived: float, taken: float) -> None:
         header = {"id": frame_id, "frame": self.engine.frames, "server_ms": 1e3 * (time.perf_counter() - arrived),
+                  "wait_ms": 1e3 * (taken - arrived),  # in the slot, behind the frame before it
                   "panels": [{"role": d.role, "model": d.model, "model_ms": d.model_ms, "height": d.levels.shape[0],
                               "width": d.levels.shape[1], "output_space": d.output_space} for d in depths]}
         text = json.dumps(header).encode()

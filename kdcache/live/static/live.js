@@ -345,7 +345,7 @@ function show(reply, frame, depthThumbs) {
   live.latencyMs = now - frame.captured;
   live.fps = arrivals.length > 1 ? (arrivals.length - 1) * 1000 / (now - arrivals[0]) : 0;
   live.log.push({ id: reply.id, rgb: frame.rgbThumb, depth: depthThumbs, modelMs: reply.panels.map((p) => p.model_ms),
-                  serverMs: reply.server_ms, latencyMs: live.latencyMs, roundTripMs: live.roundTripMs,
+                  serverMs: reply.server_ms, waitMs: reply.wait_ms, latencyMs: live.latencyMs, roundTripMs: live.roundTripMs,
                   captureMs: frame.captureMs, drawMs: frame.drawMs, t: now });
   if (live.log.length > LOG_FRAMES) live.log.shift();
   $("fps").textContent = live.fps ? live.fps.toFixed(1) : "–";
