@@ -126,6 +126,8 @@ def test_cli_rejects_a_bad_model_in_one_line_before_serving(run_cli, runs, tmp_p
     assert code == 2 and "unknown teacher" in err
     code, _, err = run_cli("live", "--model", runs["student"], "--cmap", "no-such-map")
     assert code == 2 and "unknown colormap" in err
+    code, _, err = run_cli("live", "--model", runs["student"], "--runtime", "tensorrt")
+    assert code == 2 and "--runtime tensorrt: use one of auto, onnxruntime, torch" in err
 
 
 # -- in a real browser ------------------------------------------------------------------------------------------
