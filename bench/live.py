@@ -1,7 +1,8 @@
 """End-to-end FPS of `kdcache live` in headless Chromium against the camera's, the model-only FPS of the same model in
 the same run, and where a frame's time goes; optionally a Gradio webcam-streaming app with the same model.
 
-    python bench/live.py --model RUN_OR_ONNX [--teacher NAME] [--seconds 15] [--camera-fps 30 60] [--page kdcache|gradio]
+    python bench/live.py --model RUN_OR_ONNX [--teacher NAME] [--seconds 15] [--camera-fps 30 60]
+                         [--page kdcache|gradio] [--threads N] [--runtime auto|onnxruntime|torch]
 
 A fake camera plays a generated .y4m (640x480 unless --camera HxW) at each --camera-fps; the page streams it for
 `seconds` after a warm-up, with the browser on the same cores as the server. For the kdcache page the FPS is the

@@ -26,14 +26,14 @@ def student(tmp_path_factory):
 
 @pytest.fixture
 def stream(student):
-    """stream(slow_s=0, fail=()) -> (client, engine): a server whose model takes `slow_s` longer per frame and raises
-    on the calls numbered in `fail` (1-based)."""
-    from kdcache.live import serve_in_thread, start_live
+    """stream(slow_s=0, fail=(), **limits) -> (client, engine): a server with those `ServerLimits` whose model takes
+    `slow_s` longer per frame and raises on the calls numbered in `fail` (1-based)."""
+    from kdcache.live import ServerLimits, serve_in_thread, start_live
 
     opened = []
 
-    def start(slow_s: float = 0.0, fail=()):
-        server, engine = start_live(str(student), port=0, runtime="torch")
+    def start(slow_s: float = 0.0, fail=(), **limits):
+        server, engine = start_live(str(student), port=0, runtime="torch", limits=ServerLimits(**limits))
         serve_in_thread(server)
         engine.wait_loaded(60)
         hobble(engine, slow_s, fail=lambda call: call in fail)
@@ -103,3 +103,11 @@ def test_text_messages_are_refused_with_a_close(stream):
     client, _ = stream()
     client.sock.sendall(client.connection.send(TextMessage(data="hello")))
     assert client.receive() == ("close", 1008)
+
+
+def test_a_slow_model_is_not_mistaken_for_an_idle_stream(stream):
+    client, _ = stream(slow_s=1.5, idle_timeout_s=0.5)  # the page sends nothing while it waits for the model
+    client.send_frame(1, two_scene_frames(60, 80, count=1)[0])
+    kind, (header, _) = client.receive()
+    assert kind == "depth" and header["id"] == 1
+    assert client.receive() == ("close", 1001)  # and once answered, an idle stream is closed

@@ -69,7 +69,8 @@ def exported_student(spec: str, size: tuple[int, int], threads: int) -> tuple[Pa
 
     weights = find_checkpoint(Path(spec[5:] if spec.startswith("ckpt:") else spec).expanduser())
     digest = hashlib.sha256(weights.read_bytes())
-    digest.update((weights.parent / "student.json").read_bytes() if (weights.parent / "student.json").is_file() else b"")
+    description = weights.parent / "student.json"
+    digest.update(description.read_bytes() if description.is_file() else b"")
     key = f"{digest.hexdigest()[:20]}-{size[0]}x{size[1]}-t{threads}"
     onnx, report_path = live_cache_dir() / f"{key}.onnx", live_cache_dir() / f"{key}.json"
     if onnx.is_file() and report_path.is_file():

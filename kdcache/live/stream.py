@@ -90,13 +90,14 @@ class StreamSession:
         self.connection = Connection(ConnectionType.SERVER)
         self.send_lock = threading.Lock()  # the worker's replies and the reader's notices share the socket
         self.slot = LatestFrame()
+        self.unanswered = 0  # frames received and not yet answered: the page is waiting, not idle
 
     def run(self) -> None:
         worker = threading.Thread(target=self._work, name="kdcache-live-stream", daemon=True)
         worker.start()
         try:
             self._read()
-        except TimeoutError:  # idle longer than the limit: close, the page reopens when it streams again
+        except TimeoutError:  # idle past the limit with no frame to answer: close; the page reopens when it streams
             self._close(GOING_AWAY, "idle")
         except (OSError, RemoteProtocolError, LocalProtocolError):
             pass  # the page went away or spoke something else than RFC 6455: nothing left to answer
@@ -106,8 +107,16 @@ class StreamSession:
 
     def _read(self) -> None:
         parts, size = [], 0
-        while True:
-            data = self.rfile.read1(2**20)
+        read = self.rfile.read1  # first what the HTTP parser buffered, then the socket itself (a file object
+        while True:              # refuses every read after one timed out)
+            try:
+                data = read(2**20)
+            except TimeoutError:
+                if self.unanswered:  # a slow model (a big teacher on a CPU) keeps the page waiting: not idle
+                    read = self.socket.recv
+                    continue
+                raise
+            read = self.socket.recv
             self.connection.receive_data(data or None)
             for event in self.connection.events():
                 if isinstance(event, BytesMessage):
@@ -135,9 +144,11 @@ class StreamSession:
             frame_id, image = parse_frame(message)
         except FrameError as err:
             frame_id, image = (FRAME_HEADER.unpack_from(message)[0] if len(message) >= 4 else 0), err
+        with self.send_lock:
+            self.unanswered += 1
         replaced = self.slot.put((frame_id, image, arrived))
         if replaced is not None:
-            self._send_json({"id": replaced[0], "dropped": True})
+            self._send_json({"id": replaced[0], "dropped": True}, answers=True)
 
     def _work(self) -> None:
         while (frame := self.slot.take()) is not None:
@@ -148,13 +159,13 @@ class StreamSession:
                 taken = time.perf_counter()
                 self._send_depth(frame_id, self.engine.depth(image), arrived, taken)
             except LookupError as err:  # the models are still loading: the page waits and sends again
-                self._send_json({"id": frame_id, "retry": True, "error": str(err)})
+                self._send_json({"id": frame_id, "retry": True, "error": str(err)}, answers=True)
             except FrameError as err:
-                self._send_json({"id": frame_id, "error": str(err)})
+                self._send_json({"id": frame_id, "error": str(err)}, answers=True)
             except OSError:
                 return
             except Exception as err:  # a model that fails on a frame: say so on the page, keep streaming
-                self._send_json({"id": frame_id, "error": f"{type(err).__name__}: {err}"})
+                self._send_json({"id": frame_id, "error": f"{type(err).__name__}: {err}"}, answers=True)
 
     def _send_depth(self, frame_id: int, depths, arrived: float, taken: float) -> None:
         header = {"id": frame_id, "frame": self.engine.frames, "server_ms": 1e3 * (time.perf_counter() - arrived),
@@ -164,13 +175,15 @@ class StreamSession:
         text = json.dumps(header).encode()
         payload = b"".join([struct.pack("<I", len(text)), text, *(np.ascontiguousarray(d.levels).tobytes()
                                                                    for d in depths)])
-        self._send(BytesMessage(data=payload))
+        self._send(BytesMessage(data=payload), answers=True)
 
-    def _send_json(self, payload: dict) -> None:
-        self._send(TextMessage(data=json.dumps(payload)))
+    def _send_json(self, payload: dict, answers: bool = False) -> None:
+        self._send(TextMessage(data=json.dumps(payload)), answers)
 
-    def _send(self, event) -> None:
+    def _send(self, event, answers: bool = False) -> None:
+        """Send `event`; `answers`: it is the reply to one received frame."""
         with self.send_lock:
+            self.unanswered -= answers
             if self.connection.state is not ConnectionState.OPEN and not isinstance(event, CloseConnection):
                 raise ConnectionError("the stream is closed")  # a reply finished after the page left
             self.socket.sendall(self.connection.send(event))

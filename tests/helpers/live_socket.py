@@ -36,7 +36,8 @@ def read_response(sock: socket.socket) -> tuple[int | None, bytes]:
             return (None, b"") if not data else (int(data.split()[1]), b"")
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+    length = lengths[0] if lengths else 0
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -71,7 +72,8 @@ class StreamClient:
         self.sock = socket.create_connection(address, timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(f"GET /api/stream HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n".encode())
         response = b""
         while b"\r\n\r\n" not in response:
             response += self.sock.recv(4096)
