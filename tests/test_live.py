@@ -145,7 +145,10 @@ def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, ser
         log = driver.execute_script("return kdcacheLive.log;")
         fps = driver.execute_script("return kdcacheLive.fps;")
         panels = driver.execute_script("return document.querySelectorAll('#panels canvas.depth').length;")
+        captions = driver.execute_script("return [...document.querySelectorAll('#panels figcaption')].map(c => "
+                                         "c.textContent);")
         assert panels == 2 and page_message(driver) == ""
+        assert all("PyTorch, " in caption for caption in captions[1:]), captions  # which runtime runs
     record_property("browser_fps", fps)
     print(f"live page FPS in headless Chromium (student + teacher, 60x80 models): {fps:.1f}")
     assert fps > 0

@@ -121,11 +121,11 @@ class LiveHandler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding"):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send the frame with a Content-Length, not chunked")
         text = (self.headers.get("Content-Length") or "").strip()
-        if not text.isdigit():  # also refuses "-1", "abc", "1e9" and a missing length
+        if not (text.isascii() and text.isdigit()):  # also refuses "-1", "abc", "1e9", "²" and a missing length
             raise RequestError(HTTPStatus.LENGTH_REQUIRED if not text else HTTPStatus.BAD_REQUEST,
-                               f"Content-Length must be a byte count, got {text!r}" if text
+                               f"Content-Length must be a byte count, got {text[:40]!r}" if text
                                else "send the frame with a Content-Length")
-        length = int(text)
+        length = int(text) if len(text) <= 18 else 10**18  # int() refuses over 4300 digits: never ask it
         if length > self.limits.max_body_bytes:
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"frame of {length} bytes is too large "
                                f"(limit {self.limits.max_body_bytes // 2**20} MiB): send a smaller image")
