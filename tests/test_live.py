@@ -173,6 +173,8 @@ def test_browser_pipeline_keeps_frame_order_and_builds_no_backlog_behind_a_slow_
     ids = [entry["id"] for entry in live["log"]]
     assert ids == sorted(set(ids)), "frames were shown out of order"
     assert live["skipped"] > live["frames"], "frames were not dropped at the source"
+    waits = [entry["waitMs"] for entry in live["log"][3:]]
+    assert sorted(waits)[len(waits) // 2] > 100, f"no frame was waiting while the model ran: waits {waits} ms"
     # Two in flight: a frame waits for at most the one before it, so capture to display stays under ~2 model times.
     latencies = [entry["latencyMs"] for entry in live["log"][3:]]
     assert max(latencies) < 3 * 250 + 400, f"a backlog built up: latencies {latencies} ms"
