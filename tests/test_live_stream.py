@@ -111,3 +111,15 @@ def test_a_slow_model_is_not_mistaken_for_an_idle_stream(stream):
     kind, (header, _) = client.receive()
     assert kind == "depth" and header["id"] == 1
     assert client.receive() == ("close", 1001)  # and once answered, an idle stream is closed
+
+
+def test_levels_coloured_by_the_table_are_the_colours_of_kdcache_infer():
+    from kdcache.depth_colors import color_table, colorize, to_levels
+
+    values = np.random.default_rng(0).normal(2.0, 1.0, (40, 50))
+    values[0, 0] = np.nan
+    for cmap in (None, "viridis"):
+        reference = colorize(values, 1.0, 3.0) if cmap is None else colorize(values, 1.0, 3.0, cmap=cmap)
+        shown = color_table(cmap)[to_levels(values, 1.0, 3.0)]
+        step = np.abs(np.diff(color_table(cmap).astype(int), axis=0)).max()  # one level's colour change
+        assert np.abs(shown.astype(int) - reference).max() <= step
