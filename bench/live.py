@@ -1,12 +1,17 @@
-"""End-to-end FPS of `kdcache live` in headless Chromium, and of a Gradio webcam-streaming app with the same model.
+"""End-to-end FPS of `kdcache live` in headless Chromium against the camera's, the model-only FPS of the same model in
+the same run, and where a frame's time goes; optionally a Gradio webcam-streaming app with the same model.
 
-    python bench/live.py --model RUN_OR_ONNX [--teacher NAME] [--seconds 20] [--page kdcache|gradio ...]
+    python bench/live.py --model RUN_OR_ONNX [--teacher NAME] [--seconds 15] [--camera-fps 30 60]
+                         [--page kdcache|gradio] [--threads N] [--runtime auto|onnxruntime|torch]
 
-A fake camera plays a generated 30 FPS .y4m (640x480 unless --camera HxW); the page streams it for `seconds` after a warm-up. For
-the kdcache page the FPS is the page's own counter (depth frames shown per second); for Gradio (needs
-`pip install gradio`, not a kdcache dependency) it is the number of frames its streaming handler processed per
-second, an upper bound on what its page shows. Each run also lists every request the page made to a host other
-than this machine (offline check: must be none). Last line: `live_fps=<kdcache page FPS>`.
+A fake camera plays a generated .y4m (640x480 unless --camera HxW) at each --camera-fps; the page streams it for
+`seconds` after a warm-up, with the browser on the same cores as the server. For the kdcache page the FPS is the
+page's own counter (depth frames shown per second); `video_fps` is the rate at which the page saw camera frames;
+`latency` is capture to display. `model_only_fps` times the same loaded predictor alone (batch 1, median of 50)
+right after the page closed; `http_*` time one frame through the server's POST path (decode, model, colour,
+encode). For Gradio (needs `pip install gradio`, not a kdcache dependency) it is the number of frames its streaming
+handler processed per second, an upper bound on what its page shows. Each run also lists every request the page made
+to a host other than this machine (offline check: must be none). Last lines: `live_fps@<camera fps>=<page FPS>`.
 """
 
 from __future__ import annotations
@@ -42,10 +47,10 @@ def _browser(camera: Path):
     return chromium(fake_camera=camera, logging_prefs={"performance": "ALL"})
 
 
-def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float) -> dict:
+def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float, **options) -> dict:
     from kdcache.live import serve_in_thread, start_live
 
-    server, engine = start_live(model, teacher, port=0)
+    server, engine = start_live(model, teacher, port=0, **{k: v for k, v in options.items() if v is not None})
     serve_in_thread(server)
     engine.wait_loaded()
     url = f"http://127.0.0.1:{server.server_address[1]}/?source=camera"
@@ -53,21 +58,68 @@ def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float)
         with _browser(camera) as driver:
             driver.get(url)
             wait_for(driver, "window.kdcacheLive && kdcacheLive.frames >= 10", timeout=120)
-            start_frames, started = driver.execute_script("return kdcacheLive.frames;"), time.perf_counter()
-            samples = []
+            script = "return [kdcacheLive.frames, kdcacheLive.videoFrames || 0];"
+            (start_frames, start_video), started = driver.execute_script(script), time.perf_counter()
+            round_trips = []
             while time.perf_counter() - started < seconds:
-                time.sleep(1.0)
-                samples.append(driver.execute_script("return kdcacheLive.fps;"))
-            frames = driver.execute_script("return kdcacheLive.frames;") - start_frames
+                time.sleep(0.5)
+                round_trips.append(driver.execute_script("return kdcacheLive.roundTripMs;"))
+            frames, video = driver.execute_script(script)
             elapsed = time.perf_counter() - started
             log = driver.execute_script("return kdcacheLive.log;")
             external = _external_requests(driver)
     finally:
         server.shutdown()
         server.server_close()
-    model_ms = [entry["modelMs"][0] for entry in log]
-    return {"page": "kdcache", "fps": frames / elapsed, "page_fps_median": statistics.median(samples),
-            "model_ms_median": statistics.median(model_ms), "frames": frames, "external_requests": external}
+    panel = engine.panels[0]
+    return {"page": "kdcache", "fps": (frames - start_frames) / elapsed,
+            "video_fps": (video - start_video) / elapsed or None, "frames": frames - start_frames,
+            "runtime": getattr(panel, "runtime", None), "model_ms": _median(e["modelMs"][0] for e in log),
+            **{f"{key}_ms": _median(e.get(field) for e in log) for key, field in _PAGE_TIMES.items()},
+            "latency_p90_ms": _quantile((e.get("latencyMs") for e in log), 0.9),
+            "round_trip_ms": _median(round_trips), **_model_only(panel.predictor), **_http_path(engine),
+            "external_requests": external}
+
+
+_PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "wait": "waitMs", "draw": "drawMs"}
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def _quantile(values, q: float) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
+
+
+def _frame(predictor):
+    import numpy as np
+
+    height, width = predictor.input_size or (240, 320)
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _model_only(predictor) -> dict:
+    """The predictor alone on a frame at its input size: what the page would show if nothing else cost time."""
+    from kdcache.timing import median_seconds
+
+    frame = _frame(predictor)
+    return {"model_only_fps": round(1 / median_seconds(lambda: predictor.predict(frame), repeats=50, warmup=5), 1)}
+
+
+def _http_path(engine) -> dict:
+    """One JPEG frame through the server's POST path, 20 times: its server time and the model's share of it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_frame(engine.panels[0].predictor)).save(buffer, format="JPEG", quality=85)
+    replies = [engine.process(buffer.getvalue()) for _ in range(20)][5:]
+    return {"http_server_ms": _median(r["server_ms"] for r in replies),
+            "http_model_ms": _median(r["panels"][0]["model_ms"] for r in replies)}
 
 
 def bench_gradio(model: str, camera: Path, seconds: float) -> dict:
@@ -138,24 +190,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--teacher")
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--page", action="append", choices=("kdcache", "gradio"))
-    parser.add_argument("--camera", default="480x640", help="fake camera HxW (30 FPS)")
+    parser.add_argument("--camera", default="480x640", help="fake camera HxW")
+    parser.add_argument("--camera-fps", type=int, nargs="+", default=[30, 60])
+    parser.add_argument("--threads", type=int, help="kdcache live --threads (default: its own)")
+    parser.add_argument("--runtime", help="kdcache live --runtime (default: its own)")
     args = parser.parse_args()
     from kdcache.sizes import parse_hw
 
     height, width = parse_hw(args.camera, "--camera")
-    camera = write_y4m(Path(tempfile.mkdtemp()) / "camera.y4m", two_scene_frames(height, width, period=15, count=60))
-    kdcache_fps = None
-    for page in args.page or ["kdcache"]:
-        if page == "kdcache":
-            result = bench_kdcache(args.model, args.teacher, camera, args.seconds)
-            kdcache_fps = result["fps"]
-        else:
-            result = bench_gradio(args.model, camera, args.seconds)
-        print(result, flush=True)
-    if kdcache_fps is not None:
-        print(f"live_fps={kdcache_fps:.1f}")
+    frames = two_scene_frames(height, width, period=15, count=60)
+    figures = {}
+    for fps in args.camera_fps:
+        camera = write_y4m(Path(tempfile.mkdtemp()) / f"camera{fps}.y4m", frames, fps=fps)
+        for page in args.page or ["kdcache"]:
+            if page == "kdcache":
+                result = bench_kdcache(args.model, args.teacher, camera, args.seconds, threads=args.threads,
+                                       runtime=args.runtime)
+                figures[fps] = result["fps"]
+            else:
+                result = bench_gradio(args.model, camera, args.seconds)
+            print({"camera_fps": fps, **result}, flush=True)
+    for fps, page_fps in figures.items():
+        print(f"live_fps@{fps}={page_fps:.1f}")
 
 
 if __name__ == "__main__":

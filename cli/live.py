@@ -20,7 +20,12 @@ def live_command(
     size: Optional[str] = typer.Option(None, "--size", help="Model input HxW (default: the model's own, else the "
                                                             "frame's)."),
     device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda, cuda:N (PyTorch models)."),
-    cmap: str = typer.Option("inferno", "--cmap", help="Matplotlib colormap for depth."),
+    cmap: Optional[str] = typer.Option(None, "--cmap", help="Matplotlib colormap for depth (default: kdcache's "
+                                                              "depth colours, as kdcache infer draws them)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: every core "
+                                                                         "but one, which the browser needs)."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto (a run dir is exported to ONNX, cached, and runs on "
+                                                          "onnxruntime if faster), onnxruntime or torch."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
 ) -> None:
     """Serve a live depth page: webcam, video or image in; RGB and colour-mapped depth side by side, FPS and latency."""
@@ -28,7 +33,7 @@ def live_command(
     from kdcache.sizes import parse_hw
 
     run_live(model, teacher, open_browser=open_browser, host=host, port=port, device=device,
-             input_size=parse_hw(size, "--size"), cmap=cmap)
+             input_size=parse_hw(size, "--size"), cmap=cmap, threads=threads, runtime=runtime)
 
 
 def register(app: typer.Typer) -> None:

@@ -37,3 +37,16 @@ def colorize(values: np.ndarray, lo: float, hi: float, cmap: str = "inferno",
     if valid is not None:
         rgb[~valid] = 0
     return rgb
+
+
+def to_levels(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(H, W) values -> (H, W) uint8 levels 0..255 scaled as `colorize` scales them (NaN -> 0): a compact map
+    that `color_table` turns into colours wherever it is shown (the live page colours them in the browser)."""
+    span = hi - lo if abs(hi - lo) > 1e-12 else 1e-12
+    return np.round(np.nan_to_num(np.clip((values - lo) / span, 0.0, 1.0)) * 255).astype(np.uint8)
+
+
+def color_table(cmap: str | None = None) -> np.ndarray:
+    """(256, 3) uint8: `colorize`'s colour for each of the 256 levels of `to_levels` (`cmap` None: its default)."""
+    levels = np.linspace(0.0, 1.0, 256)[None]
+    return (colorize(levels, 0.0, 1.0) if cmap is None else colorize(levels, 0.0, 1.0, cmap=cmap))[0]

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from helpers.live_browser import browser_missing, chromium, page_message, two_scene_frames, wait_for, write_y4m
+from helpers.live_socket import hobble
 
 
 def _student_run(path, seed: int):
@@ -43,11 +44,14 @@ def serve():
 
     servers = []
 
-    def start(model, teacher=None):
-        server, engine = start_live(str(model), str(teacher) if teacher else None, port=0)
+    def start(model, teacher=None, runtime="torch", slow_s=0.0, fail=None, **options):
+        # runtime torch: no ONNX export of the tiny run dirs; slow_s, fail: hobble the student (helpers.live_socket)
+        server, engine = start_live(str(model), str(teacher) if teacher else None, port=0, runtime=runtime, **options)
         serve_in_thread(server)
         servers.append(server)
         engine.wait_loaded(60)
+        if slow_s or fail:
+            hobble(engine, slow_s, fail or (lambda call: False))
         return f"http://127.0.0.1:{server.server_address[1]}/"
 
     yield start
@@ -122,6 +126,8 @@ def test_cli_rejects_a_bad_model_in_one_line_before_serving(run_cli, runs, tmp_p
     assert code == 2 and "unknown teacher" in err
     code, _, err = run_cli("live", "--model", runs["student"], "--cmap", "no-such-map")
     assert code == 2 and "unknown colormap" in err
+    code, _, err = run_cli("live", "--model", runs["student"], "--runtime", "tensorrt")
+    assert code == 2 and "--runtime tensorrt: use one of auto, onnxruntime, torch" in err
 
 
 # -- in a real browser ------------------------------------------------------------------------------------------
@@ -138,8 +144,11 @@ def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, ser
         wait_for(driver, "window.kdcacheLive && kdcacheLive.frames >= 20", timeout=120)
         log = driver.execute_script("return kdcacheLive.log;")
         fps = driver.execute_script("return kdcacheLive.fps;")
-        panels = driver.execute_script("return document.querySelectorAll('#panels img').length;")
+        panels = driver.execute_script("return document.querySelectorAll('#panels canvas.depth').length;")
+        captions = driver.execute_script("return [...document.querySelectorAll('#panels figcaption')].map(c => "
+                                         "c.textContent);")
         assert panels == 2 and page_message(driver) == ""
+        assert all("PyTorch, " in caption for caption in captions[1:]), captions  # which runtime runs
     record_property("browser_fps", fps)
     print(f"live page FPS in headless Chromium (student + teacher, 60x80 models): {fps:.1f}")
     assert fps > 0
@@ -151,6 +160,40 @@ def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, ser
         depth = np.array([entry["depth"][panel] for entry in log], dtype=float)
         between = np.abs(depth[scene].mean(axis=0) - depth[~scene].mean(axis=0)).mean()
         assert between > 5, f"panel {panel}: depth does not follow the input (mean change {between:.1f} / 255)"
+
+
+@browser
+def test_browser_pipeline_keeps_frame_order_and_builds_no_backlog_behind_a_slow_model(runs, serve, tmp_path):
+    camera = write_y4m(tmp_path / "camera.y4m", two_scene_frames(period=10, count=40), fps=30)
+    url = serve(runs["student"], slow_s=0.25)  # 4 FPS at most from a 30 FPS camera
+    with chromium(fake_camera=camera) as driver:
+        driver.get(url + "?source=camera")
+        wait_for(driver, "window.kdcacheLive && kdcacheLive.frames >= 8", timeout=120)
+        live = driver.execute_script("return kdcacheLive;")
+    ids = [entry["id"] for entry in live["log"]]
+    assert ids == sorted(set(ids)), "frames were shown out of order"
+    assert live["skipped"] > live["frames"], "frames were not dropped at the source"
+    waits = [entry["waitMs"] for entry in live["log"][3:]]
+    assert sorted(waits)[len(waits) // 2] > 100, f"no frame was waiting while the model ran: waits {waits} ms"
+    # Two in flight: a frame waits for at most the one before it, so capture to display stays under ~2 model times.
+    latencies = [entry["latencyMs"] for entry in live["log"][3:]]
+    assert max(latencies) < 3 * 250 + 400, f"a backlog built up: latencies {latencies} ms"
+    assert live["fps"] < 1000 / 250 + 0.5 and not live["errors"] and live["state"] == "streaming"
+
+
+@browser
+def test_browser_stream_goes_on_after_a_failing_frame(runs, serve, tmp_path):
+    camera = write_y4m(tmp_path / "camera.y4m", two_scene_frames(period=10, count=40), fps=30)
+    url = serve(runs["student"], fail=lambda call: call % 4 == 0)
+    with chromium(fake_camera=camera) as driver:
+        driver.get(url + "?source=camera")
+        wait_for(driver, "window.kdcacheLive && kdcacheLive.frameErrors >= 3", timeout=120)
+        shown = driver.execute_script("return kdcacheLive.frames;")
+        wait_for(driver, f"kdcacheLive.frames >= {shown + 5}", timeout=60)  # still streaming after the failures
+        live = driver.execute_script("return kdcacheLive;")
+    assert live["state"] == "streaming" and "RuntimeError: model failed on call" in live["errors"][0]
+    ids = [entry["id"] for entry in live["log"]]
+    assert ids == sorted(set(ids))
 
 
 @browser

@@ -1,39 +1,44 @@
 """`kdcache live`: a local web page that shows a student's depth next to the camera, a video or an image, live.
 
-The browser captures frames (webcam via getUserMedia, or an uploaded video or image it decodes itself), sends
-each one to this process, and shows the RGB frame beside the colour-mapped depth of the student (and of a
-teacher with `teacher=`), with the frame rate it sees end to end and each model's latency. Why not Gradio, the
+The browser captures frames (webcam via getUserMedia, or an uploaded video or image it decodes itself), streams
+them to this process over a WebSocket, and shows the RGB frame beside the colour-mapped depth of the student (and of
+a teacher with `teacher=`), with the frame rate it sees end to end and each model's latency. Why not Gradio, the
 field's usual demo framework: its webcam streaming was measured here at a fraction of this page's frame rate
-(docs/benchmarks.md, "kdcache live"). Modules: engine (frames -> depth), server (HTTP), static/ (the page).
+(docs/benchmarks.md, "kdcache live"). Modules: engine (frames -> depth), runtime (onnxruntime or PyTorch, threads),
+server (HTTP and its bounds), stream (the pipelined frame stream), static/ (the page).
 """
 
 from __future__ import annotations
 
 import errno
 
-import numpy as np
-
 from kdcache.errors import KdcacheError
 from kdcache.live.engine import LiveEngine, check_model_spec
-from kdcache.live.server import make_server, serve_in_thread
+from kdcache.live.server import ServerLimits, make_server, serve_in_thread
 
-__all__ = ["LiveEngine", "check_model_spec", "make_server", "serve_in_thread", "start_live", "run_live"]
+__all__ = ["LiveEngine", "ServerLimits", "check_model_spec", "make_server", "serve_in_thread", "start_live", "run_live"]
 
 DEFAULT_PORT = 7860
+RUNTIMES = ("auto", "onnxruntime", "torch")
 
 
 def start_live(model: str, teacher: str | None = None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str = "inferno"):
-    """Check the model specs, start loading them and bind the server; returns (server, engine), not yet serving."""
-    from kdcache.depth_colors import colorize
+               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str | None = None,
+               threads: int | None = None, runtime: str = "auto", limits: ServerLimits = ServerLimits()):
+    """Check the model specs, start loading them and bind the server; returns (server, engine), not yet serving.
+    `cmap` None: kdcache's depth colours (`depth_colors`); `threads` None: every core but one (the browser's)."""
+    from kdcache.depth_colors import color_table
 
     check_model_spec(model, "model")
-    colorize(np.zeros((1, 1)), 0.0, 1.0, cmap=cmap)  # an unknown colormap fails here, not on the first frame
+    color_table(cmap)  # an unknown colormap fails here, not on the first frame
+    if runtime not in RUNTIMES:
+        raise KdcacheError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
     if teacher:
         check_model_spec(teacher, "teacher")
-    engine = LiveEngine(model, teacher, device=device, input_size=input_size, cmap=cmap)
+    engine = LiveEngine(model, teacher, device=device, input_size=input_size, cmap=cmap, threads=threads,
+                        runtime=runtime)
     try:
-        server = make_server(engine, host, port)
+        server = make_server(engine, host, port, limits)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise KdcacheError(f"port {port} on {host} is in use: pass another --port (or --port 0 for any free one)")

@@ -1,9 +1,11 @@
-"""The model side of `kdcache live`: one frame (JPEG/PNG bytes) in, colour-mapped depth JPEGs and timings out.
+"""The model side of `kdcache live`: one frame in, each panel's depth as compact levels (and timings) out.
 
 Models load in a background thread so the page comes up at once and can say "loading" or why a model failed;
-`check_model_spec` does the cheap checks the CLI runs before the server starts. Frames are processed one at a
-time under a lock (the models use every core), each panel's colour range is smoothed over frames as in
-`kdcache infer`'s videos, and the colouring is that of `kdcache infer` (near = bright).
+`check_model_spec` does the cheap checks the CLI runs before the server starts. Frames go through the models one at
+a time under a lock (the models use every core but the browser's), each panel's colour range is smoothed over
+frames as in `kdcache infer`'s videos, and depth leaves as uint8 levels of nearness (`depth_colors.to_levels`, near
+= high) that the page colours with `depth_colors.color_table`, the colours of `kdcache infer`. `process` serves the
+one-frame HTTP endpoint: an encoded image in, colour JPEGs as data URLs out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import base64
 import io
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,23 +53,35 @@ def check_model_spec(spec: str, role: str) -> None:
 
 @dataclass
 class Panel:
-    """One model on the page: its spec, load state and the colour range carried from frame to frame."""
+    """One model on the page: its spec, load state, runtime and the colour range carried from frame to frame."""
 
     role: str  # "student" or "teacher"
     spec: str
     state: str = "loading"  # loading | ready | error
     error: str | None = None
     predictor: object = None
+    runtime: str | None = None  # e.g. "onnxruntime, 1 thread"
     window: np.ndarray | None = None
-    latencies: list[float] = field(default_factory=list)
 
     def info(self) -> dict:
-        info = {"role": self.role, "model": self.spec, "state": self.state, "error": self.error}
+        info = {"role": self.role, "model": self.spec, "state": self.state, "error": self.error,
+                "runtime": self.runtime}
         if self.predictor is not None:
             info.update(output_space=self.predictor.output_space,
                         input_size=list(self.predictor.input_size) if self.predictor.input_size else None,
                         kind=self.predictor.kind)
         return info
+
+
+@dataclass
+class PanelDepth:
+    """One panel's answer to one frame: nearness levels (h, w) uint8 at the model's output size."""
+
+    role: str
+    model: str
+    levels: np.ndarray
+    model_ms: float
+    output_space: str
 
 
 class FrameError(KdcacheError):
@@ -76,9 +90,13 @@ class FrameError(KdcacheError):
 
 class LiveEngine:
     def __init__(self, model: str, teacher: str | None = None, device: str = "auto",
-                 input_size: tuple[int, int] | None = None, cmap: str = "inferno", quality: int = 85):
+                 input_size: tuple[int, int] | None = None, cmap: str | None = None, quality: int = 85,
+                 threads: int | None = None, runtime: str = "auto"):
+        from kdcache.live.runtime import inference_threads
+
         self.panels = [Panel("student", model)] + ([Panel("teacher", teacher)] if teacher else [])
         self.device, self.input_size, self.cmap, self.quality = device, input_size, cmap, quality
+        self.threads, self.runtime = inference_threads(threads), runtime
         self.lock = threading.Lock()
         self.frames = 0
         self.loader = threading.Thread(target=self._load_all, name="kdcache-live-load", daemon=True)
@@ -88,12 +106,14 @@ class LiveEngine:
 
     def _load_all(self) -> None:
         from kdcache.console import log
-        from kdcache.evaluate.predictors import load_predictor
+        from kdcache.live.runtime import load_live_predictor
 
         for panel in self.panels:
             try:
-                panel.predictor = load_predictor(panel.spec, device=self.device, input_size=self.input_size)
+                panel.predictor, panel.runtime = load_live_predictor(panel.spec, self.device, self.input_size,
+                                                                     self.threads, self.runtime)
                 panel.state = "ready"
+                log(f"kdcache live: {panel.role} {panel.spec} runs on {panel.runtime}")
             except Exception as err:  # any load failure is shown on the page rather than killing the server
                 panel.state, panel.error = "error", _one_line(err)
                 log(f"[bold red]error:[/] cannot load the {panel.role} model {panel.spec}: {panel.error}")
@@ -103,42 +123,54 @@ class LiveEngine:
         return not self.loader.is_alive()
 
     def info(self) -> dict:
+        from kdcache.depth_colors import color_table
+
         states = [p.state for p in self.panels]
         state = "error" if "error" in states else "loading" if "loading" in states else "ready"
-        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames}
+        lut = base64.b64encode(color_table(self.cmap).tobytes()).decode("ascii")
+        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames, "lut": lut}
 
-    def process(self, data: bytes) -> dict:
-        """Depth panels for one encoded frame: {"panels": [{role, model, image (data URL), model_ms}], ...}."""
-        info = self.info()
-        if info["state"] != "ready":
+    def depth(self, image: np.ndarray) -> list[PanelDepth]:
+        """Each panel's depth levels for one (H, W, 3) uint8 RGB frame. `LookupError` while the models load,
+        `RuntimeError` if one could not be loaded."""
+        if any(p.state != "ready" for p in self.panels):
             failed = next((p for p in self.panels if p.state == "error"), None)
             if failed:
                 raise RuntimeError(f"the {failed.role} model {failed.spec} could not be loaded: {failed.error}")
             raise LookupError("the model is still loading")
-        started = time.perf_counter()
-        image = decode_frame(data)
-        panels = []
         with self.lock:
-            for panel in self.panels:
-                panels.append(self._run_panel(panel, image))
+            depths = [self._run_panel(panel, image) for panel in self.panels]
             self.frames += 1
-        return {"panels": panels, "frame_size": [image.shape[0], image.shape[1]],
-                "server_ms": 1e3 * (time.perf_counter() - started), "frame": self.frames}
+        return depths
 
-    def _run_panel(self, panel: Panel, image: np.ndarray) -> dict:
-        from kdcache.depth_colors import colorize, display_range, to_nearness
-        from kdcache.infer import full_size
+    def _run_panel(self, panel: Panel, image: np.ndarray) -> PanelDepth:
+        from kdcache.depth_colors import display_range, to_levels, to_nearness
 
         tick = time.perf_counter()
         prediction = panel.predictor.predict(image)
         model_ms = 1e3 * (time.perf_counter() - tick)
-        nearness = to_nearness(full_size(prediction, image.shape[:2]), panel.predictor.output_space)
+        nearness = to_nearness(prediction, panel.predictor.output_space)
         current = np.array(display_range(nearness))
         panel.window = current if panel.window is None else RANGE_SMOOTHING * panel.window + (1 - RANGE_SMOOTHING) * current
         lo, hi = panel.window
-        color = colorize(nearness, float(lo), float(max(hi, lo + 1e-6)), cmap=self.cmap)
-        return {"role": panel.role, "model": panel.spec, "image": jpeg_data_url(color, self.quality),
-                "model_ms": model_ms, "output_space": panel.predictor.output_space}
+        return PanelDepth(panel.role, panel.spec, to_levels(nearness, float(lo), float(max(hi, lo + 1e-6))),
+                          model_ms, panel.predictor.output_space)
+
+    def process(self, data: bytes) -> dict:
+        """Depth panels for one encoded frame (POST /api/depth): {"panels": [{role, model, image (data URL of a
+        colour JPEG at the frame's size), model_ms}], ...}."""
+        from kdcache.depth_colors import color_table
+
+        started = time.perf_counter()
+        image = decode_frame(data)
+        lut = color_table(self.cmap)
+        size = (image.shape[1], image.shape[0])
+        panels = [{"role": d.role, "model": d.model, "model_ms": d.model_ms, "output_space": d.output_space,
+                   "image": jpeg_data_url(np.asarray(Image.fromarray(lut[d.levels]).resize(size, Image.BILINEAR)),
+                                          self.quality)}
+                  for d in self.depth(image)]
+        return {"panels": panels, "frame_size": [image.shape[0], image.shape[1]],
+                "server_ms": 1e3 * (time.perf_counter() - started), "frame": self.frames}
 
 
 def decode_frame(data: bytes) -> np.ndarray:
@@ -147,11 +179,15 @@ def decode_frame(data: bytes) -> np.ndarray:
         raise FrameError("empty frame: the browser sent no image data")
     if len(data) > MAX_FRAME_BYTES:
         raise FrameError(f"frame of {len(data) / 2**20:.1f} MiB is too large (limit {MAX_FRAME_BYTES // 2**20} MiB)")
+    too_large = "frame of {}x{} pixels is too large (limit {} pixels): use a smaller image"
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_FRAME_PIXELS:
-                raise FrameError(f"frame of {image.width}x{image.height} pixels is too large: use a smaller image")
+                raise FrameError(too_large.format(image.width, image.height, MAX_FRAME_PIXELS))
             return np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError:  # Pillow refuses before our own, lower limit can: the same answer
+        raise FrameError(f"frame refused as a possible decompression bomb (far over {MAX_FRAME_PIXELS} pixels): "
+                         f"use a smaller image") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise FrameError(f"cannot decode the frame ({type(err).__name__}): send a JPEG, PNG or WebP image") from None
 

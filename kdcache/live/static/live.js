@@ -1,18 +1,28 @@
-// kdcache live: capture frames (camera, video or image), send them to /api/depth one at a time, show the depth.
+// kdcache live: capture frames (camera, video or image), stream them to the server over a WebSocket (/api/stream,
+// kdcache/live/stream.py describes the messages) with up to two in flight, and colour the depth that comes back.
 // window.kdcacheLive exposes the counters the page shows (and a small per-frame log that tests read).
 "use strict";
 
-const CAPTURE_WIDTH = 320;     // frames are sent at this width; the height keeps the source's aspect ratio
-const JPEG_QUALITY = 0.85;
+const CAPTURE_WIDTH = 320;     // for a model without an input size: frames are sent at this width, aspect kept
+const MAX_IN_FLIGHT = 2;       // the next frame is sent while the model runs; a third would only wait: drop it
 const FPS_WINDOW_MS = 2000;    // the FPS shown is over the frames received in the last 2 s
 const LOG_FRAMES = 200;        // per-frame records kept for tests (thumbnail of RGB and depth)
 
 const $ = (id) => document.getElementById(id);
-const live = window.kdcacheLive = { frames: 0, fps: 0, modelMs: {}, roundTripMs: 0, errors: [], log: [], state: "idle" };
+const live = window.kdcacheLive = {
+  frames: 0, fps: 0, modelMs: {}, roundTripMs: 0, latencyMs: 0, videoFrames: 0, sent: 0, skipped: 0, dropped: 0,
+  frameErrors: 0,
+  errors: [], log: [], state: "idle",
+};
 let token = 0;                 // bumped by stop(): a running loop sees its token change and ends
 let stream = null;
 let objectUrl = null;
-let panels = [];               // [{role, model, img, caption}]
+let panels = [];               // [{role, model, canvas, caption}]
+let colors = null;             // Uint32Array(256): RGBA of each depth level, from /api/info (depth_colors.color_table)
+let socket = null;             // the open WebSocket, reused across sources
+let nextId = 1;
+let lastShown = 0;             // id of the last frame drawn: replies never go backwards
+const inFlight = new Map();    // id -> {pixels, captured, sent, token, rgbThumb}
 const arrivals = [];
 
 function showMessage(text, kind = "error") {
@@ -43,18 +53,27 @@ async function loadInfo() {
   }
 }
 
+function colorTable(base64) {
+  // 256 x RGB bytes -> 256 RGBA pixels as one Uint32 each (little-endian: A B G R), so colouring is one lookup.
+  const rgb = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const table = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) table[i] = (255 << 24 | rgb[3 * i + 2] << 16 | rgb[3 * i + 1] << 8 | rgb[3 * i]) >>> 0;
+  return table;
+}
+
 function buildPanels(info) {
+  colors = colorTable(info.lut);
   const main = $("panels");
   panels = info.panels.map((panel) => {
     const figure = document.createElement("figure");
     figure.className = "panel";
-    const img = document.createElement("img");
-    img.alt = `${panel.role} depth`;
-    img.id = `depth-${panel.role}`;
+    const canvas = document.createElement("canvas");
+    canvas.className = "depth";
+    canvas.id = `depth-${panel.role}`;
     const caption = document.createElement("figcaption");
-    figure.append(img, caption);
+    figure.append(canvas, caption);
     main.append(figure);
-    const entry = { ...panel, img, caption };
+    const entry = { ...panel, canvas, caption };
     setCaption(entry, null);
     return entry;
   });
@@ -64,7 +83,8 @@ function buildPanels(info) {
 function setCaption(panel, ms) {
   const size = panel.input_size ? ` at ${panel.input_size[0]}x${panel.input_size[1]}` : "";
   const latency = ms == null ? "" : ` — model ${ms.toFixed(1)} ms`;
-  panel.caption.textContent = `${panel.role} depth (${panel.model}${size})${latency}`;
+  const runtime = panel.runtime ? `, ${panel.runtime}` : "";
+  panel.caption.textContent = `${panel.role} depth (${panel.model}${size}${runtime})${latency}`;
 }
 
 function stop() {
@@ -79,6 +99,7 @@ function stop() {
   if (objectUrl) URL.revokeObjectURL(objectUrl);
   objectUrl = null;
   $("stop").disabled = true;
+  inFlight.clear();
   live.state = live.state === "streaming" ? "stopped" : live.state;
 }
 
@@ -162,94 +183,175 @@ function openFile(file) {
 
 function nextVideoFrame(video) {
   // Wait for a frame the page has not sent yet (never send one frame twice); time out for browsers without it.
-  if (!video.requestVideoFrameCallback) return sleep(15);
+  // Resolves with the frame's capture time (the camera's own stamp where the browser gives one).
+  if (!video.requestVideoFrameCallback) return sleep(15).then(() => performance.now());
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 250);
-    video.requestVideoFrameCallback(() => { clearTimeout(timer); resolve(); });
+    const timer = setTimeout(() => resolve(performance.now()), 250);
+    video.requestVideoFrameCallback((now, meta) => {
+      clearTimeout(timer);
+      const stamp = meta && meta.captureTime;
+      resolve(stamp && stamp <= now && now - stamp < 1000 ? stamp : now);
+    });
   });
 }
 
-function thumbnail(source, width, height) {
-  // 16x12 grey thumbnail (for tests to tell frames apart): a tiny canvas read back once per frame.
-  const canvas = thumbnail.canvas || (thumbnail.canvas = document.createElement("canvas"));
-  canvas.width = 16; canvas.height = 12;
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(source, 0, 0, width, height, 0, 0, 16, 12);
-  const data = ctx.getImageData(0, 0, 16, 12).data;
+function thumbnail(rgba, width, height) {
+  // 16x12 grey thumbnail (for tests to tell frames apart), sampled from the pixels the page already holds.
   const grey = [];
-  for (let i = 0; i < data.length; i += 4) grey.push(Math.round((data[i] + data[i + 1] + data[i + 2]) / 3));
+  for (let y = 0; y < 12; y++) {
+    for (let x = 0; x < 16; x++) {
+      const i = 4 * (Math.floor((y + 0.5) * height / 12) * width + Math.floor((x + 0.5) * width / 16));
+      grey.push(Math.round((rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3));
+    }
+  }
   return grey;
+}
+
+function captureSize(width, height) {
+  // The student's input size, so the server resizes nothing; else CAPTURE_WIDTH wide with the source's aspect.
+  const size = panels.length && panels[0].input_size;
+  if (size) return [size[1], size[0]];
+  const w = Math.min(CAPTURE_WIDTH, width);
+  return [w, Math.max(1, Math.round(height * w / width))];
+}
+
+function connect() {
+  // The frame stream; opened on first use and reopened after the server closed an idle one.
+  if (socket && socket.readyState === WebSocket.OPEN) return Promise.resolve(socket);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${location.host}/api/stream`);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => { socket = ws; resolve(ws); };
+    ws.onerror = () => reject(new Error("the WebSocket to the server could not be opened"));
+    ws.onmessage = (event) => receive(event.data);
+    ws.onclose = () => {
+      if (socket !== ws) return;
+      socket = null;
+      if (live.state === "streaming") {
+        showMessage("Lost the connection to the kdcache live server: is it still running?");
+        stop();
+      }
+    };
+  });
 }
 
 async function pump(source, mine, once = false) {
   const width = source.videoWidth || source.naturalWidth;
   const height = source.videoHeight || source.naturalHeight;
-  // Frames are captured off screen and shown with their depth, so RGB and depth on the page are the same frame.
+  let ws;
+  try {
+    ws = await connect();
+  } catch (err) {
+    showMessage(`Cannot reach the kdcache live server (${err.message}): is it still running?`);
+    stop();
+    return;
+  }
+  if (mine !== token) return;
+  // Frames are captured off screen and drawn with their depth, so RGB and depth on the page are the same frame.
   const canvas = document.createElement("canvas");
-  canvas.width = Math.min(CAPTURE_WIDTH, width);
-  canvas.height = Math.max(1, Math.round(height * canvas.width / width));
-  const ctx = canvas.getContext("2d");
+  [canvas.width, canvas.height] = captureSize(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const shown = $("rgb");
   shown.width = canvas.width;
   shown.height = canvas.height;
+  for (const element of [shown, ...panels.map((p) => p.canvas)]) element.style.aspectRatio = `${width} / ${height}`;
   $("stop").disabled = once;
   live.state = "streaming";
+  live.once = once;
   arrivals.length = 0;
   while (mine === token) {
-    if (!once) await nextVideoFrame(source);
+    const captured = once ? performance.now() : await nextVideoFrame(source);
     if (mine !== token) break;
+    live.videoFrames += 1;
+    if (inFlight.size >= MAX_IN_FLIGHT) { live.skipped += 1; continue; }  // drop at the source, never queue
+    const started = performance.now();
     ctx.drawImage(source, 0, 0, canvas.width, canvas.height);
-    const rgbThumb = thumbnail(canvas, canvas.width, canvas.height);
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
-    const sent = performance.now();
-    let reply, response;
-    try {
-      response = await fetch("/api/depth", { method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" } });
-      reply = await response.json();
-    } catch (err) {
-      showMessage(`Lost the connection to the kdcache live server (${err.message}): is it still running?`);
-      stop();
-      break;
-    }
-    if (!response.ok) {
-      if (reply.retry) { showMessage("Loading the model…", "info"); await sleep(300); continue; }
-      showMessage(reply.error || `The server answered ${response.status}.`);
-      if (response.status >= 500 || once) { stop(); break; }
-      continue;
-    }
-    if (mine !== token) break;
-    shown.getContext("2d").drawImage(canvas, 0, 0);
-    await show(reply, performance.now() - sent, rgbThumb);
-    if (once) { live.state = "shown"; break; }
+    send(ws, ctx.getImageData(0, 0, canvas.width, canvas.height), captured, mine, started);
+    if (once) break;
   }
 }
 
-async function show(reply, roundTrip, rgbThumb) {
+function send(ws, pixels, captured, mine, started) {
+  const id = nextId++;
+  const message = new ArrayBuffer(8 + pixels.data.length);
+  const header = new DataView(message);
+  header.setUint32(0, id, true);
+  header.setUint16(4, pixels.height, true);
+  header.setUint16(6, pixels.width, true);
+  new Uint8Array(message, 8).set(pixels.data);
+  const rgbThumb = thumbnail(pixels.data, pixels.width, pixels.height);
+  ws.send(message);
+  const sent = performance.now();
+  inFlight.set(id, { pixels, captured, sent, captureMs: sent - started, token: mine, rgbThumb });
+  live.sent += 1;
+}
+
+function receive(data) {
+  if (typeof data === "string") { notice(JSON.parse(data)); return; }
+  const view = new DataView(data);
+  const length = view.getUint32(0, true);
+  const reply = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, length)));
+  const frame = inFlight.get(reply.id);
+  inFlight.delete(reply.id);
+  if (!frame || frame.token !== token || reply.id <= lastShown) return;  // stopped since, or out of order
+  lastShown = reply.id;
+  const started = performance.now();
+  $("rgb").getContext("2d").putImageData(frame.pixels, 0, 0);
+  let offset = 4 + length;
+  const depthThumbs = reply.panels.map((result, i) => {
+    const levels = new Uint8Array(data, offset, result.height * result.width);
+    offset += levels.length;
+    return draw(panels[i], result, levels);
+  });
+  frame.drawMs = performance.now() - started;
+  show(reply, frame, depthThumbs);
+}
+
+function draw(panel, result, levels) {
+  // Colour the depth levels with the table and put them on the panel's canvas (the CSS scales it).
+  const { canvas } = panel;
+  if (canvas.width !== result.width || canvas.height !== result.height) {
+    canvas.width = result.width;
+    canvas.height = result.height;
+  }
+  const image = new ImageData(result.width, result.height);
+  const out = new Uint32Array(image.data.buffer);
+  for (let i = 0; i < levels.length; i++) out[i] = colors[levels[i]];
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  live.modelMs[result.role] = result.model_ms;
+  setCaption(panel, result.model_ms);
+  return thumbnail(image.data, result.width, result.height);
+}
+
+function notice(reply) {
+  // A frame the server answered without depth: dropped for a newer one, still loading, or failed.
+  const frame = inFlight.get(reply.id);
+  inFlight.delete(reply.id);
+  if (!frame || frame.token !== token) return;
+  if (reply.dropped) { live.dropped += 1; return; }
+  if (reply.retry) { showMessage("Loading the model…", "info"); return; }
+  live.frameErrors += 1;
+  showMessage(reply.error || "The server could not process a frame.");
+  if (live.once) { live.state = "failed"; stop(); }
+}
+
+function show(reply, frame, depthThumbs) {
   clearMessage();
   const now = performance.now();
   arrivals.push(now);
   while (arrivals.length && now - arrivals[0] > FPS_WINDOW_MS) arrivals.shift();
   live.frames += 1;
-  live.roundTripMs = roundTrip;
+  live.roundTripMs = now - frame.sent;
+  live.latencyMs = now - frame.captured;
   live.fps = arrivals.length > 1 ? (arrivals.length - 1) * 1000 / (now - arrivals[0]) : 0;
-  const depthThumbs = [];
-  await Promise.all(reply.panels.map((result, i) => new Promise((resolve) => {
-    const panel = panels[i];
-    live.modelMs[result.role] = result.model_ms;
-    setCaption(panel, result.model_ms);
-    if (panel.img.src === result.image) { depthThumbs[i] = panel.thumb; resolve(); return; }  // no load event
-    panel.img.onload = () => {
-      depthThumbs[i] = panel.thumb = thumbnail(panel.img, panel.img.naturalWidth, panel.img.naturalHeight);
-      resolve();
-    };
-    panel.img.onerror = () => resolve();
-    panel.img.src = result.image;
-  })));
-  live.log.push({ rgb: rgbThumb, depth: depthThumbs, modelMs: reply.panels.map((p) => p.model_ms), t: now });
+  live.log.push({ id: reply.id, rgb: frame.rgbThumb, depth: depthThumbs, modelMs: reply.panels.map((p) => p.model_ms),
+                  serverMs: reply.server_ms, waitMs: reply.wait_ms, latencyMs: live.latencyMs, roundTripMs: live.roundTripMs,
+                  captureMs: frame.captureMs, drawMs: frame.drawMs, t: now });
   if (live.log.length > LOG_FRAMES) live.log.shift();
   $("fps").textContent = live.fps ? live.fps.toFixed(1) : "–";
-  $("roundtrip").textContent = `${roundTrip.toFixed(0)} ms`;
+  $("roundtrip").textContent = `${live.latencyMs.toFixed(0)} ms`;
   $("frames").textContent = String(live.frames);
+  if (live.once) { live.state = "shown"; stop(); }
 }
 
 async function main() {
