@@ -6,8 +6,9 @@ shard 0 creates the store; the root first gets `kdcache_creating`, then every ar
 simply recreates on restart (no data is written before the manifest exists).
 
 Write protocol (resumable after kill -9 at any moment): a shard's arrays are written whole, each file
-atomically, then all of them durably (see backend.py); only then is `<split>/shard_done[shard]` set. A
-restart redoes every shard whose flag is unset, replacing whatever a killed writer left there.
+atomically, then all of them durably (see backend.py); only then is `<split>/shard_done[shard]` set. Every
+array of a done shard has its file, even when all its values are the fill value. A restart redoes every shard
+whose flag is unset, replacing whatever a killed writer left there.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from kdcache.console import log
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
 from kdcache.store.backend import local_path, open_backend
-from kdcache.store.shardwrite import ShardEncoder, chunk_path
+from kdcache.store.shardread import chunk_path
+from kdcache.store.shardwrite import ShardEncoder
 
 CREATE_TIMEOUT_S = 3600.0
 
@@ -172,7 +174,9 @@ class ShardWriter:
     def _array(self, key: str) -> tuple[zarr.Array, ShardEncoder | None]:
         with self._lock:
             if key not in self._arrays:
-                array = self._data[key]
+                # every file of a done shard is written, even one all fill (ids of unreadable samples, flags all
+                # False), so a missing file is always damage (kdcache.store.integrity)
+                array = self._data[key].with_config({"write_empty_chunks": True})
                 self._arrays[key] = (array, ShardEncoder.of(array))
             return self._arrays[key]
 
