@@ -112,6 +112,20 @@ def wait_for_manifest(url: str, shard: tuple[int, int], timeout_s: float = CREAT
         time.sleep(0.2)
 
 
+def undo_shards(url: str, group: str, shards: list[int]) -> None:
+    """Make `shards` of `group` as if never written: clear their done flags (durably), then delete their files, so
+    the next write starts from nothing (a damaged file is never read back to be merged)."""
+    root = zarr.open_group(store=open_backend(url, read_only=False), mode="r+")
+    for shard in shards:
+        root[f"{group}/shard_done"][shard] = False
+    arrays = [array for _, array in root[group].members(max_depth=None)
+              if isinstance(array, zarr.Array) and array.basename != "shard_done"]
+    for array in arrays:
+        per_file = array.shards[0] if array.shards else array.chunks[0]
+        for shard in shards:
+            zarr.core.sync.sync(array.store_path.store.delete(chunk_path(array, shard * per_file)))
+
+
 def default_writer_threads() -> int:
     """Encoder threads: half the cores (at least 2, at most 8); Blosc releases the GIL while it compresses."""
     return max(2, min(8, (os.cpu_count() or 2) // 2))
