@@ -1,7 +1,9 @@
 """Cache read speed: samples/s one training-loader worker gets from a kdcache store in shuffled order
 (whole-shard blocks from `shuffled_blocks`, shuffled within each block) versus the same data stored as
 one `.npz` per sample read in a random permutation. Also per-sample random `read(i, i+1)` from the store,
-to show why blocks matter, and the peak memory each pattern allocates (tracemalloc).
+to show why blocks matter, and the peak memory each pattern allocates (tracemalloc). The same store rewritten in
+the layout before every chunk carried a CRC32C (`tests/helpers/old_layout.py`) is read in the same rounds: the
+cost of checking every chunk's checksum on read (per-round ratios, so the spread is seen on a loaded machine).
 
 The data: a store precomputed from JPEG photos-like images with a cheap fake teacher exposing two feature
 layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unlabeled split + features).
@@ -34,7 +36,7 @@ def build_store(work: Path, images: int, resolution, shard_size: int) -> str:
 
     from kdcache.precompute import PrecomputeConfig, precompute
 
-    write_images(work / "images", images)
+    write_images(work / "images", images, (480, 640))  # photo-sized sources, as the recorded figures used
     return precompute(PrecomputeConfig(FakeTeacher(), [f"folder:{work / 'images'}"], str(work / "cache.zarr"),
                                        resolution=resolution, batch_size=32, shard_size=shard_size, workers=1))
 
@@ -77,19 +79,25 @@ def npz_epoch(paths: list[Path], epoch: int) -> int:
     return seen
 
 
-def measure(patterns: dict, rounds: int) -> dict[str, tuple[float, float]]:
+def measure(patterns: dict, rounds: int, rates: dict[str, list[tuple[float, float]]] | None = None
+            ) -> dict[str, tuple[float, float]]:
     """{name: (samples/s, peak traced MiB)}: best of `rounds` interleaved passes (the first pass also warms
-    the page cache), so every pattern sees the same load on a shared machine."""
+    the page cache), so every pattern sees the same load on a shared machine; the order is reversed every other
+    round, so no pattern always follows the same one. `rates` collects every pass's (samples per wall second,
+    samples per CPU second of this process)."""
     results = {name: (0.0, 0.0) for name in patterns}
-    for _ in range(rounds):
-        for name, (fn, count) in patterns.items():
+    for round_ in range(rounds):
+        for name, (fn, count) in list(patterns.items())[::-1 if round_ % 2 else 1]:
             tracemalloc.start()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fn()
             rate = count / (time.perf_counter() - start)
+            cpu_rate = count / max(time.process_time() - cpu, 1e-9)
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
             results[name] = (max(results[name][0], rate), max(results[name][1], peak))
+            if rates is not None:
+                rates.setdefault(name, []).append((rate, cpu_rate))
     return results
 
 
@@ -108,22 +116,36 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kdcache-bench-read-"))
     try:
-        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(f"folder:{work / 'images'}")
+        from helpers.old_layout import drop_chunk_checksums
+
+        spec = f"folder:{work / 'images'}"
+        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(spec)
+        shutil.copytree(work / "cache.zarr", work / "old.zarr")
+        old = open_store(drop_chunk_checksums(str(work / "old.zarr"))).split(spec)
         paths = write_npz(split, work / "npz")
         store_bytes = sum(f.stat().st_size for f in (work / "cache.zarr").rglob("*") if f.is_file())
         npz_bytes = sum(p.stat().st_size for p in paths)
+        rates: dict[str, list[tuple[float, float]]] = {}
         results = measure({
             "store": (lambda: store_epoch(split, 1), len(split)),
+            "old": (lambda: store_epoch(old, 1), len(old)),
             "random": (lambda: store_random_epoch(split, 1, args.random_samples), args.random_samples),
             "npz": (lambda: npz_epoch(paths, 1), len(paths)),
-        }, args.rounds)
-        (store_rate, store_peak), (random_rate, random_peak), (npz_rate, npz_peak) = results.values()
+        }, args.rounds, rates)
+        (store_rate, store_peak), (old_rate, _), (random_rate, random_peak), (npz_rate, npz_peak) = results.values()
+        ratios = np.array(rates["store"])[1:] / np.array(rates["old"])[1:]  # per round after the first (page cache)
         print(f"{len(split)} samples at {resolution[0]}x{resolution[1]}, fields {FIELDS}, shard size {args.shard_size}")
         print(f"on disk: store {store_bytes / 2**20:.1f} MiB, npz {npz_bytes / 2**20:.1f} MiB")
         print(f"store, shuffled whole-shard blocks: {store_rate:8.1f} samples/s, peak {store_peak:6.1f} MiB")
+        print(f"  same, no chunk checksums (older):  {old_rate:8.1f} samples/s; with / without per round, wall: "
+              f"{' '.join(f'{r:.3f}' for r in ratios[:, 0])}; CPU: {' '.join(f'{r:.3f}' for r in ratios[:, 1])}")
         print(f"store, per-sample random read:      {random_rate:8.1f} samples/s, peak {random_peak:6.1f} MiB")
         print(f"npz, one file per sample, shuffled:  {npz_rate:8.1f} samples/s, peak {npz_peak:6.1f} MiB")
         print(f"cache_read_vs_npz={store_rate / npz_rate:.2f}")
+        wall, cpu = ratios[:, 0], ratios[:, 1]
+        print(f"checksummed_vs_unchecked={store_rate / old_rate:.3f} (best of each; per round: wall median "
+              f"{np.median(wall):.3f}, range {wall.min():.3f}-{wall.max():.3f}; CPU median {np.median(cpu):.3f}, "
+              f"range {cpu.min():.3f}-{cpu.max():.3f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,13 @@ import pytest
 import zarr
 
 import helpers.precompute_fakes  # noqa: F401  (registers the kdtest-* splits)
+from helpers.old_layout import drop_chunk_checksums
 from helpers.tiny_models import make_tiny_dpt
 from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
 from kdcache.store import open_store
 from kdcache.store.integrity import check_split
-from kdcache.store.layout import split_fields
 from kdcache.store.shardread import chunk_checksums
 
 
@@ -120,39 +119,12 @@ def test_a_missing_file_of_a_shard_not_yet_written_is_no_damage(copy):
 
 
 # --- stores written before chunks carried checksums ---------------------------------------------------------
-def old_layout_store(path: Path) -> str:
-    """A store as kdcache wrote it before chunks carried checksums: inner chunks `bytes` + `blosc` only, per-sample
-    scalars with zarr's default codecs, written through the same writer."""
-    url = build_cache(path, {SPLIT: 16}, features=False)
-    new = zarr.open_group(url, mode="r")
-    values = {name: np.asarray(new[f"{SPLIT}/{name}"][...]) for name in ("image", "teacher", "teacher_ok", "gt",
-                                                                          "valid", "ids", "readable")}
-    root = zarr.open_group(url, mode="r+")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for field in split_fields((32, 48), labeled=True, has_teacher=True, feature_shapes={}):
-            shape = (16, *field.sample_shape)
-            if field.sample_shape:
-                root.create_array(f"{SPLIT}/{field.name}", shape=shape, dtype=field.dtype, chunks=(1, *field.sample_shape),
-                                  shards=(8, *field.sample_shape), compressors=[field.codec],
-                                  fill_value=field.fill_value, overwrite=True)
-            else:
-                root.create_array(f"{SPLIT}/{field.name}", shape=shape, dtype=str if field.dtype == "str" else field.dtype,
-                                  chunks=(8,), fill_value=field.fill_value, overwrite=True)
-    from kdcache.store.writer import ShardWriter
-
-    writer = ShardWriter(url)
-    for shard in range(2):
-        writer.submit(SPLIT, shard, shard * 8, {name: v[shard * 8:(shard + 1) * 8] for name, v in values.items()})
-    writer.close()
-    assert not chunk_checksums(root[f"{SPLIT}/image"]) and not chunk_checksums(root[f"{SPLIT}/ids"])
-    return url
-
-
 def test_a_store_written_before_chunk_checksums_still_reads_and_verify_says_what_it_could_not_check(tmp_path,
                                                                                                      run_cli):
-    url = old_layout_store(tmp_path / "old.zarr")
     reference = build_cache(tmp_path / "new.zarr", {SPLIT: 16}, features=False)
+    url = drop_chunk_checksums(build_cache(tmp_path / "old.zarr", {SPLIT: 16}, features=False))
+    root = zarr.open_group(url, mode="r")
+    assert not any(chunk_checksums(root[f"{SPLIT}/{name}"]) for name in ("image", "ids", "shard_done"))
     old, new = open_store(url).split(SPLIT).read(), open_store(reference).split(SPLIT).read()
     for name in new:
         np.testing.assert_array_equal(old[name], new[name], err_msg=name)

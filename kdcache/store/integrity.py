@@ -27,13 +27,12 @@ from zarr.core.buffer import default_buffer_prototype
 
 from kdcache.store.reader import StoredSplit
 from kdcache.store.shardread import (
-    CHECKSUM_BYTES,
     DamagedFile,
     MissingFile,
     check_shard_file,
+    checksum_holds,
     chunk_checksums,
     chunk_path,
-    crc32c,
     fast_path,
     file_bytes,
     index_bytes,
@@ -117,7 +116,7 @@ def _check_file(array: zarr.Array, shard: int, level: str) -> tuple[str | None, 
             raw = file_bytes(store, key)
             if raw is None:
                 raise MissingFile("missing file")
-            if level == "data" and (raw.size < CHECKSUM_BYTES or crc32c(raw[:-CHECKSUM_BYTES]) != raw[-CHECKSUM_BYTES:].tobytes()):
+            if level == "data" and not checksum_holds(raw):
                 raise DamagedFile("bad chunk checksum")
             return None, raw.size
         if level == "data":  # a layout without checksums (older stores): it must at least decode
