@@ -246,3 +246,21 @@ def test_a_rerun_redoes_only_the_damaged_shard(tmp_path):
     assert again.images == 4  # shard 7's four samples, nothing else
     assert store_files(tmp_path / "c.zarr") == before
     assert os.path.exists(tmp_path / "c.zarr" / "kdtest-big" / "shard_done" / "c" / "7")
+
+
+def test_verify_and_reads_go_through_the_stores_backend_not_local_paths(tmp_path, run_cli):
+    import fsspec
+
+    url = build_cache(f"memory://{tmp_path.name}/c.zarr", {SPLIT: 16}, features=False)  # as s3:// would be
+    memory = fsspec.filesystem("memory")
+    memory.rm(f"/{tmp_path.name}/c.zarr/{SPLIT}/image/c/1/0/0/0")
+    teacher = f"/{tmp_path.name}/c.zarr/{SPLIT}/teacher/c/0/0/0"
+    data = bytearray(memory.cat(teacher))
+    data[len(data) // 3] ^= 0x10
+    memory.pipe(teacher, bytes(data))
+    with pytest.raises(KdcacheError, match="shard 1 of split 'synth-train' is damaged \\(image: missing file"):
+        open_store(url).split(SPLIT).read(8, 16)
+    code, _, err = run_cli("cache", "verify", url, "--sample", "0")
+    text = " ".join(err.split())
+    assert code == 1 and "shard 1, image: missing file" in text and "shard 0, teacher: bad checksum" in text
+    memory.rm(f"/{tmp_path.name}", recursive=True)

@@ -147,6 +147,8 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
     stored = existing_manifest(out)
+    if stored is not None:
+        lock.refuse_if_written(out, shard)  # before reading the whole store for damage, not after
     damaged = _damaged(out, stored, specs, shard)
     todo = _todo(out, stored, specs, counts, config.shard_size, shard, damaged)
     batches = run_batches(todo, counts, config.shard_size, config.batch_size)
