@@ -9,10 +9,10 @@ Built so that a GPU teacher is never kept waiting (docs/architecture.md, section
 Resumable: shards whose `shard_done` flag is set are skipped, so rerunning the same command after a kill -9
 continues where it stopped. Self-repairing: a rerun first reads every done shard of its splits whole and checks
 every checksum (`kdcache.store.integrity`); a shard with a missing or damaged file loses its done flag and its
-files, and is redone like one never written, so the store ends bit-identical to a clean run. Extendable: a run naming splits an existing store lacks adds them, and the teacher
-runs on those only. `shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the
-shard defaults to (RANK, WORLD_SIZE) and the device to `cuda:LOCAL_RANK`. Two runs never write one store at
-once (`store/lock.py`).
+files, and is redone like one never written, so the store ends bit-identical to a clean run.
+Extendable: a run naming splits an existing store lacks adds them, and the teacher runs on those only.
+`shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the shard defaults to
+(RANK, WORLD_SIZE) and the device to `cuda:LOCAL_RANK`. Two runs never write one store at once (`store/lock.py`).
 """
 
 from __future__ import annotations

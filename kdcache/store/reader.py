@@ -2,8 +2,8 @@
 
 Arrays are opened lazily and re-opened after a fork, so a `StoredSplit` can be handed to DataLoader
 workers. Whole-shard reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path (one GET
-per shard and field, see shardread.py), and so are reads of a few samples within a shard; every read checks the
-checksums of what it reads. A shard marked done whose file is missing or fails a check raises one `KdcacheError`
+per shard and field, see shardread.py), and so are reads of a few samples within a shard (memory-mapped locally,
+the whole shard fetched from an object store); every read checks the checksums of what it reads. A shard marked done whose file is missing or fails a check raises one `KdcacheError`
 naming the shard and the command that repairs it.
 """
 
