@@ -108,20 +108,41 @@ def parse_index(tail: np.ndarray, file_size: int, shard_len: int) -> np.ndarray:
     return index
 
 
-def stored_chunk(raw: np.ndarray, index: np.ndarray, position: int, checksums: bool, sample_bytes: int):
-    """The Blosc-encoded chunk of sample `position` of a shard file (its checksum checked and stripped, its header
-    checked to hold one sample of `sample_bytes`), None when the index marks it as never written (all fill)."""
-    offset, nbytes = index[position]
-    if offset == MISSING:
-        return None
-    chunk = raw[int(offset):int(offset + nbytes)]
-    if checksums:
-        if not checksum_holds(chunk):
+class ShardFile:
+    """A shard file's bytes with its checked index; `chunk(position)` gives one sample's encoded chunk, checked.
+
+    Everything per shard is done once, vectorised (the index, every stored CRC), so a chunk costs one slice and one
+    CRC32C: the check stays a few percent of decoding (docs/benchmarks.md, "Chunk checksums")."""
+
+    def __init__(self, raw: np.ndarray, shard_len: int, checksums: bool, sample_bytes: int):
+        index = shard_index(raw, shard_len)
+        stored = index[:, 0] != MISSING
+        trim = CHECKSUM_BYTES if checksums else 0
+        if stored.any() and index[stored, 1].min() < trim + 16:  # a Blosc header is 16 bytes
+            raise DamagedFile("bad index (a chunk too short to hold anything)")
+        self.raw, self.sample_bytes = raw, sample_bytes
+        self.spans = [(offset, offset + nbytes - trim) if keep else None
+                      for (offset, nbytes), keep in zip(index.tolist(), stored.tolist())]
+        self.crcs = None
+        if checksums:  # the 4 bytes closing each stored chunk, gathered at once
+            crcs = np.zeros(shard_len, dtype="<u4")
+            ends = (index[stored, 0] + index[stored, 1]).astype(np.int64)
+            closing = raw[ends[:, None] - CHECKSUM_BYTES + np.arange(CHECKSUM_BYTES)]  # (chunks, 4) uint8, a copy
+            crcs[stored] = closing.view("<u4")[:, 0]
+            self.crcs = crcs.tolist()
+
+    def chunk(self, position: int) -> np.ndarray | None:
+        """The Blosc-encoded chunk of sample `position` (its checksum checked, then left off; its header checked to
+        hold one sample), None when the index marks it as never written (all fill value)."""
+        span = self.spans[position]
+        if span is None:
+            return None
+        chunk = self.raw[span[0]:span[1]]
+        if self.crcs is not None and google_crc32c.value(chunk) != self.crcs[position]:
             raise DamagedFile(f"bad checksum in the chunk of sample {position} of the shard")
-        chunk = chunk[:-CHECKSUM_BYTES]
-    if _decoded_size(chunk[:16]) != sample_bytes:
-        raise DamagedFile(f"the chunk of sample {position} of the shard does not hold one sample")
-    return chunk
+        if int.from_bytes(chunk[4:8], "little") != self.sample_bytes:  # the uncompressed size in the Blosc header
+            raise DamagedFile(f"the chunk of sample {position} of the shard does not hold one sample")
+        return chunk
 
 
 def fast_path(array: zarr.Array) -> bool:
@@ -139,10 +160,9 @@ def _sample_layout(array: zarr.Array) -> tuple[np.dtype, int]:
 def check_shard_file(array: zarr.Array, raw: np.ndarray) -> None:
     """Every check `read_shard` makes, on every chunk of a shard file of `array` (a `fast_path` one), without
     decoding: the index checksum, each chunk's checksum and Blosc header. Raises `DamagedFile`."""
-    index = shard_index(raw, array.shards[0])
-    checksums, sample_bytes = chunk_checksums(array), _sample_layout(array)[1]
+    shard = ShardFile(raw, array.shards[0], chunk_checksums(array), _sample_layout(array)[1])
     for position in range(array.shards[0]):
-        stored_chunk(raw, index, position, checksums, sample_bytes)
+        shard.chunk(position)
 
 
 def read_shard(array: zarr.Array, shard: int, first: int = 0, stop: int | None = None) -> np.ndarray | None:
@@ -159,11 +179,10 @@ def read_shard(array: zarr.Array, shard: int, first: int = 0, stop: int | None =
     raw = file_bytes(array.store_path.store, chunk_path(array, start))
     if raw is None:
         raise MissingFile("missing file")
-    index = shard_index(raw, shard_len)
-    checksums = chunk_checksums(array)
+    shard_file = ShardFile(raw, shard_len, chunk_checksums(array), sample_bytes)
     for position in range(first, stop):
         target = out[position - first]
-        chunk = stored_chunk(raw, index, position, checksums, sample_bytes)
+        chunk = shard_file.chunk(position)
         if chunk is None:
             target[...] = array.fill_value  # a chunk equal to the fill value is not stored
             continue
@@ -208,11 +227,6 @@ def file_exists(store, path: str) -> bool:
     if isinstance(store, LocalStore):
         return (store.root / path).is_file()
     return zarr.core.sync.sync(store.exists(path))
-
-
-def _decoded_size(header: np.ndarray) -> int:
-    """Uncompressed size from a Blosc header (bytes 4..8, little endian)."""
-    return int(header[4:8].view("<u4")[0]) if header.size >= 8 else -1
 
 
 def done_flags(array: zarr.Array) -> np.ndarray:
