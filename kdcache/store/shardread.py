@@ -18,7 +18,7 @@ from __future__ import annotations
 import google_crc32c
 import numpy as np
 import zarr
-from numcodecs import Blosc
+from numcodecs import blosc
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 from zarr.core.buffer import default_buffer_prototype
@@ -26,7 +26,6 @@ from zarr.storage import LocalStore
 
 MISSING = np.uint64(2**64 - 1)  # index entry of a chunk that was never written (all fill value)
 CHECKSUM_BYTES = 4  # a crc32c codec appends the CRC32C of what it encodes, little endian
-_BLOSC = Blosc()
 
 
 class DamagedFile(Exception):
@@ -187,7 +186,8 @@ def read_shard(array: zarr.Array, shard: int, first: int = 0, stop: int | None =
             target[...] = array.fill_value  # a chunk equal to the fill value is not stored
             continue
         try:
-            _BLOSC.decode(chunk, out=target.reshape(-1).view(np.uint8))  # in place
+            # in place; numcodecs' own function, not `Blosc().decode`, whose argument checks cost ~8 us a chunk
+            blosc.decompress(chunk, target.reshape(-1).view(np.uint8))
         except (RuntimeError, ValueError) as err:
             raise DamagedFile(f"the chunk of sample {position} of the shard does not decode ({err})") from None
     return out.astype(dtype.newbyteorder("="), copy=False)
