@@ -133,7 +133,8 @@ def ratio_line(label: str, ours: list[tuple[float, float]], theirs: list[tuple[f
     best = max(r for r, _ in ours) / max(r for r, _ in theirs)
     wall, cpu = ratios[:, 0], ratios[:, 1]
     return (f"{label}={best:.3f} (best of each; per round: wall median {np.median(wall):.3f}, range "
-            f"{wall.min():.3f}-{wall.max():.3f}; CPU median {np.median(cpu):.3f}, range {cpu.min():.3f}-{cpu.max():.3f})")
+            f"{wall.min():.3f}-{wall.max():.3f}; CPU median {np.median(cpu):.3f}, "
+            f"range {cpu.min():.3f}-{cpu.max():.3f})")
 
 
 def main() -> None:

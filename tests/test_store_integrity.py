@@ -4,7 +4,6 @@ repaired bit for bit by rerunning the same `kdcache precompute` command."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

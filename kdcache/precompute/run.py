@@ -37,8 +37,7 @@ from kdcache.store import manifest as mf
 from kdcache.store.backend import remove_stale_partials
 from kdcache.store.integrity import check_split
 from kdcache.store.layout import shard_count, shard_range
-from kdcache.store.reader import CacheStore, open_root
-from kdcache.store.shardread import done_flags
+from kdcache.store.reader import CacheStore, StoredSplit
 from kdcache.store.writer import ShardWriter, existing_manifest, undo_shards, wait_for_manifest
 
 
@@ -109,11 +108,10 @@ def _todo(out: str, manifest: dict | None, specs: list[str], counts: list[int], 
     """Per split position: the shards this process still has to write (all of its own on a new store), the
     `damaged` ones (per group) included."""
     todo = {}
-    root = open_root(out) if manifest is not None else None
     for position, spec in enumerate(specs):
         entry = (manifest or {}).get("splits", {}).get(spec)
         if entry is not None:
-            done = done_flags(root[f"{entry['group']}/shard_done"])
+            done = StoredSplit(out, spec, entry, manifest).done_flags()
             done[(damaged or {}).get(entry["group"], [])] = False
         else:
             done = np.zeros(shard_count(counts[position], shard_size), dtype=bool)

@@ -2,9 +2,10 @@
 
 First every file of every done shard is read whole and every checksum checked (`kdcache.store.integrity`, like
 borg's and restic's `check --read-data`); a damaged split is named piece by piece, with the command that repairs
-it, and its content checks wait for the repair. Then, like TinyViT's check mode: K stored samples are recomputed with the teacher (from the stored uint8 images,
-exactly what the teacher saw at precompute time) and the maximum absolute and relative differences of
-the teacher map and every feature layer are reported; relative = max |stored - recomputed| / max |recomputed|.
+it, and its content checks wait for the repair. Then, like TinyViT's check mode: K stored samples are recomputed
+with the teacher (from the stored uint8 images, exactly what the teacher saw at precompute time) and the maximum
+absolute and relative differences of the teacher map and every feature layer are reported;
+relative = max |stored - recomputed| / max |recomputed|.
 """
 
 from __future__ import annotations

@@ -133,7 +133,8 @@ def _check_index(store, key: str, shard_len: int) -> tuple[str | None, int]:
         size = sync(store.getsize(key))
     except FileNotFoundError:
         raise MissingFile("missing file") from None
-    tail = sync(store.get(key, prototype=default_buffer_prototype(), byte_range=SuffixByteRequest(index_bytes(shard_len))))
+    end = SuffixByteRequest(index_bytes(shard_len))
+    tail = sync(store.get(key, prototype=default_buffer_prototype(), byte_range=end))
     if tail is None:
         raise MissingFile("missing file")
     tail = tail.as_numpy_array().view(np.uint8).reshape(-1)

@@ -2,9 +2,10 @@
 
 Arrays are opened lazily and re-opened after a fork, so a `StoredSplit` can be handed to DataLoader
 workers. Whole-shard reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path (one GET
-per shard and field, see shardread.py), and so are reads of a few samples within a shard (memory-mapped locally,
-the whole shard fetched from an object store); every read checks the checksums of what it reads. A shard marked done whose file is missing or fails a check raises one `KdcacheError`
-naming the shard and the command that repairs it.
+per shard and field, see shardread.py), and so are reads of a few samples within a shard (memory-mapped
+locally, the whole shard fetched from an object store); every read checks the checksums of what it reads. A
+shard marked done whose file is missing or fails a check raises one `KdcacheError` naming the shard and the
+command that repairs it.
 """
 
 from __future__ import annotations
@@ -215,13 +216,13 @@ class StoredSplit:
                 parts.append(read_with_zarr(array, first, last) if values is None else values)
             except MissingFile as err:
                 if self.shard_done(shard):
-                    raise self.damaged(shard, field, str(err)) from None
+                    raise self.damage_error(shard, field, str(err)) from None
                 parts.append(array[first:last])  # not written yet: the fill value, as zarr reads it
             except DamagedFile as err:
-                raise self.damaged(shard, field, str(err)) from None
+                raise self.damage_error(shard, field, str(err)) from None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def damaged(self, shard: int, field: str, reason: str) -> KdcacheError:
+    def damage_error(self, shard: int, field: str, reason: str) -> KdcacheError:
         """The one-line error for a damaged shard: which, how, and the command that repairs it."""
         from kdcache.precompute.precompute_config import repair_command
 

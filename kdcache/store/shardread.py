@@ -215,8 +215,10 @@ def file_bytes(store, path: str) -> np.ndarray | None:
         file = store.root / path
         if not file.is_file():
             return None
+        if not file.stat().st_size:
+            return np.zeros(0, np.uint8)
         # a plain ndarray view of the map: slicing a np.memmap costs a Python call per slice, and reads slice a lot
-        return np.memmap(file, dtype=np.uint8, mode="r").view(np.ndarray) if file.stat().st_size else np.zeros(0, np.uint8)
+        return np.memmap(file, dtype=np.uint8, mode="r").view(np.ndarray)
     buffer = zarr.core.sync.sync(store.get(path, prototype=default_buffer_prototype()))
     return None if buffer is None else buffer.as_numpy_array().view(np.uint8).reshape(-1)
 

@@ -6,10 +6,11 @@ under what one GPU teacher produces. For the layout kdcache creates (sharding co
 `blosc` + `crc32c`; index `bytes` + `crc32c` at the end; zarr v3 spec, "sharding_indexed" codec), this module
 encodes a shard's chunks with numcodecs' Blosc (configured exactly as zarr configures it, and releasing the GIL
 while it compresses, so a pool of threads encodes in parallel), appends each chunk's checksum, then the index and
-its checksum, and returns the file's bytes, to be stored in one put. The result is the same sharded array zarr writes (tests compare both),
-so `zarr.open` reads it back unchanged. Chunks equal to the fill value are left out of the file, as zarr does;
-a shard whose every chunk is fill is still written (an index of MISSING entries, where zarr would write no
-file), so every shard marked done has its file and a missing one is damage (`kdcache.store.integrity`).
+its checksum, and returns the file's bytes, to be stored in one put. The result is the same sharded array zarr
+writes (tests compare both), so `zarr.open` reads it back unchanged. Chunks equal to the fill value are left out
+of the file, as zarr does; a shard whose every chunk is fill is still written (an index of MISSING entries,
+where zarr would write no file), so every shard marked done has its file and a missing one is damage
+(`kdcache.store.integrity`).
 """
 
 from __future__ import annotations
