@@ -13,7 +13,6 @@ import zarr
 
 import helpers.precompute_fakes  # noqa: F401  (registers the kdtest-* splits)
 from helpers.old_layout import drop_chunk_checksums
-from helpers.tiny_models import make_tiny_dpt
 from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
@@ -27,9 +26,10 @@ def delete(file: Path) -> None:
 
 
 def flip_byte(file: Path) -> None:
-    """One bit flipped a third of the way in: inside a chunk, well before the index at the end."""
+    """One bit flipped inside the first chunk: just after its 16-byte Blosc header (in a file of one small chunk,
+    such as a flag's, before the CRC that closes it)."""
     data = bytearray(file.read_bytes())
-    data[len(data) // 3] ^= 0x10
+    data[min(16, len(data) - 5)] ^= 0x10
     file.write_bytes(bytes(data))
 
 
@@ -160,9 +160,10 @@ def test_cache_verify_reads_every_file_of_a_sound_store(clean, run_cli):
     assert rows[SPLIT][2].startswith("14 (") and rows["synth-test"][2].startswith("7 ("), stdout
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated", "random-bytes"])
-def test_cache_info_says_complete_only_when_true(copy, damage, run_cli):
-    code, stdout, err = run_cli("cache", "info", damaged(copy, "image", damage))
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "random-bytes"])  # a flipped byte: `cache verify`'s
+@pytest.mark.parametrize("array", ARRAYS)
+def test_cache_info_says_complete_only_when_true(copy, array, damage, run_cli):
+    code, stdout, err = run_cli("cache", "info", damaged(copy, array, damage))
     assert code == 0, err
     shards = table_rows(stdout)[SPLIT][3]
     assert shards == "2/2 DAMAGED (1 shards)", stdout
@@ -183,8 +184,8 @@ def train_args(cache, out, workers: str = "0"):
 
 
 @pytest.mark.parametrize("array, damage, workers", [
-    ("image", "deleted", "0"), ("teacher", "deleted", "0"), ("gt", "deleted", "1"), ("image", "flipped-byte", "0"),
-    ("teacher", "truncated", "0"), ("gt", "random-bytes", "0"),
+    *((array, damage, "0") for array in ARRAYS for damage in sorted(DAMAGES)),
+    ("gt", "deleted", "1"),  # found in a loader worker: still one line
 ])
 def test_training_refuses_a_damaged_shard_in_one_line(copy, tmp_path, array, damage, workers, run_cli):
     code, _, err = run_cli(*train_args(damaged(copy, array, damage), tmp_path / "run", workers))
@@ -196,7 +197,15 @@ def test_training_refuses_a_damaged_shard_in_one_line(copy, tmp_path, array, dam
 # --- kdcache precompute, rerun --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    return "hf:" + str(make_tiny_dpt(tmp_path_factory.mktemp("dpt")))
+    """A tiny student checkpoint as the teacher (`ckpt:`): the tiny random HF teachers' maps underflow float16 to
+    the fill value, which would leave the teacher shards without a chunk to damage."""
+    import torch
+
+    from kdcache.students import create_student, save_student
+
+    torch.manual_seed(0)
+    model = create_student(TINY_STUDENT["student"], **TINY_STUDENT["student_overrides"])
+    return f"ckpt:{save_student(model, tmp_path_factory.mktemp('teacher'), {'output_space': 'depth'})}"
 
 
 def precompute_args(teacher, out):
@@ -209,9 +218,33 @@ def store_files(url: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "zarr.json"}
 
 
-def test_rerunning_precompute_repairs_every_damage_bit_for_bit(teacher, tmp_path, run_cli):
-    reference, out = tmp_path / "reference.zarr", tmp_path / "c.zarr"
-    assert run_cli(*precompute_args(teacher, reference))[0] == 0
+@pytest.fixture(scope="module")
+def reference(teacher, tmp_path_factory):
+    """A clean run of the precompute command the repair tests rerun."""
+    from kdcache.cli.main import main
+
+    out = tmp_path_factory.mktemp("reference") / "c.zarr"
+    assert main([str(arg) for arg in precompute_args(teacher, out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+@pytest.mark.parametrize("array", ARRAYS)
+def test_rerunning_precompute_repairs_the_damaged_shard_bit_for_bit(teacher, reference, tmp_path, array, damage,
+                                                                     run_cli):
+    out = tmp_path / "c.zarr"
+    shutil.copytree(reference, out)
+    DAMAGES[damage][0](shard_file(out, open_store(str(out)).split("kdtest-labeled").group, array, 2))
+    code, _, err = run_cli(*precompute_args(teacher, out))
+    text = " ".join(err.split())
+    assert code == 0, err
+    assert f"1 damaged shard(s) (kdtest-labeled: shard 2, {array}: {DAMAGES[damage][1]}" in text
+    assert "wrote 1 shards (4 samples)" in text  # the teacher redid that shard only
+    assert store_files(out) == store_files(reference)  # every array's bytes: the clean run's
+
+
+def test_rerunning_precompute_repairs_every_damage_bit_for_bit(teacher, reference, tmp_path, run_cli):
+    out = tmp_path / "c.zarr"
     shutil.copytree(reference, out)
     group = open_store(str(out)).split("kdtest-labeled").group
     for shard, (array, damage) in enumerate([("image", "deleted"), ("teacher", "flipped-byte"), ("gt", "truncated"),
