@@ -1,12 +1,17 @@
 """Cache read speed: samples/s one training-loader worker gets from a kdcache store in shuffled order
 (whole-shard blocks from `shuffled_blocks`, shuffled within each block) versus the same data stored as
 one `.npz` per sample read in a random permutation. Also per-sample random `read(i, i+1)` from the store,
-to show why blocks matter, and the peak memory each pattern allocates (tracemalloc).
+to show why blocks matter, and the peak memory each pattern allocates (tracemalloc). The same store rewritten in
+the layout before every chunk carried a CRC32C (`tests/helpers/old_layout.py`) is read in the same rounds: the
+cost of checking every chunk's checksum on read (per-round ratios, so the spread is seen on a loaded machine).
+`--baseline-ref REF` also reads that copy with the read path of git commit REF (its `kdcache/store/shardread.py`,
+loaded beside today's): today's reads against those of an earlier kdcache.
 
 The data: a store precomputed from JPEG photos-like images with a cheap fake teacher exposing two feature
 layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unlabeled split + features).
 
     python bench/cache_read.py [--images 512] [--resolution 240x320] [--shard-size 64] [--rounds 3]
+                               [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def build_store(work: Path, images: int, resolution, shard_size: int) -> str:
 
     from kdcache.precompute import PrecomputeConfig, precompute
 
-    write_images(work / "images", images)
+    write_images(work / "images", images, (480, 640))  # photo-sized sources, as the recorded figures used
     return precompute(PrecomputeConfig(FakeTeacher(), [f"folder:{work / 'images'}"], str(work / "cache.zarr"),
                                        resolution=resolution, batch_size=32, shard_size=shard_size, workers=1))
 
@@ -51,15 +56,37 @@ def write_npz(split, folder: Path) -> list[Path]:
     return sorted(paths)
 
 
-def store_epoch(split, epoch: int) -> int:
+def store_epoch(split, epoch: int, read=None) -> int:
+    """One shuffled pass; `read(split, start, stop)` (default: `split.read` of FIELDS) reads a block."""
     rng = np.random.default_rng(epoch)
     seen = 0
     for start, stop in split.shuffled_blocks(seed=0, epoch=epoch):
-        data = split.read(start, stop, FIELDS)
+        data = read(split, start, stop) if read else split.read(start, stop, FIELDS)
         for offset in rng.permutation(stop - start):
             sample = {name: values[offset] for name, values in data.items()}
             seen += len(sample)
     return seen
+
+
+def baseline_read(ref: str, work: Path):
+    """A block reader as kdcache's commit `ref` read whole shards: its `shardread.read_shard`, zarr for the rest."""
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(["git", "-C", str(HERE.parent), "show", f"{ref}:kdcache/store/shardread.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = work / "baseline_shardread.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_shardread", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def read(split, start, stop):
+        fields = [f for f in split.fields if f in FIELDS or f.startswith("features/")]
+        values = {f: module.read_shard(split.array(f), start // split.shard_size) for f in fields}
+        return {f: split.array(f)[start:stop] if v is None else v for f, v in values.items()}
+
+    return read
 
 
 def store_random_epoch(split, epoch: int, limit: int) -> int:
@@ -77,20 +104,37 @@ def npz_epoch(paths: list[Path], epoch: int) -> int:
     return seen
 
 
-def measure(patterns: dict, rounds: int) -> dict[str, tuple[float, float]]:
+def measure(patterns: dict, rounds: int, rates: dict[str, list[tuple[float, float]]] | None = None
+            ) -> dict[str, tuple[float, float]]:
     """{name: (samples/s, peak traced MiB)}: best of `rounds` interleaved passes (the first pass also warms
-    the page cache), so every pattern sees the same load on a shared machine."""
+    the page cache), so every pattern sees the same load on a shared machine; the order is reversed every other
+    round, so no pattern always follows the same one. `rates` collects every pass's (samples per wall second,
+    samples per CPU second of this process)."""
     results = {name: (0.0, 0.0) for name in patterns}
-    for _ in range(rounds):
-        for name, (fn, count) in patterns.items():
+    for round_ in range(rounds):
+        for name, (fn, count) in list(patterns.items())[::-1 if round_ % 2 else 1]:
             tracemalloc.start()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             fn()
             rate = count / (time.perf_counter() - start)
+            cpu_rate = count / max(time.process_time() - cpu, 1e-9)
             peak = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
             results[name] = (max(results[name][0], rate), max(results[name][1], peak))
+            if rates is not None:
+                rates.setdefault(name, []).append((rate, cpu_rate))
     return results
+
+
+def ratio_line(label: str, ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) -> str:
+    """`label=best/best` and the per-round ratios (after the first round, which warms the page cache), wall and
+    CPU: on a shared machine the spread says how far the figure can be trusted."""
+    ratios = np.array(ours)[1:] / np.array(theirs)[1:]
+    best = max(r for r, _ in ours) / max(r for r, _ in theirs)
+    wall, cpu = ratios[:, 0], ratios[:, 1]
+    return (f"{label}={best:.3f} (best of each; per round: wall median {np.median(wall):.3f}, range "
+            f"{wall.min():.3f}-{wall.max():.3f}; CPU median {np.median(cpu):.3f}, "
+            f"range {cpu.min():.3f}-{cpu.max():.3f})")
 
 
 def main() -> None:
@@ -100,6 +144,8 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--random-samples", type=int, default=128, help="samples for the per-sample pattern")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved passes per pattern (best is kept)")
+    parser.add_argument("--baseline-ref", default=None, help="git commit whose read path also reads the copy "
+                                                             "without chunk checksums")
     args = parser.parse_args()
     torch.set_num_threads(1)
     resolution = tuple(int(v) for v in args.resolution.split("x"))
@@ -108,22 +154,40 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kdcache-bench-read-"))
     try:
-        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(f"folder:{work / 'images'}")
+        from helpers.old_layout import drop_chunk_checksums
+
+        spec = f"folder:{work / 'images'}"
+        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(spec)
+        shutil.copytree(work / "cache.zarr", work / "old.zarr")
+        old = open_store(drop_chunk_checksums(str(work / "old.zarr"))).split(spec)
         paths = write_npz(split, work / "npz")
         store_bytes = sum(f.stat().st_size for f in (work / "cache.zarr").rglob("*") if f.is_file())
         npz_bytes = sum(p.stat().st_size for p in paths)
-        results = measure({
+        rates: dict[str, list[tuple[float, float]]] = {}
+        patterns = {
             "store": (lambda: store_epoch(split, 1), len(split)),
+            "old": (lambda: store_epoch(old, 1), len(old)),
             "random": (lambda: store_random_epoch(split, 1, args.random_samples), args.random_samples),
             "npz": (lambda: npz_epoch(paths, 1), len(paths)),
-        }, args.rounds)
-        (store_rate, store_peak), (random_rate, random_peak), (npz_rate, npz_peak) = results.values()
+        }
+        if args.baseline_ref:
+            read = baseline_read(args.baseline_ref, work)
+            patterns["baseline"] = (lambda: store_epoch(old, 1, read), len(old))
+        results = measure(patterns, args.rounds, rates)
+        (store_rate, store_peak), (old_rate, _), (random_rate, random_peak), (npz_rate, npz_peak) = [
+            results[name] for name in ("store", "old", "random", "npz")]
         print(f"{len(split)} samples at {resolution[0]}x{resolution[1]}, fields {FIELDS}, shard size {args.shard_size}")
         print(f"on disk: store {store_bytes / 2**20:.1f} MiB, npz {npz_bytes / 2**20:.1f} MiB")
         print(f"store, shuffled whole-shard blocks: {store_rate:8.1f} samples/s, peak {store_peak:6.1f} MiB")
+        print(f"  same, no chunk checksums (older):  {old_rate:8.1f} samples/s")
+        if args.baseline_ref:
+            print(f"  same, older, read as {args.baseline_ref} read it: {results['baseline'][0]:8.1f} samples/s")
         print(f"store, per-sample random read:      {random_rate:8.1f} samples/s, peak {random_peak:6.1f} MiB")
         print(f"npz, one file per sample, shuffled:  {npz_rate:8.1f} samples/s, peak {npz_peak:6.1f} MiB")
         print(f"cache_read_vs_npz={store_rate / npz_rate:.2f}")
+        print(ratio_line("checksummed_vs_unchecked", rates["store"], rates["old"]))
+        if args.baseline_ref:
+            print(ratio_line(f"checksummed_vs_{args.baseline_ref}", rates["store"], rates["baseline"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kdcache.console import log, stdout_console
 
+MAX_LISTED = 20  # problems `cache verify` lists one by one
 
 
 def _mb(n: float) -> str:
@@ -43,7 +45,9 @@ def splits_table(infos) -> Table:
     for column in ("split", "samples", "labels", "shards", "unreadable", "teacher bad", "stored", "bytes/sample", "ratio"):
         table.add_column(column, justify="left" if column in ("split", "labels") else "right")
     for info in infos:
-        done = "complete" if info.shards_done == info.shards_total else "INCOMPLETE"
+        done = "complete" if info.complete else "INCOMPLETE"
+        if info.damaged_shards:
+            done = f"DAMAGED ({info.damaged_shards} shards)"
         table.add_row(
             info.spec, str(info.count), info.space or "-", f"{info.shards_done}/{info.shards_total} {done}",
             str(info.unreadable), str(info.teacher_bad), _mb(info.stored_bytes),
@@ -74,14 +78,25 @@ def show_store(url: str) -> None:
     stdout_console().print(manifest_table(store.manifest))
     stdout_console().print(splits_table(infos))
     stdout_console().print(fields_table(infos))
+    damage = [line for info in infos for line in info.damaged]
+    for line in damage[:MAX_LISTED]:
+        log(f"[bold red]damaged:[/] {escape(line)}")
+    if damage:
+        log(f"run `kdcache cache verify {escape(url)}` for every damaged chunk and the command that repairs them")
+    elif all(info.complete for info in infos):
+        log(f"complete: every shard's files are there with intact indexes; `kdcache cache verify {escape(url)}` "
+            "checks every chunk")
 
 
 def verify_table(report) -> Table:
     table = Table(title=f"verify {report.url}")
-    for column in ("split", "shards", "unreadable", "teacher bad", "non-finite", "recomputed", "field", "max abs", "max rel"):
+    for column in ("split", "shards", "files read", "damaged", "unreadable", "teacher bad", "non-finite", "recomputed",
+                   "field", "max abs", "max rel"):
         table.add_column(column, justify="left" if column in ("split", "field") else "right")
     for check in report.splits:
-        head = [check.spec, f"{check.shards_done}/{check.shards_total}", str(check.unreadable), str(check.teacher_bad),
+        damaged = len({d.shard for d in check.damage})
+        head = [check.spec, f"{check.shards_done}/{check.shards_total}", f"{check.files} ({_mb(check.bytes_read)})",
+                f"{damaged} shards" if damaged else "0", str(check.unreadable), str(check.teacher_bad),
                 str(sum(check.nonfinite.values())), str(check.recomputed)]
         diffs = list(check.diffs.items()) or [("-", (float("nan"), float("nan")))]
         for row, (name, (abs_diff, rel_diff)) in enumerate(diffs):
@@ -112,19 +127,24 @@ def verify_command(
     tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
     seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
 ) -> None:
-    """Completeness, NaN/inf scan, and a recomputation of K samples with the teacher (non-zero exit on failure)."""
+    """Every file and checksum of every done shard (read whole), completeness, NaN/inf scan, and a recomputation of
+    K samples with the teacher (non-zero exit on failure, naming each damaged shard and the repair command)."""
     from kdcache.precompute import verify_store
 
     report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
                           tolerance=tolerance, seed=seed)
     stdout_console().print(verify_table(report))
     for note in report.notes:
-        log(f"[yellow]note:[/] {note}")
-    for problem in report.problems:
-        log(f"[bold red]FAIL:[/] {problem}")
+        log(f"[yellow]note:[/] {escape(note)}")
+    for problem in report.problems[:MAX_LISTED]:
+        log(f"[bold red]FAIL:[/] {escape(problem)}")
+    if len(report.problems) > MAX_LISTED:
+        log(f"[bold red]FAIL:[/] ... and {len(report.problems) - MAX_LISTED} more")
+    if report.repair:
+        log(f"repair: rerun `{escape(report.repair)}`: it redoes only the damaged shards")
     if not report.ok:
         raise typer.Exit(1)
-    log(f"[green]OK[/]: {store} is complete, finite and matches its teacher within {tolerance:g}")
+    log(f"[green]OK[/]: {store} is complete, every checksum holds, finite and matches its teacher within {tolerance:g}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,14 @@ from pathlib import Path
 class KdcacheError(Exception):
     """A user-facing error: bad path, wrong split name, missing weights, mismatched cache, ..."""
 
+    def __init__(self, *args):
+        # torch's DataLoader re-raises a worker's error as `type(err)("Caught ... Original Traceback ...")`: keep the
+        # one line the worker raised (the traceback's last line, after the class name), not the traceback
+        text = args[0] if len(args) == 1 and isinstance(args[0], str) else ""
+        if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+            args = (text.rstrip().splitlines()[-1].split(": ", 1)[-1],)
+        super().__init__(*args)
+
 
 class BadSampleError(KdcacheError):
     """One sample cannot be read (corrupt image, missing file, size mismatch, ...).

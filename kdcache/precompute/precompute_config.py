@@ -100,3 +100,24 @@ class PrecomputeConfig(Config):
         for flag, value, least in (("--workers", self.workers, 0), ("--writer-threads", self.writer_threads, 1)):
             if value is not None and value < least:
                 raise KdcacheError(f"{flag} {value} must be >= {least}")
+
+
+def repair_command(url: str, manifest: dict, specs: list[str]) -> str:
+    """The `kdcache precompute` command that redoes the damaged shards of splits `specs` of the store at `url`
+    (its teacher and options, read back from the manifest): a rerun finds them and redoes only those."""
+    try:
+        teacher = manifest.get("teacher") or {}
+        features = manifest.get("features") or {}
+        entry = manifest["splits"][specs[0]]
+        config = PrecomputeConfig(
+            teacher=teacher.get("name", "none"), splits=list(specs), out=url,
+            resolution=tuple(manifest["resolution"]), shard_size=int(manifest["shard_size"]),
+            precision=teacher.get("precision", "fp32"), flip_tta=bool(teacher.get("flip_tta", False)),
+            feature_layers=list(features.get("layers") or []) or "none",
+            feature_grid=tuple(features["grid"]) if features.get("grid") else None,
+            feature_budget=features.get("budget_bytes"), split_options=manifest.get("split_options") or {},
+            data_root=entry.get("root"),
+        )
+        return config.command()
+    except (KdcacheError, KeyError, TypeError, ValueError, AttributeError):  # a manifest too odd to read back
+        return f"kdcache precompute --out {url} ..."  # the teacher and options `kdcache cache info` shows

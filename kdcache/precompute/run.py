@@ -7,10 +7,12 @@ Built so that a GPU teacher is never kept waiting (docs/architecture.md, section
 3. whole shards go to a pool of writer threads, several in flight (`store/writer.py`).
 
 Resumable: shards whose `shard_done` flag is set are skipped, so rerunning the same command after a kill -9
-continues where it stopped. Extendable: a run naming splits an existing store lacks adds them, and the teacher
-runs on those only. `shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the
-shard defaults to (RANK, WORLD_SIZE) and the device to `cuda:LOCAL_RANK`. Two runs never write one store at
-once (`store/lock.py`).
+continues where it stopped. Self-repairing: a rerun first reads every done shard of its splits whole and checks
+every checksum (`kdcache.store.integrity`); a shard with a missing or damaged file loses its done flag and its
+files, and is redone like one never written, so the store ends bit-identical to a clean run.
+Extendable: a run naming splits an existing store lacks adds them, and the teacher runs on those only.
+`shard=(i, N)` processes fill disjoint shards (s % N == i); under torchrun the shard defaults to
+(RANK, WORLD_SIZE) and the device to `cuda:LOCAL_RANK`. Two runs never write one store at once (`store/lock.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kdcache.console import log
+from kdcache.console import log, progress
 from kdcache.devices import default_workers, launch_env, resolve_device
 from kdcache.errors import KdcacheError
 from kdcache.precompute import store_plan as planning
@@ -35,9 +37,10 @@ from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import lock
 from kdcache.store import manifest as mf
 from kdcache.store.backend import remove_stale_partials
+from kdcache.store.integrity import check_split
 from kdcache.store.layout import shard_count, shard_range
-from kdcache.store.reader import StoredSplit
-from kdcache.store.writer import ShardWriter, existing_manifest, wait_for_manifest
+from kdcache.store.reader import CacheStore, StoredSplit
+from kdcache.store.writer import ShardWriter, existing_manifest, undo_shards, wait_for_manifest
 
 
 def resolve_teacher(teacher, device, precision: str):
@@ -83,14 +86,35 @@ def _mismatch(out: str, stored: dict, requested: dict) -> None:
         )
 
 
+def _damaged(out: str, manifest: dict | None, specs: list[str], shard: tuple[int, int]) -> dict[str, list[int]]:
+    """Per split group: the done shards of this process whose files are missing or fail a checksum (every file
+    read whole, at disk speed)."""
+    if manifest is None:
+        return {}
+    store, found = CacheStore(out, manifest), {}
+    with progress(unit="img") as bar:
+        for spec in (spec for spec in specs if spec in manifest["splits"]):
+            split = store.split(spec)
+            mine = [s for s in range(split.n_shards) if s % shard[1] == shard[0]]
+            task = bar.add_task(f"check {spec}", total=len(split))
+            report = check_split(split, "data", mine, advance=lambda samples, task=task: bar.advance(task, samples))
+            if report.damage:
+                more = f" and {len(report.damage) - 1} more" if len(report.damage) > 1 else ""
+                log(f"{spec}: {len(report.damaged_shards)} damaged shard(s) ({report.damage[0]}{more}): redoing them")
+                found[split.group] = report.damaged_shards
+    return found
+
+
 def _todo(out: str, manifest: dict | None, specs: list[str], counts: list[int], shard_size: int,
-          shard: tuple[int, int]) -> dict[int, list[int]]:
-    """Per split position: the shards this process still has to write (all of its own on a new store)."""
+          shard: tuple[int, int], damaged: dict[str, list[int]] | None = None) -> dict[int, list[int]]:
+    """Per split position: the shards this process still has to write (all of its own on a new store), the
+    `damaged` ones (per group) included."""
     todo = {}
     for position, spec in enumerate(specs):
         entry = (manifest or {}).get("splits", {}).get(spec)
         if entry is not None:
             done = StoredSplit(out, spec, entry, manifest).done_flags()  # its metadata checked first
+            done[(damaged or {}).get(entry["group"], [])] = False
         else:
             done = np.zeros(shard_count(counts[position], shard_size), dtype=bool)
         todo[position] = [s for s in range(len(done)) if s % shard[1] == shard[0] and not done[s]]
@@ -128,7 +152,11 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
     samples = RunSamples([ResizedSamples(d, resolution, bool(d.labeled)) for d in datasets.values()])
 
     # Decoding starts before the teacher loads; nothing is written to `out` until the teacher is loaded.
-    todo = _todo(out, existing_manifest(out), specs, counts, config.shard_size, shard)
+    stored = existing_manifest(out)
+    if stored is not None:
+        lock.refuse_if_written(out, shard)  # before reading the whole store for damage, not after
+    damaged = _damaged(out, stored, specs, shard)
+    todo = _todo(out, stored, specs, counts, config.shard_size, shard, damaged)
     batches = run_batches(todo, counts, config.shard_size, config.batch_size)
     pin = device.type == "cuda" and config.teacher != "none"
     loader = iter(make_loader(samples, batches, workers, pin)) if batches else iter(())
@@ -145,7 +173,7 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
         maker = (TargetMaker(model, FeaturePlan(layers, grid), config.flip_tta, device, config.precision)
                  if model else None)
         with lock.writing(out, shard):
-            _write(out, requested, maker, samples, loader, todo, shard, config)
+            _write(out, requested, maker, samples, loader, todo, damaged, shard, config)
     finally:
         shutdown = getattr(loader, "_shutdown_workers", None)
         if shutdown is not None:
@@ -153,8 +181,9 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
     return out
 
 
-def _write(out, requested, maker, samples, loader, todo, shard, config: PrecomputeConfig) -> None:
-    """Open (or create) the store, then stream every batch into it; runs under the store's write locks."""
+def _write(out, requested, maker, samples, loader, todo, damaged, shard, config: PrecomputeConfig) -> None:
+    """Open (or create) the store, clear the `damaged` shards, then stream every batch into it; runs under the
+    store's write locks."""
     specs, counts = list(requested["splits"]), [len(split) for split in samples.splits]
     shard_size, strict = requested["shard_size"], config.strict
     existed = existing_manifest(out) is not None
@@ -164,6 +193,8 @@ def _write(out, requested, maker, samples, loader, todo, shard, config: Precompu
         maker.plan = planning.feature_plan(out, manifest)
     if existed and shard[1] == 1:
         remove_stale_partials(out)  # leftovers of a killed writer; unsafe while other writers run
+    for group, shards in damaged.items():
+        undo_shards(out, group, shards)
     now = _todo(out, manifest, specs, counts, shard_size, shard)  # another run may have finished some meanwhile
     skip = {(position, s) for position, shards in todo.items() for s in shards if s not in set(now[position])}
     runs = []

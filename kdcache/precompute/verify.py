@@ -1,8 +1,11 @@
-"""`verify_store`: is a cache complete, finite, and does it still match its teacher?
+"""`verify_store`: is a cache complete and intact, finite, and does it still match its teacher?
 
-Like TinyViT's check mode: K stored samples are recomputed with the teacher (from the stored uint8 images,
-exactly what the teacher saw at precompute time) and the maximum absolute and relative differences of
-the teacher map and every feature layer are reported; relative = max |stored - recomputed| / max |recomputed|.
+First every file of every done shard is read whole and every checksum checked (`kdcache.store.integrity`, like
+borg's and restic's `check --read-data`); a damaged split is named piece by piece, with the command that repairs
+it, and its content checks wait for the repair. Then, like TinyViT's check mode: K stored samples are recomputed
+with the teacher (from the stored uint8 images, exactly what the teacher saw at precompute time) and the maximum
+absolute and relative differences of the teacher map and every feature layer are reported;
+relative = max |stored - recomputed| / max |recomputed|.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 from kdcache.console import progress
 from kdcache.precompute import store_plan as planning
 from kdcache.precompute.teacher_targets import TargetMaker
+from kdcache.precompute.precompute_config import repair_command
+from kdcache.store.integrity import Damage, check_split
 from kdcache.store.reader import StoredSplit, open_store
 
 MAP_FIELDS = ("teacher", "gt")
@@ -29,6 +34,9 @@ class SplitCheck:
     teacher_bad: int = 0
     nonfinite: dict[str, int] = field(default_factory=dict)
     recomputed: int = 0
+    files: int = 0  # files read whole, every checksum checked
+    bytes_read: int = 0
+    damage: list[Damage] = field(default_factory=list)
     diffs: dict[str, tuple[float, float]] = field(default_factory=dict)  # field -> (max abs, max rel)
 
 
@@ -39,10 +47,15 @@ class VerifyReport:
     splits: list[SplitCheck]
     problems: list[str]
     notes: list[str]
+    repair: str | None = None  # the command that repairs the damage found
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def damage(self) -> list[Damage]:
+        return [d for check in self.splits for d in check.damage]
 
 
 def _scan(split: StoredSplit, check: SplitCheck, bar, task) -> None:
@@ -132,6 +145,14 @@ def verify_store(
             checks.append(check)
             if done < total:
                 problems.append(f"{spec}: {total - done} of {total} shards missing (rerun the precompute command)")
+            task = bar.add_task(f"check {spec}", total=len(split))
+            integrity = check_split(split, "data", advance=lambda samples, task=task: bar.advance(task, samples))
+            check.files, check.bytes_read, check.damage = integrity.files, integrity.bytes_read, integrity.damage
+            notes += integrity.notes
+            if check.damage:
+                problems += [f"damaged: {damage}" for damage in check.damage]
+                notes.append(f"{spec}: its values are scanned and recomputed once it is repaired")
+                continue
             _scan(split, check, bar, bar.add_task(f"scan {spec}", total=len(split)))
             for name, bad in check.nonfinite.items():
                 if bad:
@@ -141,4 +162,6 @@ def verify_store(
                 for name, (abs_diff, rel_diff) in check.diffs.items():
                     if rel_diff > tolerance:
                         problems.append(f"{spec}: '{name}' differs from the teacher by {rel_diff:.3g} (relative) > {tolerance:g}")
-    return VerifyReport(url, tolerance, checks, problems, notes)
+    damaged = [check.spec for check in checks if check.damage]
+    repair = repair_command(url, manifest, damaged) if damaged else None
+    return VerifyReport(url, tolerance, checks, problems, notes, repair)

@@ -1,4 +1,7 @@
-"""`store_info(url)`: what a cache holds, how big it is and how complete, for `kdcache cache info`."""
+"""`store_info(url)`: what a cache holds, how big it is and how complete, for `kdcache cache info`.
+
+Complete means every shard is marked done *and* its files are there with intact indexes (`integrity.check_split`
+at the "index" level: the end of each file only); `kdcache cache verify` reads every chunk."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdcache.store.integrity import check_split
+from kdcache.store.layout import shard_range
 from kdcache.store.reader import CacheStore, open_store
 
 
@@ -30,7 +35,13 @@ class SplitInfo:
     unreadable: int
     teacher_bad: int
     written: int
+    damaged: list[str] = field(default_factory=list)  # the damage found, one entry per damaged file
+    damaged_shards: int = 0
     fields: list[FieldInfo] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.shards_done == self.shards_total and not self.damaged
 
     @property
     def stored_bytes(self) -> int:
@@ -52,15 +63,21 @@ class SplitInfo:
 def split_info(store: CacheStore, spec: str) -> SplitInfo:
     split = store.split(spec)
     done, total = split.shards_done()
-    flags = split.read(fields=[f for f in ("readable", "teacher_ok") if f in split.fields])
+    integrity = check_split(split, "index")
+    damaged = set(integrity.damaged_shards)
+    names = [f for f in ("readable", "teacher_ok") if f in split.fields]
     written = np.zeros(len(split), bool)
-    done_flags = split.done_flags()
-    for shard in np.flatnonzero(done_flags):
-        written[shard * split.shard_size:(shard + 1) * split.shard_size] = True
+    flags = {name: np.zeros(len(split), bool) for name in names}
+    for shard in np.flatnonzero(split.done_flags()):
+        start, stop = shard_range(int(shard), len(split), split.shard_size)
+        written[start:stop] = True
+        if shard not in damaged:  # a damaged shard's flags may not read; it is counted as damaged instead
+            for name, values in split.read(start, stop, names).items():
+                flags[name][start:stop] = values
     unreadable = int((written & ~flags["readable"]).sum())
     teacher_bad = int((written & flags["readable"] & ~flags["teacher_ok"]).sum()) if "teacher_ok" in flags else 0
     info = SplitInfo(spec, split.group, len(split), split.labeled, split.space, done, total, unreadable, teacher_bad,
-                     int(written.sum()))
+                     int(written.sum()), [str(d) for d in integrity.damage], len(damaged))
     for name in split.fields:
         array = split.array(name)
         itemsize = 16 if name == "ids" else np.dtype(str(array.dtype)).itemsize  # ids: nominal bytes per id

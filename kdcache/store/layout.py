@@ -4,7 +4,9 @@ One zarr group per split. Per-sample maps have chunks of one sample (the unit of
 `shard_size` samples (the unit of writing: one file per shard, written whole by one process). Per-sample
 scalars (`ids`, `teacher_ok`, `readable`) are chunked by shard, so every file belongs to exactly one shard
 and concurrent `--shard i/N` writers never touch the same file. `shard_done` has one chunk per shard and
-is set only after that shard's data is durable: it is the resume record.
+is set only after that shard's data is durable: it is the resume record. A done shard has a file in every
+per-sample array (the writer stores even an all-fill one), and every chunk carries its CRC32C, so damage is
+caught on read (`shardread.py`) and by `kdcache cache verify` (`integrity.py`).
 
     <split>/image        (N, H, W, 3) uint8    the resized student input (what the teacher saw)
     <split>/teacher      (N, H, W)    float16  teacher output at the cache resolution (zeros if not ok)
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 # Chosen by measurement (docs/benchmarks.md, "Codecs"), for a store written at a GPU teacher's pace (~500
 # samples/s, every sample encoded on the host) and read every epoch by every variant.
@@ -44,6 +46,12 @@ FLOAT_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 FEATURE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 MASK_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+# Per-sample scalars (ids, flags) and shard_done: zarr's default compressor for them.
+SCALAR_CODEC = ZstdCodec(level=0, checksum=False)
+# Every chunk carries the CRC32C of its encoded bytes (Zarr v3's `crc32c` codec, last in the chunk pipeline), so a
+# read checks every chunk, not only a shard's index (docs/architecture.md, "What a store guarantees"). It costs
+# 4 bytes per chunk and ~3 % of a chunk's decoding time (docs/benchmarks.md, "Chunk checksums").
+CHECKSUM = Crc32cCodec()
 
 
 @dataclass(frozen=True)
@@ -112,17 +120,18 @@ def create_split_arrays(root: zarr.Group, group: str, count: int, shard_size: in
             if field.sample_shape:
                 split.create_array(
                     field.name, shape=shape, dtype=field.dtype, chunks=(1, *field.sample_shape),
-                    shards=(shard_size, *field.sample_shape), compressors=[field.codec],
+                    shards=(shard_size, *field.sample_shape), compressors=[field.codec, CHECKSUM],
                     fill_value=field.fill_value, overwrite=True,
                 )
             else:
                 split.create_array(
                     field.name, shape=shape, dtype=field.dtype if field.dtype != "str" else str,
-                    chunks=(shard_size,), fill_value=field.fill_value, overwrite=True,
+                    chunks=(shard_size,), compressors=[SCALAR_CODEC, CHECKSUM], fill_value=field.fill_value,
+                    overwrite=True,
                 )
     split.create_array(
         "shard_done", shape=(shard_count(count, shard_size),), dtype="bool", chunks=(1,), fill_value=False,
-        overwrite=True,
+        compressors=[SCALAR_CODEC, CHECKSUM], overwrite=True,
     )
 
 

@@ -87,6 +87,15 @@ def writing(url: str, shard: tuple[int, int]):
         yield
 
 
+def refuse_if_written(url: str, shard: tuple[int, int]) -> None:
+    """Refuse at once, as `writing` would, when another run writes `url` (taking and dropping the locks): for
+    work a run does before it takes them, such as reading the whole store for damage."""
+    folder = lock_folder(url)
+    if folder is not None and folder.exists():
+        with writing(url, shard):
+            pass
+
+
 @contextlib.contextmanager
 def creating(url: str):
     """Hold the creation lock of `url`, waiting for another run that is creating it."""

@@ -2,8 +2,10 @@
 
 Arrays are opened lazily and re-opened after a fork, so a `StoredSplit` can be handed to DataLoader
 workers. Whole-shard reads (`read(start, stop)` over `shuffled_blocks(...)`) are the fast path (one GET
-per shard and field, see shardread.py); per-sample random access on sharded arrays pays zarr's
-per-call overhead for every sample.
+per shard and field, see shardread.py), and so are reads of a few samples within a shard (memory-mapped
+locally, the whole shard fetched from an object store); every read checks the checksums of what it reads. A
+shard marked done whose file is missing or fails a check raises one `KdcacheError` naming the shard and the
+command that repairs it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kdcache.store import manifest as mf
 from kdcache.store.backend import open_backend
 from kdcache.store.layout import shard_count
 from kdcache.store.schema import check_array, check_manifest, damaged, expected_fields
-from kdcache.store.shardread import read_shard
+from kdcache.store.shardread import DamagedFile, MissingFile, done_flags, read_shard, read_with_zarr
 
 
 def open_root(url: str, read_only: bool = True) -> zarr.Group:
@@ -229,15 +231,40 @@ class StoredSplit:
     def read(self, start: int = 0, stop: int | None = None, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Samples [start, stop) as {field: array}; `fields` may say "features" for every cached layer."""
         stop = len(self) if stop is None else min(stop, len(self))
-        wanted = self._expand(fields)
-        whole_shard = start % self.shard_size == 0 and stop == min(len(self), start + self.shard_size)
         out = {}
-        for field in wanted:
-            values = read_shard(self.array(field), start // self.shard_size) if whole_shard else None
-            if values is None:
-                values = self.array(field)[start:stop]
+        for field in self._expand(fields):
+            values = self._read_field(field, start, stop)
             out[field] = np.array([str(v) for v in values], dtype=str) if field == "ids" else values
         return out
+
+    def _read_field(self, field: str, start: int, stop: int) -> np.ndarray:
+        """One field's samples [start, stop), shard by shard (each file read once, its checksums checked)."""
+        array, size = self.array(field), self.shard_size
+        if stop <= start:
+            return array[start:stop]
+        parts = []
+        for shard in range(start // size, (stop - 1) // size + 1):
+            first, last = max(start, shard * size), min(stop, (shard + 1) * size)
+            try:
+                values = read_shard(array, shard, first - shard * size, last - shard * size)
+                parts.append(read_with_zarr(array, first, last) if values is None else values)
+            except MissingFile as err:
+                if self.shard_done(shard):
+                    raise self.damage_error(shard, field, str(err)) from None
+                parts.append(array[first:last])  # not written yet: the fill value, as zarr reads it
+            except DamagedFile as err:
+                raise self.damage_error(shard, field, str(err)) from None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def damage_error(self, shard: int, field: str, reason: str) -> KdcacheError:
+        """The one-line error for a damaged shard: which, how, and the command that repairs it."""
+        from kdcache.precompute.precompute_config import repair_command
+
+        return KdcacheError(
+            f"cache {self.url}: shard {shard} of split '{self.spec}' is damaged ({field}: {reason}): repair it with "
+            f"`{repair_command(self.url, self.manifest, [self.spec])}` (`kdcache cache verify {self.url}` lists "
+            "every damaged shard)"
+        )
 
     def _expand(self, fields: Iterable[str] | None) -> list[str]:
         if fields is None:
@@ -252,8 +279,11 @@ class StoredSplit:
         return expanded
 
     def done_flags(self) -> np.ndarray:
-        """`shard_done`: one bool per shard, True once its data is durable."""
-        return np.asarray(self.array("shard_done")[:], dtype=bool)
+        """`shard_done` as bools (a damaged flag counts as not done)."""
+        return done_flags(self.array("shard_done"))
+
+    def shard_done(self, shard: int) -> bool:
+        return bool(self.done_flags()[shard])
 
     def shards_done(self) -> tuple[int, int]:
         done = self.done_flags()

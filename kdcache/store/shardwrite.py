@@ -3,11 +3,14 @@
 zarr-python encodes every inner chunk through its async codec pipeline, with Python on its event-loop thread
 holding the GIL for ~2 ms per one-sample chunk: one writer process then tops out below ~450 samples/s, well
 under what one GPU teacher produces. For the layout kdcache creates (sharding codec; inner chunks `bytes` +
-`blosc`; index `bytes` + `crc32c` at the end; zarr v3 spec, "sharding_indexed" codec), this module encodes a
-shard's chunks with numcodecs' Blosc (configured exactly as zarr configures it, and releasing the GIL while it
-compresses, so a pool of threads encodes in parallel), appends the index and its checksum, and returns the
-file's bytes, to be stored in one put. The result is the same sharded array zarr writes (tests compare both),
-so `zarr.open` reads it back unchanged. Chunks equal to the fill value are left out of the file, as zarr does.
+`blosc` + `crc32c`; index `bytes` + `crc32c` at the end; zarr v3 spec, "sharding_indexed" codec), this module
+encodes a shard's chunks with numcodecs' Blosc (configured exactly as zarr configures it, and releasing the GIL
+while it compresses, so a pool of threads encodes in parallel), appends each chunk's checksum, then the index and
+its checksum, and returns the file's bytes, to be stored in one put. The result is the same sharded array zarr
+writes (tests compare both), so `zarr.open` reads it back unchanged. Chunks equal to the fill value are left out
+of the file, as zarr does; a shard whose every chunk is fill is still written (an index of MISSING entries,
+where zarr would write no file), so every shard marked done has its file and a missing one is damage
+(`kdcache.store.integrity`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,9 @@ import zarr
 from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 
-from kdcache.store.shardread import MISSING, sharding_codec
+from kdcache.store.shardread import MISSING, chunk_checksums, chunk_path, crc32c, sharding_codec
 
 _SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-
-
-def chunk_path(array: zarr.Array, first_sample: int) -> str:
-    """Store key of the file (shard, or the chunk of an unsharded array) holding sample `first_sample`."""
-    outer = array.shards[0] if array.shards else array.chunks[0]
-    key = array.metadata.encode_chunk_key((first_sample // outer,) + (0,) * (array.ndim - 1))
-    return f"{array.store_path.path}/{key}" if array.store_path.path else key
 
 
 class ShardEncoder:
@@ -38,6 +34,7 @@ class ShardEncoder:
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.sample_shape = tuple(array.shape[1:])
         self.fill = np.asarray(array.fill_value, dtype=self.dtype)
+        self.checksums = chunk_checksums(array)
         # zarr's own BloscCodec configuration (zarr.codecs.blosc), so the bytes are the ones zarr would write
         self.codec = Blosc(cname=blosc.cname.value, clevel=blosc.clevel, shuffle=_SHUFFLES[blosc.shuffle.value],
                            blocksize=blosc.blocksize, typesize=blosc.typesize)
@@ -66,14 +63,11 @@ class ShardEncoder:
             if empty:
                 continue  # all fill value: not stored (zarr's write_empty_chunks=False)
             encoded = self.codec.encode(sample)
-            index[position] = (offset, len(encoded))
-            parts.append(encoded)
-            offset += len(encoded)
+            chunk = [encoded, crc32c(encoded)] if self.checksums else [encoded]  # joined once, below
+            nbytes = sum(len(part) for part in chunk)
+            index[position] = (offset, nbytes)
+            parts += chunk
+            offset += nbytes
         index_bytes = index.tobytes()
-        return chunk_path(self.array, start), b"".join(parts) + index_bytes + _crc32c(index_bytes)
+        return chunk_path(self.array, start), b"".join(parts) + index_bytes + crc32c(index_bytes)
 
-
-def _crc32c(payload: bytes) -> bytes:
-    import google_crc32c
-
-    return np.uint32(google_crc32c.value(payload)).astype("<u4").tobytes()

@@ -6,8 +6,9 @@ shard 0 creates the store; the root first gets `kdcache_creating`, then every ar
 simply recreates on restart (no data is written before the manifest exists).
 
 Write protocol (resumable after kill -9 at any moment): a shard's arrays are written whole, each file
-atomically, then all of them durably (see backend.py); only then is `<split>/shard_done[shard]` set. A
-restart redoes every shard whose flag is unset, replacing whatever a killed writer left there.
+atomically, then all of them durably (see backend.py); only then is `<split>/shard_done[shard]` set. Every
+array of a done shard has its file, even when all its values are the fill value. A restart redoes every shard
+whose flag is unset, replacing whatever a killed writer left there.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
 from kdcache.store.schema import check_manifest
 from kdcache.store.backend import local_path, open_backend
-from kdcache.store.shardwrite import ShardEncoder, chunk_path
+from kdcache.store.shardread import chunk_path
+from kdcache.store.shardwrite import ShardEncoder
 
 CREATE_TIMEOUT_S = 3600.0
 
@@ -112,6 +114,20 @@ def wait_for_manifest(url: str, shard: tuple[int, int], timeout_s: float = CREAT
         time.sleep(0.2)
 
 
+def undo_shards(url: str, group: str, shards: list[int]) -> None:
+    """Make `shards` of `group` as if never written: clear their done flags (durably), then delete their files, so
+    the next write starts from nothing (a damaged file is never read back to be merged)."""
+    root = zarr.open_group(store=open_backend(url, read_only=False), mode="r+")
+    for shard in shards:
+        root[f"{group}/shard_done"][shard] = False
+    arrays = [array for _, array in root[group].members(max_depth=None)
+              if isinstance(array, zarr.Array) and array.basename != "shard_done"]
+    for array in arrays:
+        per_file = array.shards[0] if array.shards else array.chunks[0]
+        for shard in shards:
+            zarr.core.sync.sync(array.store_path.store.delete(chunk_path(array, shard * per_file)))
+
+
 def default_writer_threads() -> int:
     """Encoder threads: half the cores (at least 2, at most 8); Blosc releases the GIL while it compresses."""
     return max(2, min(8, (os.cpu_count() or 2) // 2))
@@ -174,7 +190,9 @@ class ShardWriter:
     def _array(self, key: str) -> tuple[zarr.Array, ShardEncoder | None]:
         with self._lock:
             if key not in self._arrays:
-                array = self._data[key]
+                # every file of a done shard is written, even one all fill (ids of unreadable samples, flags all
+                # False), so a missing file is always damage (kdcache.store.integrity)
+                array = self._data[key].with_config({"write_empty_chunks": True})
                 self._arrays[key] = (array, ShardEncoder.of(array))
             return self._arrays[key]
 
