@@ -280,6 +280,41 @@ def parse_pairs(items: list[str], option: str) -> dict[str, Any]:
     return options
 
 
+def parse_storage_options(items: list[str], option: str) -> dict[str, Any]:
+    """fsspec storage options, `["endpoint_url=http://host:9000", "anon=true"]` -> {"endpoint_url": ..., "anon":
+    True}: `true` / `false` are booleans, numbers numbers, anything else text (sizes stay text)."""
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE as fsspec names them, e.g. "
+                               "endpoint_url=http://127.0.0.1:9000 or anon=true")
+        text = text.strip()
+        value: Any = {"true": True, "false": False}.get(text.lower(), text)
+        for kind in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = kind(text)
+                except ValueError:
+                    pass
+        options[key.strip()] = value
+    return options
+
+
+def format_storage_value(value: Any) -> str:
+    """The inverse of `parse_storage_options` for one value."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def storage_options_setting() -> Any:
+    """The `--storage-option` field every command that takes a store URL has."""
+    return setting(factory=dict, flag="--storage-option", style="pairs", parse=parse_storage_options,
+                   text=format_storage_value,
+                   help="fsspec option of the store's filesystem, KEY=VALUE (repeatable), e.g. "
+                        "endpoint_url=http://127.0.0.1:9000 for s3fs; the standard variables (AWS_ENDPOINT_URL, "
+                        "AWS_ACCESS_KEY_ID, ...) are read as well.")
+
+
 def format_option_value(value: Any) -> str:
     """The inverse of `parse_option_value` (sizes as HxW)."""
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):

@@ -10,7 +10,8 @@ so). Each lock file records its holder (pid, host, start time, command), which a
   slice are refused at once, while disjoint slices run side by side.
 - `create`: exclusive while a run checks whether the store exists and creates it.
 
-Object stores (s3://, gs://, ...) have no such locks: split the work there with `--shard i/N`.
+On S3 (s3://), the same locks are leases on objects beside the store (`kdcache.store.lease`). Other object stores
+(gs://, ...) have no locks: split the work there with `--shard i/N`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError
+from kdcache.store import lease
 from kdcache.store.backend import local_path
 
 try:
@@ -44,10 +46,12 @@ def lock_folder(url: str) -> Path | None:
 
 @contextlib.contextmanager
 def writing(url: str, shard: tuple[int, int]):
-    """Hold the locks of a run that writes shards `s % N == i` of `url` (all shards when N == 1)."""
+    """Hold the locks of a run that writes shards `s % N == i` of `url` (all shards when N == 1). Yields the object
+    store's lease (its `check()` says whether it is still held), or None for a local store."""
     folder = lock_folder(url)
     if folder is None:
-        yield
+        with lease.writing(url, shard, refuse=lambda holder: _refusal(url, holder)) as held:
+            yield held
         return
     with contextlib.ExitStack() as held:
         whole = shard[1] == 1
@@ -62,7 +66,8 @@ def creating(url: str):
     """Hold the creation lock of `url`, waiting for another run that is creating it."""
     folder = lock_folder(url)
     if folder is None:
-        yield
+        with lease.creating(url, refuse=lambda holder: _refusal(url, holder)):
+            yield
         return
     with _flock(folder / "create", exclusive=True, url=url, wait=True):
         yield

@@ -16,7 +16,7 @@ import zarr
 
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
-from kdcache.store.backend import open_backend
+from kdcache.store.backend import local_path, open_backend, remote, use_remote
 from kdcache.store.layout import shard_count
 from kdcache.store.shardread import read_shard
 
@@ -178,7 +178,14 @@ class StoredSplit:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_arrays"], state["_pid"] = {}, None
+        state["_remote"] = remote(self.url)  # a spawned DataLoader worker reaches the store as its parent does
         return state
+
+    def __setstate__(self, state):
+        settings = state.pop("_remote", None)
+        self.__dict__.update(state)
+        if settings is not None and local_path(self.url) is None:
+            use_remote(self.url, settings.storage_options, settings.read_cache, settings.read_cache_bytes)
 
     def array(self, field: str) -> zarr.Array:
         """The zarr array of a field (opened once per process)."""

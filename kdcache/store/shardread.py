@@ -71,15 +71,23 @@ def read_shard(array: zarr.Array, shard: int) -> np.ndarray | None:
 
 
 def _shard_bytes(store, path: str) -> np.ndarray | None:
-    """The shard file as uint8: memory-mapped on local disks (decoded straight from the page cache),
-    one GET elsewhere; None when it does not exist."""
+    """The shard file as uint8: memory-mapped on local disks (decoded straight from the page cache) and from
+    the read cache of a remote store (`readcache.py`), one GET elsewhere; None when it does not exist."""
     if isinstance(store, LocalStore):
-        file = store.root / path
-        if not file.is_file():
-            return None
-        return np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
+        return _mapped(store.root / path)
+    local_copy = getattr(store, "local_copy_sync", None)
+    if local_copy is not None:
+        file = local_copy(path)
+        if file is not None:
+            return _mapped(file)
     buffer = zarr.core.sync.sync(store.get(path, prototype=default_buffer_prototype()))
     return None if buffer is None else buffer.as_numpy_array().view(np.uint8).reshape(-1)
+
+
+def _mapped(file) -> np.ndarray | None:
+    if not file.is_file():
+        return None
+    return np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
 
 
 def _decoded_size(header: np.ndarray) -> int:

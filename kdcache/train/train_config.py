@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdcache.config import Config, format_hw, setting
+from kdcache.config import Config, format_hw, setting, storage_options_setting
 from kdcache.errors import KdcacheError
 from kdcache.sizes import parse_hw
 from kdcache.train.modes import GT_LOSS, KD_LOSS, LOSS_TABLE_KEYS, MODES, get_mode, mode_loss, mode_sources
@@ -102,6 +102,14 @@ class TrainConfig(Config):
 
     cache: str = setting(flag="--cache", help="Cache URL (a `kdcache precompute --out`).")
     out: str = setting(flag="--out", help="Run directory (one sub-dir per variant).")
+    storage_options: dict[str, Any] = storage_options_setting()
+    read_cache: str | None = setting(None, flag="--read-cache",
+                                     help="Folder keeping local copies of a remote cache's shards, so epochs after "
+                                          "the first read the local disk (default: $KDCACHE_READ_CACHE, else "
+                                          "~/.cache/kdcache/reads; `off`: none).")
+    read_cache_gib: float = setting(50.0, flag="--read-cache-gib",
+                                    help="Bound of the read cache folder in GiB (least recently used copies go "
+                                         "first).")
     sources: dict[str, str] = setting(factory=dict)  # source name -> split spec in the store
     mix: dict[str, float] = setting(factory=dict)  # source name -> fraction of each batch
     variants: list[VariantConfig] = setting(factory=list)  # the TOML's [[variant]] tables
