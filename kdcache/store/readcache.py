@@ -91,7 +91,7 @@ class CachedReadStore(WrapperStore[FsspecStore]):
 
     async def _version(self, key: str) -> tuple[str, int] | None:
         """(ETag, size) of object `key`, from one listing of its array's chunks."""
-        prefix = key[:f"/{key}".index("/c/") + 1] if not key.startswith("c/") else ""
+        prefix = key[:f"/{key}".index("/c/")]  # the array's folder, "/" included ("" for a root array)
         with self._lock:
             listing = self._listings.get(prefix)
         if listing is None:
