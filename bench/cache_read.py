@@ -7,11 +7,20 @@ The data: a store precomputed from JPEG photos-like images with a cheap fake tea
 layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unlabeled split + features).
 
     python bench/cache_read.py [--images 512] [--resolution 240x320] [--shard-size 64] [--rounds 3]
+
+With `--s3` (needs the dev extra: moto[server], s3fs) it measures a store in a bucket instead: the same store is
+copied to moto's S3 server on 127.0.0.1, and each round reads one epoch from the local disk, one from S3 with an
+empty read cache (the first epoch) and one from S3 with the read cache filled (every later epoch), interleaved;
+every epoch opens the store anew, as a DataLoader worker does. It prints the median and the range of each, and
+of the per-round ratio cached / local (the target: >= 0.9).
+
+    python bench/cache_read.py --s3 [--rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +43,7 @@ def build_store(work: Path, images: int, resolution, shard_size: int) -> str:
 
     from kdcache.precompute import PrecomputeConfig, precompute
 
-    write_images(work / "images", images)
+    write_images(work / "images", images, resolution)
     return precompute(PrecomputeConfig(FakeTeacher(), [f"folder:{work / 'images'}"], str(work / "cache.zarr"),
                                        resolution=resolution, batch_size=32, shard_size=shard_size, workers=1))
 
@@ -93,6 +102,48 @@ def measure(patterns: dict, rounds: int) -> dict[str, tuple[float, float]]:
     return results
 
 
+def s3_rounds(local_url: str, name: str, rounds: int, work: Path) -> dict[str, list[float]]:
+    """Samples/s per round: local disk, S3 first epoch (empty read cache), S3 later epochs (filled read cache)."""
+    import s3fs
+    from helpers.s3_server import S3_ENV, new_bucket, start_server
+
+    from kdcache.store import open_store
+    from kdcache.store.backend import use_remote
+
+    server, endpoint = start_server()
+    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
+    try:
+        bucket = new_bucket()
+        s3fs.S3FileSystem().put(local_url, f"{bucket}/cache.zarr", recursive=True)
+        url = f"s3://{bucket}/cache.zarr"
+
+        def epoch(store_url: str, folder: Path | None) -> float:
+            use_remote(url, {}, str(folder) if folder else None, 2**40)
+            start = time.perf_counter()
+            split = open_store(store_url).split(name)
+            store_epoch(split, 1)
+            return len(split) / (time.perf_counter() - start)
+
+        epoch(url, work / "warm")  # fills the read cache the later epochs read
+        rates: dict[str, list[float]] = {"local": [], "s3 first epoch": [], "s3 cached": []}
+        for index in range(rounds):
+            rates["local"].append(epoch(local_url, None))
+            rates["s3 first epoch"].append(epoch(url, work / f"cold-{index}"))
+            rates["s3 cached"].append(epoch(url, work / "warm"))
+            shutil.rmtree(work / f"cold-{index}", ignore_errors=True)
+        return rates
+    finally:
+        server.stop()
+
+
+def print_s3(rates: dict[str, list[float]]) -> None:
+    for label, values in rates.items():
+        print(f"{label:15s} {np.median(values):8.1f} samples/s (range {min(values):.1f} - {max(values):.1f})")
+    ratios = [cached / local for cached, local in zip(rates["s3 cached"], rates["local"])]
+    print(f"s3_cached_vs_local={np.median(ratios):.2f} (per-round range {min(ratios):.2f} - {max(ratios):.2f}, "
+          f"{len(ratios)} rounds)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
@@ -100,6 +151,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--random-samples", type=int, default=128, help="samples for the per-sample pattern")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved passes per pattern (best is kept)")
+    parser.add_argument("--s3", action="store_true", help="local disk vs S3 (moto on 127.0.0.1) with the read cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
     resolution = tuple(int(v) for v in args.resolution.split("x"))
@@ -108,7 +160,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kdcache-bench-read-"))
     try:
-        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(f"folder:{work / 'images'}")
+        url = build_store(work, args.images, resolution, args.shard_size)
+        split = open_store(url).split(f"folder:{work / 'images'}")
+        if args.s3:
+            print(f"{len(split)} samples at {resolution[0]}x{resolution[1]}, fields {FIELDS}, shard size "
+                  f"{args.shard_size}; one epoch per pattern and round, interleaved")
+            print_s3(s3_rounds(url, split.name, args.rounds, work))
+            return
         paths = write_npz(split, work / "npz")
         store_bytes = sum(f.stat().st_size for f in (work / "cache.zarr").rglob("*") if f.is_file())
         npz_bytes = sum(p.stat().st_size for p in paths)

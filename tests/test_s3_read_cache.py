@@ -93,6 +93,7 @@ def test_the_read_cache_stays_within_its_bound(s3_cache, tmp_path):
     assert 0 < stored <= bound
 
 
+@pytest.mark.slow
 def test_train_from_s3_equals_train_from_the_local_copy(s3_cache, local_cache, tmp_path, run_cli):
     args = ["train", "--student", TINY_STUDENT["student"], "--labeled", "synth-train", "--aux", "synth-aux",
             "--mode", "kd-labeled-aux", "--val", "synth-test", "--epochs", "2", "--batch-size", "4",
