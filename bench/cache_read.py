@@ -11,8 +11,9 @@ layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unl
 With `--s3` (needs the dev extra: moto[server], s3fs) it measures a store in a bucket instead: the same store is
 copied to moto's S3 server on 127.0.0.1, and each round reads one epoch from the local disk, one from S3 with an
 empty read cache (the first epoch) and one from S3 with the read cache filled (every later epoch), interleaved;
-every epoch opens the store anew, as a DataLoader worker does. It prints the median and the range of each, and
-of the per-round ratio cached / local (the target: >= 0.9).
+every epoch opens the store anew, as a DataLoader worker does, and the same epochs are also read from a store kept
+open (a run without workers). It prints the median and the range of each, and of the per-round ratios cached /
+local (the target: >= 0.9).
 
     python bench/cache_read.py --s3 [--rounds 7]
 """
@@ -117,19 +118,24 @@ def s3_rounds(local_url: str, name: str, rounds: int, work: Path) -> dict[str, l
         s3fs.S3FileSystem().put(local_url, f"{bucket}/cache.zarr", recursive=True)
         url = f"s3://{bucket}/cache.zarr"
 
-        def epoch(store_url: str, folder: Path | None) -> float:
+        def epoch(store_url: str, folder: Path | None, split=None) -> float:
+            """One epoch; the store opened anew (as a loader worker does each epoch) unless `split` is given."""
             use_remote(url, {}, str(folder) if folder else None, 2**40)
             start = time.perf_counter()
-            split = open_store(store_url).split(name)
+            split = split or open_store(store_url).split(name)
             store_epoch(split, 1)
             return len(split) / (time.perf_counter() - start)
 
         epoch(url, work / "warm")  # fills the read cache the later epochs read
-        rates: dict[str, list[float]] = {"local": [], "s3 first epoch": [], "s3 cached": []}
+        kept = {"local": open_store(local_url).split(name), "s3": open_store(url).split(name)}  # kept open
+        rates: dict[str, list[float]] = {label: [] for label in (
+            "local", "s3 first epoch", "s3 cached", "local, kept open", "s3 cached, kept open")}
         for index in range(rounds):
             rates["local"].append(epoch(local_url, None))
             rates["s3 first epoch"].append(epoch(url, work / f"cold-{index}"))
             rates["s3 cached"].append(epoch(url, work / "warm"))
+            rates["local, kept open"].append(epoch(local_url, None, kept["local"]))
+            rates["s3 cached, kept open"].append(epoch(url, work / "warm", kept["s3"]))
             shutil.rmtree(work / f"cold-{index}", ignore_errors=True)
         return rates
     finally:
@@ -138,10 +144,11 @@ def s3_rounds(local_url: str, name: str, rounds: int, work: Path) -> dict[str, l
 
 def print_s3(rates: dict[str, list[float]]) -> None:
     for label, values in rates.items():
-        print(f"{label:15s} {np.median(values):8.1f} samples/s (range {min(values):.1f} - {max(values):.1f})")
-    ratios = [cached / local for cached, local in zip(rates["s3 cached"], rates["local"])]
-    print(f"s3_cached_vs_local={np.median(ratios):.2f} (per-round range {min(ratios):.2f} - {max(ratios):.2f}, "
-          f"{len(ratios)} rounds)")
+        print(f"{label:21s} {np.median(values):8.1f} samples/s (range {min(values):.1f} - {max(values):.1f})")
+    for cached, local in (("s3 cached", "local"), ("s3 cached, kept open", "local, kept open")):
+        ratios = [c / l for c, l in zip(rates[cached], rates[local])]
+        print(f"{cached} / {local}: {np.median(ratios):.2f} (per-round range {min(ratios):.2f} - {max(ratios):.2f}, "
+              f"{len(ratios)} rounds)")
 
 
 def main() -> None:

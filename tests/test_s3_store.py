@@ -11,6 +11,7 @@ import pytest
 
 from helpers import precompute_fakes  # noqa: F401 - registers the kdtest splits
 from helpers.precompute_fakes import FakeTeacher
+from helpers.train_support import TINY_STUDENT
 
 from kdcache.config import parse_storage_options
 from kdcache.errors import KdcacheError
@@ -108,6 +109,28 @@ def test_storage_options_alone_reach_the_store(s3_bucket, s3_endpoint, monkeypat
         assert_same(url, local_reference)
     finally:
         use_remote(f"s3://{s3_bucket}", {})
+
+
+def test_storage_options_are_a_setting_with_a_flag_and_no_credentials_reach_a_run_dir(tmp_path):
+    from kdcache.train import TrainConfig
+    from kdcache.train.train_config import config_json
+
+    options = {"endpoint_url": "http://127.0.0.1:9000", "anon": True}
+    config = PrecomputeConfig("none", ["kdtest-labeled"], "s3://b/c.zarr", storage_options=options)
+    assert "--storage-option endpoint_url=http://127.0.0.1:9000 --storage-option anon=true" in config.command()
+    (tmp_path / "c.toml").write_text(config.to_toml())
+    assert PrecomputeConfig.from_toml(tmp_path / "c.toml") == config
+    train = TrainConfig.from_dict({"cache": "s3://b/c.zarr", "out": str(tmp_path / "run"),
+                                   "sources": {"labeled": "synth-train"}, **TINY_STUDENT,
+                                   "storage_options": {"secret": "s3cr3t", "endpoint_url": "http://h:1"}})
+    text = config_json(train, train.variants[0], {})
+    assert "s3cr3t" not in text and "http://h:1" in text
+
+
+def test_an_unreachable_endpoint_is_one_line(s3_bucket, run_cli):
+    code, _, err = run_cli("cache", "info", f"s3://{s3_bucket}/c.zarr", "--storage-option",
+                           "endpoint_url=http://127.0.0.1:1")
+    assert code == 2 and "cannot reach" in err and "AWS_ENDPOINT_URL" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_storage_option_is_one_line(run_cli):

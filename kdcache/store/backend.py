@@ -92,6 +92,25 @@ def use_remote(url: str, storage_options: dict | None = None, read_cache: str | 
     if local_path(url) is None:
         options = remote(url).storage_options if storage_options is None else dict(storage_options)
         _REMOTES[protocol(url)] = Remote(options, read_cache, int(read_cache_bytes))
+        check_reachable(url)
+
+
+def check_reachable(url: str) -> None:
+    """Fail in one line, before any work, when the client cannot reach the store's endpoint or finds no
+    credentials (botocore's own errors, not OSErrors); the store's answers (no bucket, access denied) are OSErrors
+    and are reported where they occur."""
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return  # not S3
+    try:
+        fs, path = remote_fs(url)
+        fs.exists(path)
+    except BotoCoreError as err:
+        raise KdcacheError(f"cannot reach {url}: {err}: set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY (or --storage-option endpoint_url=...) for the store") from None
+    except (ImportError, ValueError, OSError):
+        return  # reported by open_backend, or by the command's own error handling
 
 
 def check_lasting(url: str, option: str = "--out") -> None:

@@ -66,18 +66,19 @@ class CachedReadStore(WrapperStore[FsspecStore]):
     async def local_copy(self, key: str) -> Path | None:
         """The local file holding object `key` (fetched now if need be); None when the object is not listed (it
         does not exist, or was written after this process listed its array)."""
-        version = await self._version(key)
-        if version is None:
-            return None
-        etag, size = version
-        path = self.root / f"{key}@{etag}-{size}"
-        if path.is_file():
-            os.utime(path)  # least recently used goes first
-            return path
+        prefix = _array_folder(key)
+        if prefix not in self._listings:
+            listing = await self._list(prefix)
+            with self._lock:
+                self._listings[prefix] = listing
+        version, kept = self._kept(key)
+        if version is None or kept is not None:
+            return kept
         buffer = await self._store.get(key, default_buffer_prototype())
         if buffer is None:
             return None
         data = buffer.to_bytes()
+        path = self._path(key, version)
         for stale in path.parent.glob(f"{Path(key).name}@*"):  # an older version of the same object
             stale.unlink(missing_ok=True)
         write_bytes(path, data)
@@ -85,20 +86,26 @@ class CachedReadStore(WrapperStore[FsspecStore]):
         return path
 
     def local_copy_sync(self, key: str) -> Path | None:
+        """`local_copy` from a synchronous caller; a copy already kept is found without zarr's event loop."""
+        if _array_folder(key) in self._listings:
+            version, kept = self._kept(key)
+            if version is None or kept is not None:
+                return kept
         import zarr
 
         return zarr.core.sync.sync(self.local_copy(key))
 
-    async def _version(self, key: str) -> tuple[str, int] | None:
-        """(ETag, size) of object `key`, from one listing of its array's chunks."""
-        prefix = key[:f"/{key}".index("/c/")]  # the array's folder, "/" included ("" for a root array)
-        with self._lock:
-            listing = self._listings.get(prefix)
-        if listing is None:
-            listing = await self._list(prefix)
-            with self._lock:
-                self._listings[prefix] = listing
-        return listing.get(key)
+    def _kept(self, key: str) -> tuple[tuple[str, int] | None, Path | None]:
+        """(ETag and size of `key` from its array's listing, or None when not listed; the local copy if kept)."""
+        version = self._listings[_array_folder(key)].get(key)
+        path = None if version is None else self._path(key, version)
+        if path is None or not path.is_file():
+            return version, None
+        os.utime(path)  # least recently used goes first
+        return version, path
+
+    def _path(self, key: str, version: tuple[str, int]) -> Path:
+        return self.root / f"{key}@{version[0]}-{version[1]}"
 
     async def _list(self, prefix: str) -> dict[str, tuple[str, int]]:
         fs, base = self._store.fs, self._store.path.rstrip("/")
@@ -141,6 +148,11 @@ class _Budget:
                     break
                 self.bytes -= file.stat().st_size
                 file.unlink(missing_ok=True)
+
+
+def _array_folder(key: str) -> str:
+    """The folder of the array a chunk key belongs to, "/" included ("" for a root array)."""
+    return key[:f"/{key}".index("/c/")]
 
 
 def _files(folder: Path) -> list[Path]:

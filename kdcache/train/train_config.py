@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -304,4 +305,6 @@ def variant_fingerprint(config: TrainConfig, variant: VariantConfig, total_steps
 def config_json(config: TrainConfig, variant: VariantConfig, extra: dict[str, Any]) -> str:
     """The config.json of one variant's run directory: the whole run config plus which variant this is."""
     payload = {**dataclasses.asdict(config), "variant": dataclasses.asdict(variant), **extra}
+    payload["storage_options"] = {key: "***" if re.search(r"key|secret|token|password", key, re.I) else value
+                                  for key, value in config.storage_options.items()}  # no credentials in run dirs
     return json.dumps(payload, indent=2, default=str)
