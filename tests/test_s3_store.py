@@ -220,6 +220,17 @@ def test_a_holder_that_lost_its_lease_stops_before_marking_more_work_done(s3_buc
     assert folder.read("writers")[0]["token"] == "successor"  # the successor's lease is left alone
 
 
+def test_a_run_whose_lease_is_lost_marks_no_shard_done(s3_bucket, monkeypatch):
+    def lost(self):
+        raise KdcacheError("lost the lock: rerun the same command to continue")
+
+    monkeypatch.setattr(lease.Lease, "check", lost)
+    url = f"s3://{s3_bucket}/c.zarr"
+    with pytest.raises(KdcacheError, match="lost the lock"):
+        run(url)
+    assert open_store(url).completeness() == {"kdtest-labeled": (0, 5)}
+
+
 def test_a_store_at_a_bucket_root_is_refused(s3_bucket):
     with pytest.raises(KdcacheError, match="whole bucket"):
         lease.LockFolder(f"s3://{s3_bucket}")
