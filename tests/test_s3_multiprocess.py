@@ -9,13 +9,10 @@ from __future__ import annotations
 import signal
 import time
 
-import numpy as np
 import pytest
-import zarr
 
-from helpers.tiny_models import make_tiny_dpt
-from test_precompute_resume import SPLIT, assert_same_store, reference, spawn  # noqa: F401 - `reference` is a fixture
-from test_precompute_torchrun import kdcache
+from test_precompute_resume import SPLIT, assert_same_store, reference, spawn, wait_for_shards  # noqa: F401
+from test_precompute_torchrun import assert_equal_stores, kdcache, tiny_dpt_options
 
 
 def done_shards(url: str) -> int:
@@ -27,18 +24,9 @@ def done_shards(url: str) -> int:
     return len(fs.ls(folder)) if fs.exists(folder) else 0
 
 
-def wait_for_shards(url, process, count: int = 2) -> None:
-    deadline = time.monotonic() + 180
-    while done_shards(url) < count and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_torchrun_ranks_write_s3_like_a_single_local_run(tmp_path, s3_bucket):
-    teacher = f"hf:{make_tiny_dpt(tmp_path / 'teacher')}"
-    options = ["--teacher", teacher, "--split", "synth-train[:24]", "--split-option", "size=24x32",
-               "--resolution", "24x32", "--batch-size", "4", "--shard-size", "4", "--workers", "0",
-               "--features", "default"]
+    options = tiny_dpt_options(tmp_path)
     single = kdcache("precompute", *options, "--out", tmp_path / "single.zarr")
     assert single.returncode == 0, single.stderr[-3000:]
     url = f"s3://{s3_bucket}/torchrun.zarr"
@@ -46,19 +34,14 @@ def test_torchrun_ranks_write_s3_like_a_single_local_run(tmp_path, s3_bucket):
     both = kdcache("precompute", *options, "--out", url, launcher=launcher)
     assert both.returncode == 0, both.stderr[-3000:]
     assert both.stderr.count("wrote 3 shards (12 samples)") == 2  # each rank wrote its half of the 6 shards
-    want, got = zarr.open_group(str(tmp_path / "single.zarr"), mode="r"), zarr.open_group(url, mode="r")
-    group = next(iter(want.group_keys()))
-    arrays = [(name, node) for name, node in want[group].members(max_depth=None) if isinstance(node, zarr.Array)]
-    assert any(name.startswith("features/") for name, _ in arrays)
-    for name, array in arrays:
-        np.testing.assert_array_equal(got[f"{group}/{name}"][...], array[...], err_msg=name)
+    assert_equal_stores(url, tmp_path / "single.zarr")
 
 
 @pytest.mark.slow
 def test_kill_9_then_rerun_resumes_and_takes_the_lease_over(s3_bucket, reference):
     url = f"s3://{s3_bucket}/killed.zarr"
     killed = spawn(url, "--delay", "0.1")
-    wait_for_shards(url, killed)
+    wait_for_shards(url, killed, done=done_shards)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL, killed.stdout.read()
