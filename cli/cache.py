@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import List
 
 import typer
 from rich.table import Table
 
-from kdcache.config import flag_of, parse_storage_options
+from kdcache.config import STORAGE_OPTION_HELP, parse_storage_options
 from kdcache.console import log, stdout_console
-from kdcache.precompute.precompute_config import PrecomputeConfig
 
 
 def storage_option():
-    """`--storage-option KEY=VALUE`, with the help of the stage configs' field (one wording, one parser)."""
-    field = next(f for f in dataclasses.fields(PrecomputeConfig) if f.name == "storage_options")
-    return typer.Option([], "--storage-option", help=flag_of(field).help)
+    """`--storage-option KEY=VALUE` as the stage configs take it (`kdcache.config.storage_options_setting`)."""
+    return typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP)
 
 
 def _mb(n: float) -> str:

@@ -306,13 +306,15 @@ def format_storage_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+STORAGE_OPTION_HELP = ("fsspec option of the store's filesystem, KEY=VALUE (repeatable), e.g. "
+                       "endpoint_url=http://127.0.0.1:9000 for s3fs; the standard variables (AWS_ENDPOINT_URL, "
+                       "AWS_ACCESS_KEY_ID, ...) are read as well.")
+
+
 def storage_options_setting() -> Any:
-    """The `--storage-option` field every command that takes a store URL has."""
+    """The `--storage-option` field of every stage config that takes a store URL."""
     return setting(factory=dict, flag="--storage-option", style="pairs", parse=parse_storage_options,
-                   text=format_storage_value,
-                   help="fsspec option of the store's filesystem, KEY=VALUE (repeatable), e.g. "
-                        "endpoint_url=http://127.0.0.1:9000 for s3fs; the standard variables (AWS_ENDPOINT_URL, "
-                        "AWS_ACCESS_KEY_ID, ...) are read as well.")
+                   text=format_storage_value, help=STORAGE_OPTION_HELP)
 
 
 def format_option_value(value: Any) -> str:

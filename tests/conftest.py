@@ -59,8 +59,10 @@ def s3_endpoint():
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint) -> str:
-    """A fresh, empty bucket on the test S3 server."""
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh, empty bucket on the test S3 server; the storage options and read cache a test gives the process
+    (`kdcache.store.backend.use_remote`) end with it."""
     from helpers.s3_server import new_bucket
 
+    monkeypatch.setattr("kdcache.store.backend._REMOTES", {})
     return new_bucket()

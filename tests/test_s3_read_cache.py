@@ -29,9 +29,7 @@ def s3_cache(s3_bucket, local_cache):
     import s3fs
 
     s3fs.S3FileSystem().put(local_cache, f"{s3_bucket}/tiny.zarr", recursive=True)
-    url = f"s3://{s3_bucket}/tiny.zarr"
-    yield url
-    use_remote(url, {})  # no read cache for the tests that follow
+    return f"s3://{s3_bucket}/tiny.zarr"
 
 
 @pytest.fixture
