@@ -29,6 +29,7 @@ from zarr.storage import FsspecStore, WrapperStore
 
 from kdcache.atomic import TEMP_MARK, write_bytes
 
+
 def default_folder() -> str:
     """$KDCACHE_READ_CACHE, else the user cache folder ($XDG_CACHE_HOME or ~/.cache) /kdcache/reads."""
     if os.environ.get("KDCACHE_READ_CACHE"):
@@ -99,9 +100,10 @@ class CachedReadStore(WrapperStore[FsspecStore]):
         """(ETag and size of `key` from its array's listing, or None when not listed; the local copy if kept)."""
         version = self._listings[_array_folder(key)].get(key)
         path = None if version is None else self._path(key, version)
-        if path is None or not path.is_file():
+        try:
+            os.utime(path)  # least recently used goes first
+        except (TypeError, FileNotFoundError):  # not listed, not kept, or just evicted by another worker
             return version, None
-        os.utime(path)  # least recently used goes first
         return version, path
 
     def _path(self, key: str, version: tuple[str, int]) -> Path:
@@ -126,7 +128,7 @@ class _Budget:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.bytes = sum(f.stat().st_size for f in _files(folder))
+        self.bytes = sum(size for _, size, _ in _files(folder))
         self.lock = threading.Lock()
 
     @classmethod
@@ -141,13 +143,13 @@ class _Budget:
             self.bytes += nbytes
             if self.bytes <= max_bytes:
                 return
-            files = sorted(_files(self.folder), key=lambda f: f.stat().st_mtime)
-            self.bytes = sum(f.stat().st_size for f in files)
-            for file in files:
+            files = sorted(_files(self.folder), key=lambda entry: entry[2])  # oldest use first
+            self.bytes = sum(size for _, size, _ in files)
+            for path, size, _ in files:
                 if self.bytes <= 0.9 * max_bytes:
                     break
-                self.bytes -= file.stat().st_size
-                file.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+                self.bytes -= size
 
 
 def _array_folder(key: str) -> str:
@@ -155,10 +157,17 @@ def _array_folder(key: str) -> str:
     return key[:f"/{key}".index("/c/")]
 
 
-def _files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return [f for f in folder.rglob("*@*") if f.is_file() and not f.name.endswith(TEMP_MARK)]
+def _files(folder: Path) -> list[tuple[Path, int, float]]:
+    """(path, size, last use) of every copy in `folder`; one that another worker evicts meanwhile is left out."""
+    found = []
+    for path in folder.rglob("*@*") if folder.is_dir() else ():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if not path.name.endswith(TEMP_MARK):
+            found.append((path, stat.st_size, stat.st_mtime))
+    return found
 
 
 def _identity(store: FsspecStore, url: str) -> str:
