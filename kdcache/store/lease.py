@@ -182,6 +182,12 @@ def live(holder: dict) -> bool:
     return True
 
 
+def refused(refuse, holder: dict) -> KdcacheError:
+    """`refuse(holder)`'s line, saying when the lease lapses should its holder have been killed on another machine."""
+    lapses = time.strftime("%H:%M:%S", time.localtime(float(holder.get("expires", 0))))
+    return KdcacheError(f"{refuse(holder)} (if that run was killed, its lease lapses at {lapses}: rerun then)")
+
+
 def acquire(folder: LockFolder, name: str, refuse, wait: bool = False, lease_s: float = LEASE_S) -> Lease:
     """Take lease `name`; a live holder gets `refuse(holder)` raised, or is waited for (`wait`)."""
     while True:
@@ -201,7 +207,7 @@ def acquire(folder: LockFolder, name: str, refuse, wait: bool = False, lease_s: 
                 return Lease(folder, name, me, etag, lease_s)
             continue  # another successor was first
         if not wait:
-            raise KdcacheError(refuse(holder))
+            raise refused(refuse, holder)
         time.sleep(WAIT_S)
 
 
@@ -220,7 +226,7 @@ def writing(url: str, shard: tuple[int, int], refuse):
         for name in names:
             found = folder.read(name)
             if found is not None and live(found[0]):
-                raise KdcacheError(refuse(found[0]))
+                raise refused(refuse, found[0])
         yield held
     finally:
         held.release()
