@@ -131,8 +131,9 @@ class StoredSplit:
     def __init__(self, url: str, spec: str, entry: dict, manifest: dict):
         self.url, self.spec, self.entry, self.manifest = url, spec, entry, manifest
         self.group = entry["group"]
-        self._arrays: dict[str, zarr.Array | zarr.Group] = {}  # by field; "" the root group
+        self._arrays: dict[str, zarr.Array] = {}
         self._pid = None
+        self._remote = remote(url)  # how this process reaches the store: a spawned loader worker does the same
 
     # --- description -------------------------------------------------------------------------------
     @property
@@ -180,14 +181,12 @@ class StoredSplit:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_arrays"], state["_pid"] = {}, None
-        state["_remote"] = remote(self.url)  # a spawned DataLoader worker reaches the store as its parent does
         return state
 
     def __setstate__(self, state):
-        settings = state.pop("_remote", None)
         self.__dict__.update(state)
-        if settings is not None and local_path(self.url) is None:
-            use_remote(self.url, settings.storage_options, settings.read_cache, settings.read_cache_bytes)
+        if local_path(self.url) is None:
+            use_remote(self.url, self._remote.storage_options, self._remote.read_cache, self._remote.read_cache_bytes)
 
     def array(self, field: str) -> zarr.Array:
         """The zarr array of a field (opened once per process)."""
@@ -197,9 +196,8 @@ class StoredSplit:
             path = field
             if field.startswith("features/"):
                 path = f"features/{self.feature_array(field.split('/', 1)[1])}"
-            if "" not in self._arrays:  # the root, opened once per process (one metadata read on an object store)
-                self._arrays[""] = open_root(self.url)
-            self._arrays[field] = self._arrays[""][f"{self.group}/{path}"]
+            root = open_root(self.url)
+            self._arrays[field] = root[f"{self.group}/{path}"]
         return self._arrays[field]
 
     def read(self, start: int = 0, stop: int | None = None, fields: Iterable[str] | None = None) -> dict[str, np.ndarray]:

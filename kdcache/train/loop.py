@@ -24,8 +24,8 @@ from kdcache.console import log, progress
 from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
-from kdcache.train.cache_plan import (CacheInfo, inspect_cache, loader_plan, reach_cache, steps_per_epoch,
-                                     total_steps)
+from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
+from kdcache.train.cache_plan import reach_cache
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
