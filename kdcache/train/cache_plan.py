@@ -51,6 +51,7 @@ def inspect_cache(config: TrainConfig) -> CacheInfo:
     """Open the store, refuse a mismatching one, and summarise what training needs from it."""
     from kdcache.store import open_store
 
+    reach_cache(config)  # first: every later open of the store (loader workers included) reaches it this way
     store = open_store(config.cache)
     targets = {t for v in config.variants for name in v.loss for t in loss_targets(name)}
     splits = read_splits(config)

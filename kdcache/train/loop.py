@@ -25,7 +25,6 @@ from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, steps_per_epoch, total_steps
-from kdcache.train.cache_plan import reach_cache
 from kdcache.train.curves import MetricsLog, write_curves
 from kdcache.train.distributed import (DistContext, barrier, broadcast_object, init_distributed, mean_across_ranks,
                                        shutdown)
@@ -56,7 +55,6 @@ class VariantResult:
 
 def train_config(config: TrainConfig) -> list[VariantResult]:
     check_writable(config.out)  # before the cache is read or a model built
-    reach_cache(config)
     ctx = init_distributed(config.device)
     try:
         return Run(config, ctx).execute()
