@@ -269,36 +269,34 @@ def parse_option_value(text: str, option: str) -> Any:
     return text
 
 
-def parse_pairs(items: list[str], option: str) -> dict[str, Any]:
-    """`["size=96x128", "gt=filled"]` -> {"size": (96, 128), "gt": "filled"}."""
+def parse_pairs(items: list[str], option: str, value=None, example: str = "size=96x128 or gt=filled") -> dict[str, Any]:
+    """`["size=96x128", "gt=filled"]` -> {"size": (96, 128), "gt": "filled"}; `value(text, option)` reads each value
+    (default: `parse_option_value`)."""
+    value = value or parse_option_value
     options = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE, e.g. size=96x128 or gt=filled")
-        options[key.strip()] = parse_option_value(text.strip(), f"{option} {key.strip()}")
+            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE, e.g. {example}")
+        options[key.strip()] = value(text.strip(), f"{option} {key.strip()}")
     return options
+
+
+def storage_option_value(text: str, option: str) -> Any:
+    """An fsspec storage option's value: `true` / `false`, then int, then float, else the text (sizes stay text)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def parse_storage_options(items: list[str], option: str) -> dict[str, Any]:
-    """fsspec storage options, `["endpoint_url=http://host:9000", "anon=true"]` -> {"endpoint_url": ..., "anon":
-    True}: `true` / `false` are booleans, numbers numbers, anything else text (sizes stay text)."""
-    options = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE as fsspec names them, e.g. "
-                               "endpoint_url=http://127.0.0.1:9000 or anon=true")
-        text = text.strip()
-        value: Any = {"true": True, "false": False}.get(text.lower(), text)
-        for kind in (int, float):
-            if isinstance(value, str):
-                try:
-                    value = kind(text)
-                except ValueError:
-                    pass
-        options[key.strip()] = value
-    return options
+    """`["endpoint_url=http://host:9000", "anon=true"]` -> {"endpoint_url": "http://host:9000", "anon": True}."""
+    return parse_pairs(items, option, storage_option_value, "endpoint_url=http://127.0.0.1:9000 or anon=true")
 
 
 def format_storage_value(value: Any) -> str:

@@ -23,7 +23,8 @@ def tiny_dpt_options(tmp_path) -> list[str]:
     """A tiny random-weight DPT over 24 synthetic images in 6 shards of 4, with features."""
     teacher = f"hf:{make_tiny_dpt(tmp_path / 'teacher')}"
     return ["--teacher", teacher, "--split", "synth-train[:24]", "--split-option", "size=24x32",
-            "--resolution", "24x32", "--batch-size", "4", "--shard-size", "4", "--workers", "0", "--features", "default"]
+            "--resolution", "24x32", "--batch-size", "4", "--shard-size", "4", "--workers", "0",
+            "--features", "default"]
 
 
 def assert_equal_stores(got_url, want_url) -> None:

@@ -155,8 +155,8 @@ class Lease:
                     continue
                 etag = None
             if etag is None:
-                self.lost = (f"lost the lock {where} (not renewed within its {self.lease_s:.0f} s lease, so another run "
-                             "may have taken over): rerun the same command to continue")
+                self.lost = (f"lost the lock {where} (not renewed within its {self.lease_s:.0f} s lease, so another "
+                             "run may have taken over): rerun the same command to continue")
                 return
             self.holder, self.etag = holder, etag
 
