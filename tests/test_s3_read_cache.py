@@ -105,3 +105,28 @@ def test_train_from_s3_equals_train_from_the_local_copy(s3_cache, local_cache, t
     losses = {name: [r.get("loss") for r in records if r["kind"] == "train"] for name, records in results.items()}
     assert losses["s3"] == losses["local"] and losses["local"]
     assert list((tmp_path / "reads").rglob("*@*"))  # the shards were kept for the next epochs
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_from_s3_equals_ddp_from_the_local_copy(s3_cache, local_cache, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    losses = {}
+    for name, cache in (("local", local_cache), ("s3", s3_cache)):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(
+            f'cache = "{cache}"\nout = "{tmp_path / name}"\nbatch_size = 4\nepochs = 1\nworkers = 0\nlog_every = 1\n'
+            f'read_cache = "{tmp_path / "reads"}"\n[sources]\nlabeled = "synth-train"\naux = "synth-aux"\n'
+            f'[[variant]]\nmode = "kd-labeled-aux"\nstudent = "{TINY_STUDENT["student"]}"\n'
+            f'student_overrides = {{ width = {TINY_STUDENT["student_overrides"]["width"]} }}\n')
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                   "-m", "kdcache.cli.main", "train", "--config", str(config)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r.get("loss") for r in records if r["kind"] == "train"]
+    assert losses["s3"] == losses["local"] and len(losses["local"]) == 6  # 24 labeled, 2 per batch per rank
+    assert list((tmp_path / "reads").rglob("*@*"))  # both ranks read through the read cache
