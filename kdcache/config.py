@@ -261,6 +261,11 @@ def parse_option_value(text: str, option: str) -> Any:
     """A reader option's value: HxW -> (H, W), then int, then float, else the text."""
     if re.fullmatch(r"\d+x\d+", text):
         return parse_hw(text, option)
+    return number_or_text(text)
+
+
+def number_or_text(text: str) -> Any:
+    """int, then float, else the text itself."""
     for kind in (int, float):
         try:
             return kind(text)
@@ -286,12 +291,7 @@ def storage_option_value(text: str, option: str) -> Any:
     """An fsspec storage option's value: `true` / `false`, then int, then float, else the text (sizes stay text)."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    return number_or_text(text)
 
 
 def parse_storage_options(items: list[str], option: str) -> dict[str, Any]:
