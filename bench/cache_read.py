@@ -12,11 +12,21 @@ layers (all fields a training run reads: image, teacher, teacher_ok, gt-less unl
 
     python bench/cache_read.py [--images 512] [--resolution 240x320] [--shard-size 64] [--rounds 3]
                                [--baseline-ref REF]
+
+With `--s3` (needs the dev extra: moto[server], s3fs) it measures a store in a bucket instead: the same store is
+copied to moto's S3 server on 127.0.0.1, and each round reads one epoch from the local disk, one from S3 with an
+empty read cache (the first epoch) and one from S3 with the read cache filled (every later epoch), interleaved;
+every epoch opens the store anew, as a DataLoader worker does, and the same epochs are also read from a store kept
+open (a run without workers). It prints the median and the range of each, and of the per-round ratios cached /
+local (the target: >= 0.9).
+
+    python bench/cache_read.py --s3 [--rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -137,6 +147,54 @@ def ratio_line(label: str, ours: list[tuple[float, float]], theirs: list[tuple[f
             f"range {cpu.min():.3f}-{cpu.max():.3f})")
 
 
+def s3_rounds(local_url: str, name: str, rounds: int, work: Path) -> dict[str, list[float]]:
+    """Samples/s per round: local disk, S3 first epoch (empty read cache), S3 later epochs (filled read cache)."""
+    import s3fs
+    from helpers.s3_server import S3_ENV, new_bucket, start_server
+
+    from kdcache.store import open_store
+    from kdcache.store.backend import use_remote
+
+    server, endpoint = start_server()
+    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
+    try:
+        bucket = new_bucket()
+        s3fs.S3FileSystem().put(local_url, f"{bucket}/cache.zarr", recursive=True)
+        url = f"s3://{bucket}/cache.zarr"
+
+        def epoch(store_url: str, folder: Path | None, split=None) -> float:
+            """One epoch; the store opened anew (as a loader worker does each epoch) unless `split` is given."""
+            use_remote(url, {}, str(folder) if folder else None, 2**40)
+            start = time.perf_counter()
+            split = split or open_store(store_url).split(name)
+            store_epoch(split, 1)
+            return len(split) / (time.perf_counter() - start)
+
+        epoch(url, work / "warm")  # fills the read cache the later epochs read
+        kept = {"local": open_store(local_url).split(name), "s3": open_store(url).split(name)}  # kept open
+        rates: dict[str, list[float]] = {label: [] for label in (
+            "local", "s3 first epoch", "s3 cached", "local, kept open", "s3 cached, kept open")}
+        for index in range(rounds):
+            rates["local"].append(epoch(local_url, None))
+            rates["s3 first epoch"].append(epoch(url, work / f"cold-{index}"))
+            rates["s3 cached"].append(epoch(url, work / "warm"))
+            rates["local, kept open"].append(epoch(local_url, None, kept["local"]))
+            rates["s3 cached, kept open"].append(epoch(url, work / "warm", kept["s3"]))
+            shutil.rmtree(work / f"cold-{index}", ignore_errors=True)
+        return rates
+    finally:
+        server.stop()
+
+
+def print_s3(rates: dict[str, list[float]]) -> None:
+    for label, values in rates.items():
+        print(f"{label:21s} {np.median(values):8.1f} samples/s (range {min(values):.1f} - {max(values):.1f})")
+    for cached, local in (("s3 cached", "local"), ("s3 cached, kept open", "local, kept open")):
+        ratios = [c / l for c, l in zip(rates[cached], rates[local])]
+        print(f"{cached} / {local}: {np.median(ratios):.2f} (per-round range {min(ratios):.2f} - {max(ratios):.2f}, "
+              f"{len(ratios)} rounds)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
@@ -146,6 +204,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved passes per pattern (best is kept)")
     parser.add_argument("--baseline-ref", default=None, help="git commit whose read path also reads the copy "
                                                              "without chunk checksums")
+    parser.add_argument("--s3", action="store_true", help="local disk vs S3 (moto on 127.0.0.1) with the read cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
     resolution = tuple(int(v) for v in args.resolution.split("x"))
@@ -157,7 +216,13 @@ def main() -> None:
         from helpers.old_layout import drop_chunk_checksums
 
         spec = f"folder:{work / 'images'}"
-        split = open_store(build_store(work, args.images, resolution, args.shard_size)).split(spec)
+        url = build_store(work, args.images, resolution, args.shard_size)
+        split = open_store(url).split(spec)
+        if args.s3:
+            print(f"{len(split)} samples at {resolution[0]}x{resolution[1]}, fields {FIELDS}, shard size "
+                  f"{args.shard_size}; one epoch per pattern and round, interleaved")
+            print_s3(s3_rounds(url, split.name, args.rounds, work))
+            return
         shutil.copytree(work / "cache.zarr", work / "old.zarr")
         old = open_store(drop_chunk_checksums(str(work / "old.zarr"))).split(spec)
         paths = write_npz(split, work / "npz")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import List
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from kdcache.config import STORAGE_OPTION_HELP, parse_storage_options
 from kdcache.console import log, stdout_console
 
 MAX_LISTED = 20  # problems `cache verify` lists one by one
+
+def storage_option():
+    """`--storage-option KEY=VALUE` as the stage configs take it (`kdcache.config.storage_options_setting`)."""
+    return typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP)
 
 
 def _mb(n: float) -> str:
@@ -71,10 +77,10 @@ def fields_table(infos) -> Table:
     return table
 
 
-def show_store(url: str) -> None:
+def show_store(url: str, storage_options: dict | None = None) -> None:
     from kdcache.store.info import store_info
 
-    store, infos = store_info(url)
+    store, infos = store_info(url, storage_options)
     stdout_console().print(manifest_table(store.manifest))
     stdout_console().print(splits_table(infos))
     stdout_console().print(fields_table(infos))
@@ -108,14 +114,16 @@ def verify_table(report) -> Table:
 def info_command(
     store: str = typer.Argument(..., help="Cache path or fsspec URL (the --out of `kdcache precompute`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
+    storage_options: List[str] = storage_option(),
 ) -> None:
     """Manifest, counts, bytes per sample, compression ratio and completeness of a cache."""
+    options = parse_storage_options(storage_options, "--storage-option")
     if as_json:
-        from kdcache.store import open_store
+        from kdcache.store.info import store_manifest
 
-        typer.echo(json.dumps(open_store(store).manifest, indent=2))
+        typer.echo(json.dumps(store_manifest(store, options), indent=2))
         return
-    show_store(store)
+    show_store(store, options)
 
 
 def verify_command(
@@ -126,13 +134,15 @@ def verify_command(
     precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
     tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
     seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
+    storage_options: List[str] = storage_option(),
 ) -> None:
     """Every file and checksum of every done shard (read whole), completeness, NaN/inf scan, and a recomputation of
     K samples with the teacher (non-zero exit on failure, naming each damaged shard and the repair command)."""
     from kdcache.precompute import verify_store
 
     report = verify_store(store, teacher=teacher, samples=sample, device=device, precision=precision,
-                          tolerance=tolerance, seed=seed)
+                          tolerance=tolerance, seed=seed,
+                          storage_options=parse_storage_options(storage_options, "--storage-option"))
     stdout_console().print(verify_table(report))
     for note in report.notes:
         log(f"[yellow]note:[/] {escape(note)}")

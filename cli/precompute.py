@@ -16,6 +16,7 @@ def precompute_command(
     teacher: Optional[str] = option(C, "teacher"),
     splits: List[str] = option(C, "splits"),
     out: Optional[str] = option(C, "out"),
+    storage_options: List[str] = option(C, "storage_options"),
     resolution: str = option(C, "resolution"),
     batch_size: int = option(C, "batch_size"),
     device: str = option(C, "device"),
@@ -39,9 +40,10 @@ def precompute_command(
     from kdcache.cli.cache import show_store
     from kdcache.errors import check_writable, writing_to
     from kdcache.precompute import precompute
-    from kdcache.store.backend import local_path
+    from kdcache.store.backend import check_lasting, local_path
 
     settings = resolve(C, config, overrides(ctx, C), print_config)
+    check_lasting(settings.out)
     if local_path(settings.out) is not None:
         check_writable(local_path(settings.out))
     # Shards are written whole and flagged done last: after a full disk the same command continues.

@@ -55,6 +55,9 @@ def train_command(
     ctx: typer.Context,
     student: List[str] = typer.Option([], "--student", "-s", help="Student preset (repeat for several variants)."),
     cache: Optional[str] = option(C, "cache"),
+    storage_options: List[str] = option(C, "storage_options"),
+    read_cache: Optional[str] = option(C, "read_cache"),
+    read_cache_gib: float = option(C, "read_cache_gib"),
     labeled: Optional[str] = typer.Option(None, "--labeled", help="Labeled split of the cache."),
     aux: List[str] = typer.Option([], "--aux", help="Unlabeled split ([NAME=]SPLIT; repeatable)."),
     aux_ratio: Optional[float] = typer.Option(

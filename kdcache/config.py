@@ -284,6 +284,11 @@ def parse_option_value(text: str, option: str) -> Any:
     """A reader option's value: HxW -> (H, W), then int, then float, else the text."""
     if re.fullmatch(r"\d+x\d+", text):
         return parse_hw(text, option)
+    return number_or_text(text)
+
+
+def number_or_text(text: str) -> Any:
+    """int, then float, else the text itself."""
     for kind in (int, float):
         try:
             return kind(text)
@@ -292,15 +297,45 @@ def parse_option_value(text: str, option: str) -> Any:
     return text
 
 
-def parse_pairs(items: list[str], option: str) -> dict[str, Any]:
-    """`["size=96x128", "gt=filled"]` -> {"size": (96, 128), "gt": "filled"}."""
+def parse_pairs(items: list[str], option: str, value=None, example: str = "size=96x128 or gt=filled") -> dict[str, Any]:
+    """`["size=96x128", "gt=filled"]` -> {"size": (96, 128), "gt": "filled"}; `value(text, option)` reads each value
+    (default: `parse_option_value`)."""
+    value = value or parse_option_value
     options = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE, e.g. size=96x128 or gt=filled")
-        options[key.strip()] = parse_option_value(text.strip(), f"{option} {key.strip()}")
+            raise KdcacheError(f"bad {option} '{item}': use KEY=VALUE, e.g. {example}")
+        options[key.strip()] = value(text.strip(), f"{option} {key.strip()}")
     return options
+
+
+def storage_option_value(text: str, option: str) -> Any:
+    """An fsspec storage option's value: `true` / `false`, then int, then float, else the text (sizes stay text)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return number_or_text(text)
+
+
+def parse_storage_options(items: list[str], option: str) -> dict[str, Any]:
+    """`["endpoint_url=http://host:9000", "anon=true"]` -> {"endpoint_url": "http://host:9000", "anon": True}."""
+    return parse_pairs(items, option, storage_option_value, "endpoint_url=http://127.0.0.1:9000 or anon=true")
+
+
+def format_storage_value(value: Any) -> str:
+    """The inverse of `parse_storage_options` for one value."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+STORAGE_OPTION_HELP = ("fsspec option of the store's filesystem, KEY=VALUE (repeatable), e.g. "
+                       "endpoint_url=http://127.0.0.1:9000 for s3fs; the standard variables (AWS_ENDPOINT_URL, "
+                       "AWS_ACCESS_KEY_ID, ...) are read as well.")
+
+
+def storage_options_setting() -> Any:
+    """The `--storage-option` field of every stage config that takes a store URL."""
+    return setting(factory=dict, flag="--storage-option", style="pairs", parse=parse_storage_options,
+                   text=format_storage_value, help=STORAGE_OPTION_HELP)
 
 
 def format_option_value(value: Any) -> str:

@@ -36,3 +36,33 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server on 127.0.0.1 for the session, with AWS_ENDPOINT_URL and the credentials exported (what
+    s3fs and the tests' subprocesses read); skipped where moto is not installed (`pip install -e ".[dev]"`)."""
+    pytest.importorskip("moto.server", reason="the object-store tests need moto[server] (the dev extra)")
+    pytest.importorskip("s3fs", reason="the object-store tests need s3fs (the s3 extra)")
+    from helpers.s3_server import S3_ENV, start_server
+
+    server, endpoint = start_server()
+    saved = {key: os.environ.get(key) for key in (*S3_ENV, "AWS_ENDPOINT_URL")}
+    os.environ.update({**S3_ENV, "AWS_ENDPOINT_URL": endpoint})
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh, empty bucket on the test S3 server; the storage options and read cache a test gives the process
+    (`kdcache.store.backend.use_remote`) end with it."""
+    from helpers.s3_server import new_bucket
+
+    monkeypatch.setattr("kdcache.store.backend._REMOTES", {})
+    return new_bucket()

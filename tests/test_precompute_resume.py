@@ -74,9 +74,10 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_store(tmp_path, refer
     assert not list(out.rglob("*.partial"))
 
 
-def wait_for_shards(out, process, count: int = 2) -> None:
+def wait_for_shards(out, process, count: int = 2, done=done_shards) -> None:
+    """Until `count` shards of `out` are done (`done(out)` counts them), or `process` has ended."""
     deadline = time.monotonic() + 180
-    while done_shards(out) < count and process.poll() is None and time.monotonic() < deadline:
+    while done(out) < count and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

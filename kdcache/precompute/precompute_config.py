@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from kdcache.config import Config, format_hw, format_option_value, name_text, parse_pairs, reader_options, setting
+from kdcache.config import (Config, format_hw, format_option_value, name_text, parse_pairs, reader_options, setting,
+                            storage_options_setting)
 from kdcache.errors import KdcacheError
 from kdcache.sizes import parse_hw
 
@@ -43,6 +44,7 @@ class PrecomputeConfig(Config):
     splits: list[str] = setting(flag="--split", style="repeat",
                                 help="Split to cache (repeatable), e.g. nyu-train, folder:/data/x.")
     out: str = setting(flag="--out", help="Store path or fsspec URL (file://, s3://, gs://).")
+    storage_options: dict[str, Any] = storage_options_setting()
     resolution: tuple[int, int] = setting((240, 320), flag="--resolution", parse=parse_hw, text=format_hw,
                                           help="Cache resolution HxW (centre-crop + resize).")
     batch_size: int = setting(16, flag="--batch-size", help="Teacher batch size.")

@@ -36,7 +36,7 @@ from kdcache.precompute.stream import SplitRun, Stream
 from kdcache.precompute.teacher_targets import FeaturePlan, TargetMaker
 from kdcache.store import lock
 from kdcache.store import manifest as mf
-from kdcache.store.backend import remove_stale_partials
+from kdcache.store.backend import remove_stale_partials, use_remote
 from kdcache.store.integrity import check_split
 from kdcache.store.layout import shard_count, shard_range
 from kdcache.store.reader import CacheStore, StoredSplit
@@ -130,6 +130,7 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
 
     config = config if isinstance(config, PrecomputeConfig) else PrecomputeConfig.from_dict(config)
     config.validate()
+    use_remote(config.out, config.storage_options)
     out, resolution, shard = config.out, tuple(int(v) for v in config.resolution), resolve_shard(config.shard)
     if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):  # RANK / WORLD_SIZE of a torchrun launch
         raise KdcacheError(f"bad shard {shard[0]}/{shard[1]}: use i/N with 0 <= i < N")
@@ -172,8 +173,8 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
             requested["split_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in split_options.items()}
         maker = (TargetMaker(model, FeaturePlan(layers, grid), config.flip_tta, device, config.precision)
                  if model else None)
-        with lock.writing(out, shard):
-            _write(out, requested, maker, samples, loader, todo, damaged, shard, config)
+        with lock.writing(out, shard) as held:
+            _write(out, requested, maker, samples, loader, todo, damaged, shard, config, guard=held and held.check)
     finally:
         shutdown = getattr(loader, "_shutdown_workers", None)
         if shutdown is not None:
@@ -181,9 +182,10 @@ def precompute(config: PrecomputeConfig | dict[str, Any]) -> str:
     return out
 
 
-def _write(out, requested, maker, samples, loader, todo, damaged, shard, config: PrecomputeConfig) -> None:
+def _write(out, requested, maker, samples, loader, todo, damaged, shard, config: PrecomputeConfig,
+           guard=None) -> None:
     """Open (or create) the store, clear the `damaged` shards, then stream every batch into it; runs under the
-    store's write locks."""
+    store's write locks (`guard` raises once they are lost: an object store's lease)."""
     specs, counts = list(requested["splits"]), [len(split) for split in samples.splits]
     shard_size, strict = requested["shard_size"], config.strict
     existed = existing_manifest(out) is not None
@@ -207,7 +209,7 @@ def _write(out, requested, maker, samples, loader, todo, damaged, shard, config:
             log(f"{run.spec}: complete, nothing to do")
     if not any(run.todo for run in runs):
         return
-    writer = ShardWriter(out, threads=config.writer_threads)
+    writer = ShardWriter(out, threads=config.writer_threads, guard=guard)
     stream = Stream(runs, shard_size, maker, writer)
     start = time.perf_counter()
     try:

@@ -19,6 +19,7 @@ from kdcache.precompute import store_plan as planning
 from kdcache.precompute.teacher_targets import TargetMaker
 from kdcache.precompute.precompute_config import repair_command
 from kdcache.store.integrity import Damage, check_split
+from kdcache.store.backend import use_remote
 from kdcache.store.reader import StoredSplit, open_store
 
 MAP_FIELDS = ("teacher", "gt")
@@ -118,12 +119,15 @@ def verify_store(
     tolerance: float = 2e-2,
     seed: int = 0,
     batch_size: int = 8,
+    storage_options: dict | None = None,
 ) -> VerifyReport:
     """Check completeness and finiteness of every split; recompute `samples` samples per split with the teacher.
 
     `teacher` defaults to the manifest's teacher name; pass a name or a Teacher object to use other weights
-    for the same model (e.g. a local copy). `samples=0` skips the recomputation.
+    for the same model (e.g. a local copy). `samples=0` skips the recomputation. `storage_options`: fsspec's, for
+    a remote `url`.
     """
+    use_remote(url, storage_options)
     store = open_store(url)
     manifest = store.manifest
     problems, notes, checks = [], [], []

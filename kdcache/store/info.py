@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdcache.store.backend import use_remote
 from kdcache.store.integrity import check_split
 from kdcache.store.layout import shard_range
 from kdcache.store.reader import CacheStore, open_store
@@ -86,6 +87,12 @@ def split_info(store: CacheStore, spec: str) -> SplitInfo:
     return info
 
 
-def store_info(url: str) -> tuple[CacheStore, list[SplitInfo]]:
+def store_manifest(url: str, storage_options: dict | None = None) -> dict:
+    use_remote(url, storage_options)
+    return open_store(url).manifest
+
+
+def store_info(url: str, storage_options: dict | None = None) -> tuple[CacheStore, list[SplitInfo]]:
+    use_remote(url, storage_options)
     store = open_store(url)
     return store, [split_info(store, spec) for spec in store.splits]

@@ -13,7 +13,8 @@ so). Each lock file records its holder (pid, host, start time, command), which a
 - `train`: exclusive for a `kdcache train` run on its `--out` (`training`; `runs/.x.locks/` for `runs/x`), so a
   second run there is refused instead of mixing its checkpoints and metrics with the first's.
 
-Object stores (s3://, gs://, ...) have no such locks: split the work there with `--shard i/N`.
+On S3 (s3://), the same locks are leases on objects beside the store (`kdcache.store.lease`). Other object stores
+(gs://, ...) have no locks: split the work there with `--shard i/N`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from kdcache.console import log
 from kdcache.errors import KdcacheError
+from kdcache.store import lease
 from kdcache.store.backend import local_path
 
 try:
@@ -74,10 +76,12 @@ def training(out):
 
 @contextlib.contextmanager
 def writing(url: str, shard: tuple[int, int]):
-    """Hold the locks of a run that writes shards `s % N == i` of `url` (all shards when N == 1)."""
+    """Hold the locks of a run that writes shards `s % N == i` of `url` (all shards when N == 1). Yields the object
+    store's lease (its `check()` says whether it is still held), or None for a local store."""
     folder = lock_folder(url)
     if folder is None:
-        yield
+        with lease.writing(url, shard, refuse=lambda holder: _refusal(url, holder, PRECOMPUTE)) as held:
+            yield held
         return
     with contextlib.ExitStack() as held:
         whole = shard[1] == 1
@@ -101,7 +105,8 @@ def creating(url: str):
     """Hold the creation lock of `url`, waiting for another run that is creating it."""
     folder = lock_folder(url)
     if folder is None:
-        yield
+        with lease.creating(url, refuse=lambda holder: _refusal(url, holder, PRECOMPUTE)):
+            yield
         return
     with _flock(folder / "create", exclusive=True, url=url, wait=True):
         yield

@@ -19,7 +19,7 @@ import zarr
 
 from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
-from kdcache.store.backend import open_backend
+from kdcache.store.backend import local_path, open_backend, remote, use_remote
 from kdcache.store.layout import shard_count
 from kdcache.store.schema import check_array, check_manifest, damaged, expected_fields
 from kdcache.store.shardread import DamagedFile, MissingFile, done_flags, read_shard, read_with_zarr
@@ -28,7 +28,9 @@ from kdcache.store.shardread import DamagedFile, MissingFile, done_flags, read_s
 def open_root(url: str, read_only: bool = True) -> zarr.Group:
     store = open_backend(str(url), read_only=read_only)
     try:
-        return zarr.open_group(store=store, mode="r" if read_only else "r+")
+        # kdcache writes Zarr v3 only: no probing for v2 metadata (.zgroup, .zattrs, .zmetadata), four requests
+        # fewer per open on an object store
+        return zarr.open_group(store=store, mode="r" if read_only else "r+", zarr_format=3)
     except json.JSONDecodeError:
         raise damaged(str(url), f"{url}/zarr.json", "is not valid JSON") from None
     except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
@@ -151,6 +153,7 @@ class StoredSplit:
         self._arrays: dict[str, zarr.Array] = {}
         self._root: zarr.Group | None = None  # opened once per process, like the arrays
         self._pid = None
+        self._remote = remote(url)  # how this process reaches the store: a spawned loader worker does the same
 
     # --- description -------------------------------------------------------------------------------
     @property
@@ -199,6 +202,11 @@ class StoredSplit:
         state = dict(self.__dict__)
         state["_arrays"], state["_root"], state["_pid"] = {}, None, None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if local_path(self.url) is None:
+            use_remote(self.url, self._remote.storage_options, self._remote.read_cache, self._remote.read_cache_bytes)
 
     def array(self, field: str) -> zarr.Array:
         """The zarr array of a field (opened once per process)."""

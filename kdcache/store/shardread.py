@@ -209,16 +209,15 @@ def read_with_zarr(array: zarr.Array, start: int, stop: int) -> np.ndarray:
 
 
 def file_bytes(store, path: str) -> np.ndarray | None:
-    """A stored file as uint8: memory-mapped on local disks (decoded straight from the page cache), one GET
-    elsewhere; None when it does not exist."""
+    """A stored file as uint8: memory-mapped on local disks (decoded straight from the page cache) and from the
+    read cache of a remote store (`readcache.py`), one GET elsewhere; None when it does not exist."""
     if isinstance(store, LocalStore):
-        file = store.root / path
-        if not file.is_file():
-            return None
-        if not file.stat().st_size:
-            return np.zeros(0, np.uint8)
-        # a plain ndarray view of the map: slicing a np.memmap costs a Python call per slice, and reads slice a lot
-        return np.memmap(file, dtype=np.uint8, mode="r").view(np.ndarray)
+        return _mapped(store.root / path)
+    local_copy = getattr(store, "local_copy_sync", None)
+    if local_copy is not None:
+        file = local_copy(path)
+        if file is not None:
+            return _mapped(file)
     buffer = zarr.core.sync.sync(store.get(path, prototype=default_buffer_prototype()))
     return None if buffer is None else buffer.as_numpy_array().view(np.uint8).reshape(-1)
 
@@ -229,6 +228,15 @@ def file_exists(store, path: str) -> bool:
     if isinstance(store, LocalStore):
         return (store.root / path).is_file()
     return zarr.core.sync.sync(store.exists(path))
+
+
+def _mapped(file) -> np.ndarray | None:
+    if not file.is_file():
+        return None
+    if not file.stat().st_size:
+        return np.zeros(0, np.uint8)
+    # a plain ndarray view of the map: slicing a np.memmap costs a Python call per slice, and reads slice a lot
+    return np.memmap(file, dtype=np.uint8, mode="r").view(np.ndarray)
 
 
 def done_flags(array: zarr.Array) -> np.ndarray:

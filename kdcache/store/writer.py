@@ -153,8 +153,10 @@ class ShardWriter:
     (bounded memory); an error in a thread is re-raised by the next `submit` or by `close`.
     """
 
-    def __init__(self, url: str, max_pending: int | None = None, threads: int | None = None):
+    def __init__(self, url: str, max_pending: int | None = None, threads: int | None = None,
+                 guard: Callable[[], None] | None = None):
         self.url = url
+        self._guard = guard  # raises when this run may no longer write (an object store's lease was lost)
         self.threads = threads or default_writer_threads()
         self._slots = threading.BoundedSemaphore(max_pending or max(2, self.threads))
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="kdcache-shard-writer")
@@ -217,6 +219,8 @@ class ShardWriter:
     def _finish(self, group: str, shard: int, paths: list[str]) -> None:
         if self._local is not None:
             make_durable([self._local.expanduser() / path for path in paths])
+        if self._guard is not None:
+            self._guard()
         self._done[f"{group}/shard_done"][shard] = True
         with self._lock:
             self.written_shards += 1

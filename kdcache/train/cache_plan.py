@@ -39,10 +39,21 @@ def read_splits(config: TrainConfig) -> list[str]:
     return list(config.sources.values()) + ([config.val] if config.val else [])
 
 
+def reach_cache(config: TrainConfig) -> None:
+    """Reach a remote cache with the run's storage options, through the local read cache (none with `off`), so
+    that epochs after the first read the local disk."""
+    from kdcache.store.backend import use_remote
+    from kdcache.store.readcache import default_folder
+
+    folder = None if config.read_cache == "off" else (config.read_cache or default_folder())
+    use_remote(config.cache, config.storage_options, folder, int(config.read_cache_gib * 2**30))
+
+
 def inspect_cache(config: TrainConfig) -> CacheInfo:
     """Open the store, refuse a mismatching one, and summarise what training needs from it."""
     from kdcache.store import open_store
 
+    reach_cache(config)  # first: every later open of the store (loader workers included) reaches it this way
     store = open_store(config.cache)
     targets = {t for v in config.variants for name in v.loss for t in loss_targets(name)}
     splits = read_splits(config)

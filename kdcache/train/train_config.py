@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kdcache.config import Config, format_hw, setting
+from kdcache.config import Config, format_hw, setting, storage_options_setting
 from kdcache.errors import KdcacheError
 from kdcache.setting_checks import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Bounds, check_value
 from kdcache.sizes import parse_hw
@@ -103,6 +104,14 @@ class TrainConfig(Config):
 
     cache: str = setting(flag="--cache", help="Cache URL (a `kdcache precompute --out`).")
     out: str = setting(flag="--out", help="Run directory (one sub-dir per variant).")
+    storage_options: dict[str, Any] = storage_options_setting()
+    read_cache: str | None = setting(None, flag="--read-cache",
+                                     help="Folder keeping local copies of a remote cache's shards, so epochs after "
+                                          "the first read the local disk (default: $KDCACHE_READ_CACHE, else "
+                                          "~/.cache/kdcache/reads; `off`: none).")
+    read_cache_gib: float = setting(50.0, flag="--read-cache-gib",
+                                    help="Bound of the read cache folder in GiB (least recently used copies go "
+                                         "first).")
     sources: dict[str, str] = setting(factory=dict)  # source name -> split spec in the store
     mix: dict[str, float] = setting(factory=dict)  # source name -> fraction of each batch
     variants: list[VariantConfig] = setting(factory=list)  # the TOML's [[variant]] tables
@@ -306,4 +315,6 @@ def variant_fingerprint(config: TrainConfig, variant: VariantConfig, total_steps
 def config_json(config: TrainConfig, variant: VariantConfig, extra: dict[str, Any]) -> str:
     """The config.json of one variant's run directory: the whole run config plus which variant this is."""
     payload = {**dataclasses.asdict(config), "variant": dataclasses.asdict(variant), **extra}
+    payload["storage_options"] = {key: "***" if re.search(r"key|secret|token|password", key, re.I) else value
+                                  for key, value in config.storage_options.items()}  # no credentials in run dirs
     return json.dumps(payload, indent=2, default=str)
