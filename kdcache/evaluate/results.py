@@ -20,6 +20,9 @@ _EFFICIENCY = (("params_m", "Params (M)", "{:.2f}"), ("gflops", "GFLOPs", "{:.2f
                ("peak_memory_mib", "Peak (MiB)", "{:.1f}"))
 
 
+_MODEL_HEADERS = ["Model", "Init", "Protocol", "N"]  # Init: the student encoder's start (imagenet | scratch)
+
+
 def _metric_cell(key: str, value: float) -> str:
     return f"{value:.2f}" if key == "silog" else f"{value:.3f}"
 
@@ -39,7 +42,9 @@ def _efficiency_headers() -> list[str]:
 
 def _model_cells(row: dict) -> list[str]:
     protocol = row["protocol"] + (" +flip" if row.get("flip_tta") else "") + (" *" if row.get("note") else "")
-    return [row["name"], protocol, str(row["images"])]
+    # A student's encoder started from ImageNet weights or from scratch: two different experiments.
+    init = (row.get("identity") or {}).get("encoder_init", "–")
+    return [row["name"], init, protocol, str(row["images"])]
 
 
 def _metric_cells(row: dict) -> list[str]:
@@ -89,8 +94,8 @@ def results_tables(rows: list[dict]) -> list[Table]:
     # Text, not markup: recipes contain brackets such as "[min, max]".
     accuracy = Table(title=f"kdcache eval — {split}", caption=Text("\n".join(_footnotes(rows))),
                      caption_justify="left")
-    for header in ["Model", "Protocol", "N", *_metric_headers()]:
-        accuracy.add_column(header, justify="left" if header in ("Model", "Protocol") else "right")
+    for header in _MODEL_HEADERS + _metric_headers():
+        accuracy.add_column(header, justify="left" if header in _MODEL_HEADERS[:3] else "right")
     for row in rows:
         accuracy.add_row(*_model_cells(row), *_metric_cells(row))
     tables = [accuracy]
@@ -116,10 +121,10 @@ def print_results(rows: list[dict], console: Console | None = None) -> None:
 def to_markdown(rows: list[dict]) -> str:
     """GitHub markdown: one table with accuracy and efficiency, protocol recipes and notes listed below it."""
     with_eff = any(r.get("efficiency") for r in rows)
-    headers = ["Model", "Protocol", "N", *_metric_headers(), *(_efficiency_headers() if with_eff else [])]
+    headers = [*_MODEL_HEADERS, *_metric_headers(), *(_efficiency_headers() if with_eff else [])]
     lines = [f"Split: `{rows[0]['split']}`" if rows else "", "",
              "| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|"]
     for row in rows:
         cells = _model_cells(row) + _metric_cells(row) + (_efficiency_row(row) if with_eff else [])
         lines.append("| " + " | ".join(cells) + " |")

@@ -168,6 +168,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     """
     from kdcache.evaluate.predictors import size_from_meta
     from kdcache.students import load_student
+    from kdcache.students.checkpoint import encoder_init
 
     target = Path(onnx_path).expanduser()
     check_writable(target, "--onnx", folder=False)  # before any exporter runs: their failures would hide it
@@ -183,6 +184,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
             "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
             "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
             "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
+            "encoder_init": encoder_init(meta),
         })
     with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
