@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from kdcache.depth_colors import DEPTH_CMAP
+
 
 def infer_command(
     inputs: List[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or videos (.mp4, .gif)."),
@@ -17,7 +19,7 @@ def infer_command(
     precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the model is fed (students default to their training size)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction."),
-    cmap: str = typer.Option("inferno", help="Matplotlib colormap for the coloured maps."),
+    cmap: str = typer.Option(DEPTH_CMAP, help="Matplotlib colormap for the coloured maps (last colour = near)."),
 ) -> None:
     """Predict depth for images, folders and videos."""
     from rich.table import Table

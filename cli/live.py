@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.live import DEFAULT_PORT
 
 
@@ -20,7 +21,7 @@ def live_command(
     size: Optional[str] = typer.Option(None, "--size", help="Model input HxW (default: the model's own, else the "
                                                             "frame's)."),
     device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda, cuda:N (PyTorch models)."),
-    cmap: str = typer.Option("inferno", "--cmap", help="Matplotlib colormap for depth."),
+    cmap: str = typer.Option(DEPTH_CMAP, "--cmap", help="Matplotlib colormap for depth (last colour = near)."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
 ) -> None:
     """Serve a live depth page: webcam, video or image in; RGB and colour-mapped depth side by side, FPS and latency."""

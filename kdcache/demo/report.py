@@ -175,7 +175,9 @@ training, auxiliary and test images, so the cache stores exact ground truth and 
 
 ![gallery](gallery.png)
 
-*Columns: RGB, ground truth, teacher, the GT-only baseline, the best KD student; one colour range per row.*
+*Columns: RGB, ground truth, teacher, the GT-only baseline, the best KD student; one colour range per row (its
+bar, in metres, on the right). Colour map inferno: bright = near, dark = far; black in the ground truth = no
+measurement.*
 
 ![validation curves](curves.png)
 

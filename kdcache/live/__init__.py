@@ -13,6 +13,7 @@ import errno
 
 import numpy as np
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.errors import KdcacheError
 from kdcache.live.engine import LiveEngine, check_model_spec
 from kdcache.live.server import make_server, serve_in_thread
@@ -23,7 +24,7 @@ DEFAULT_PORT = 7860
 
 
 def start_live(model: str, teacher: str | None = None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str = "inferno"):
+               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str = DEPTH_CMAP):
     """Check the model specs, start loading them and bind the server; returns (server, engine), not yet serving."""
     from kdcache.depth_colors import colorize
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.errors import KdcacheError
 
 MAX_FRAME_BYTES = 16 * 2**20
@@ -76,7 +77,7 @@ class FrameError(KdcacheError):
 
 class LiveEngine:
     def __init__(self, model: str, teacher: str | None = None, device: str = "auto",
-                 input_size: tuple[int, int] | None = None, cmap: str = "inferno", quality: int = 85):
+                 input_size: tuple[int, int] | None = None, cmap: str = DEPTH_CMAP, quality: int = 85):
         self.panels = [Panel("student", model)] + ([Panel("teacher", teacher)] if teacher else [])
         self.device, self.input_size, self.cmap, self.quality = device, input_size, cmap, quality
         self.lock = threading.Lock()
