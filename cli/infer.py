@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from kdcache.depth_colors import DEPTH_CMAP
+from kdcache.timing import MachineLoad, warn_if_busy
 
 
 def infer_command(
@@ -30,7 +31,9 @@ def infer_command(
 
     summary = infer(model, inputs, out, formats=tuple(fmt) if fmt else ("color", "side"), device=device,
                     precision=precision, input_size=parse_hw(input_size, "--input-size"), flip_tta=flip_tta, cmap=cmap)
-    table = Table(title=f"kdcache infer — {summary['model']} ({summary['output_space']})")
+    load = MachineLoad.from_dict(summary["machine"])
+    table = Table(title=f"kdcache infer — {summary['model']} ({summary['output_space']})",
+                  caption=f"speeds timed at {load.describe()}", caption_justify="left")
     for column in ("Input", "Items", "Output", "Speed"):
         table.add_column(column, justify="right" if column in ("Items", "Speed") else "left")
     if summary["images"] or summary["skipped"]:
@@ -42,6 +45,7 @@ def infer_command(
                       f"{video['model_fps']:.1f} fps model, {video['pipeline_fps']:.1f} fps end-to-end "
                       f"(source {video['source_fps']:.0f} fps)")
     stdout_console().print(table)
+    warn_if_busy(load)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from kdcache.console import log, progress
 from kdcache.depth_colors import DEPTH_CMAP, colorize, display_range, range_labels, to_nearness, with_legend
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
+from kdcache.timing import machine_load
 from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, count_frames, is_video, read_frames, video_fps
 
 FORMATS = ("color", "side", "png16", "npy")
@@ -168,4 +169,5 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
             summary["videos"].append(_infer_video(predictor, path, stem, out, cmap, flip_tta, bar))
     if summary["images"]:
         summary["images_per_s"] = summary["images"] / model_seconds
+    summary["machine"] = machine_load().as_dict()  # the speeds above were timed at this load
     return summary

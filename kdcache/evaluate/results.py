@@ -12,6 +12,7 @@ from rich.text import Text
 import kdcache
 from kdcache.console import stdout_console
 from kdcache.metrics import HIGHER_IS_BETTER, METRIC_KEYS
+from kdcache.timing import MachineLoad, warn_if_busy
 
 _LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
            "silog": "SILog", "d1": "δ1", "d2": "δ2", "d3": "δ3"}
@@ -75,7 +76,17 @@ def _efficiency_footnote(rows: list[dict]) -> list[str]:
         lines.append(f"efficiency on {eff['device']}: latency at batch 1, throughput at batch "
                      f"{eff.get('throughput_batch', '–')}, peak memory = {eff['memory_method']}, "
                      f"GFLOPs by torch FlopCounterMode (1 MAC = 2 FLOPs)")
+        load = _timed_at(rows)
+        if load is not None:
+            lines.append(f"timed at {load.describe()}")
     return lines
+
+
+def _timed_at(rows: list[dict]) -> MachineLoad | None:
+    """The busiest machine load the models' efficiency was timed at (None if none was timed)."""
+    loads = [MachineLoad.from_dict(r["efficiency"]["machine"]) for r in _measured_once(rows)
+             if (r.get("efficiency") or {}).get("machine")]
+    return max(loads, key=lambda load: (load.busy, load.load_1min or 0.0), default=None)
 
 
 def _measured_once(rows: list[dict]) -> list[dict]:
@@ -116,6 +127,9 @@ def print_results(rows: list[dict], console: Console | None = None) -> None:
     console = console or stdout_console()
     for table in results_tables(rows):
         console.print(table)
+    load = _timed_at(rows)
+    if load is not None:
+        warn_if_busy(load)
 
 
 def to_markdown(rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.errors import KdcacheError
+from kdcache.timing import machine_load
 
 MAX_FRAME_BYTES = 16 * 2**20
 MAX_FRAME_PIXELS = 4096 * 4096
@@ -106,7 +107,8 @@ class LiveEngine:
     def info(self) -> dict:
         states = [p.state for p in self.panels]
         state = "error" if "error" in states else "loading" if "loading" in states else "ready"
-        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames}
+        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames,
+                "machine": machine_load().as_dict()}
 
     def process(self, data: bytes) -> dict:
         """Depth panels for one encoded frame: {"panels": [{role, model, image (data URL), model_ms}], ...}."""
@@ -123,7 +125,8 @@ class LiveEngine:
             for panel in self.panels:
                 panels.append(self._run_panel(panel, image))
             self.frames += 1
-        return {"panels": panels, "frame_size": [image.shape[0], image.shape[1]],
+        # The machine's load with every latency, so the page can say how busy the machine was (kdcache.timing).
+        return {"panels": panels, "frame_size": [image.shape[0], image.shape[1]], "machine": machine_load().as_dict(),
                 "server_ms": 1e3 * (time.perf_counter() - started), "frame": self.frames}
 
     def _run_panel(self, panel: Panel, image: np.ndarray) -> dict:
