@@ -57,3 +57,15 @@ def test_short_work_prints_no_lines_and_a_forced_or_disabled_bar_none(capsys):
             bar.advance(task, 10)
         lines = lines_of(capsys.readouterr().err)
         assert len(lines) == (1 if disable is None else 0), (disable, lines)
+
+
+def test_steps_slower_than_the_rate_window_still_give_a_rate_and_an_eta(capsys):
+    """One update per 40 s (a training step on a busy CPU): the mean since the start, not `eta ?`."""
+    clock = FakeClock()
+    with progress(unit="img", get_time=clock) as bar:
+        task = bar.add_task("train", total=160, completed=32)  # resumed at 32
+        for _ in range(2):
+            clock.now += 40.0
+            bar.advance(task, 16)
+    lines = lines_of(capsys.readouterr().err)
+    assert lines[-1] == "train: 64/160 img (40 %), 0.4 img/s, elapsed 1m20s, eta 4m00s"
