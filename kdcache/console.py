@@ -58,8 +58,8 @@ def _duration(seconds: float | None) -> str:
 
 class ProgressLines(Progress):
     """rich's `Progress`, which also logs a plain line per task every `every` seconds when `lines` is set (its bar
-    is then off), and a last line when a task that had lines finishes. The rate and the ETA are rich's own: measured
-    over the last `speed_estimate_period` (30 s) of updates, so they follow a machine that slows down."""
+    is then off), and a last line when a task that had lines finishes. The rate (`rate`) is measured over the last
+    30 s of updates, so it and the ETA follow a machine that slows down."""
 
     def __init__(self, *columns, unit: str, fields: tuple[str, ...] = (), lines: bool = False,
                  every: float = PLAIN_EVERY_S, **options):
