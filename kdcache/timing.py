@@ -56,6 +56,13 @@ class MachineLoad:
         return cls(data.get("load_1min"), int(data.get("cores") or 1))
 
 
+def busiest(records) -> MachineLoad | None:
+    """The busiest of some `MachineLoad.as_dict()` records (None among them skipped; None if there are none): the
+    one line of context for a table of figures timed one after another."""
+    loads = [MachineLoad.from_dict(record) for record in records if record]
+    return max(loads, key=lambda load: (load.busy, load.load_1min or 0.0), default=None)
+
+
 def machine_load() -> MachineLoad:
     """The machine's load now: sample it right after timing, when it describes the figures."""
     try:

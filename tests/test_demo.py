@@ -221,3 +221,13 @@ def test_demo_eta_is_the_measured_pace_not_a_constant():
     assert "about 5.0 min left" in pace.eta(0.5)  # 600 s per unit of share, half of it left
     pace.record(0.25, 570.0)  # a busy machine: slower than planned, and the ETA says so
     assert "about 16.7 min left" in pace.eta(0.5)  # 600 s for 30 %
+
+
+def test_the_report_says_what_load_its_latencies_were_timed_at():
+    from kdcache.demo.report import timed_at
+    from kdcache.timing import MachineLoad
+
+    rows = [{"machine": MachineLoad(0.5, 2).as_dict()}, {"machine": MachineLoad(7.25, 2).as_dict()}, {}]
+    assert timed_at(rows) == ("Latency and FPS timed at load average 7.25 on 2 cores (busier than its cores): "
+                              "not comparable with an idle machine's.")
+    assert timed_at([{}]) == ""

@@ -12,7 +12,7 @@ from rich.text import Text
 import kdcache
 from kdcache.console import stdout_console
 from kdcache.metrics import HIGHER_IS_BETTER, METRIC_KEYS
-from kdcache.timing import MachineLoad, warn_if_busy
+from kdcache.timing import MachineLoad, busiest, warn_if_busy
 
 _LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
            "silog": "SILog", "d1": "δ1", "d2": "δ2", "d3": "δ3"}
@@ -84,9 +84,7 @@ def _efficiency_footnote(rows: list[dict]) -> list[str]:
 
 def _timed_at(rows: list[dict]) -> MachineLoad | None:
     """The busiest machine load the models' efficiency was timed at (None if none was timed)."""
-    loads = [MachineLoad.from_dict(r["efficiency"]["machine"]) for r in _measured_once(rows)
-             if (r.get("efficiency") or {}).get("machine")]
-    return max(loads, key=lambda load: (load.busy, load.load_1min or 0.0), default=None)
+    return busiest((r.get("efficiency") or {}).get("machine") for r in _measured_once(rows))
 
 
 def _measured_once(rows: list[dict]) -> list[dict]:
