@@ -1,10 +1,11 @@
 """`infer`: depth for images, folders and videos with any student, teacher or exported ONNX model.
 
 Outputs per image (`formats`): `color` -> `<stem>_depth.png` (colormapped, near = bright), `side` ->
-`<stem>_side.png` (RGB | depth | colour bar), `png16` -> `<stem>_depth16.png` (uint16 millimetres, 0..65.535 m, the NYU /
-KITTI-style format; metric models only), `npy` -> `<stem>_depth.npy` (float32 metres) or `<stem>_disparity.npy`
-for relative models. A video gives `<stem>_depth.<ext>` with RGB | depth | colour bar frames at the source frame rate, and
-its processing speed in frames per second. Folders keep their sub-folder layout under `out`.
+`<stem>_side.png` (RGB | depth | colour bar), `png16` -> `<stem>_depth16.png` (uint16 millimetres, 0..65.535 m,
+the NYU / KITTI-style format; metric models only), `npy` -> `<stem>_depth.npy` (float32 metres) or
+`<stem>_disparity.npy` for relative models. A video gives `<stem>_depth.<ext>` with RGB | depth | colour bar frames
+at the source frame rate, and its processing speed in frames per second. Folders keep their sub-folder layout under
+`out`.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def write_outputs(image: np.ndarray, pred: np.ndarray, space: str, stem: Path, f
     nearness = to_nearness(pred, space)
     bounds = display_range(nearness)
     color = colorize(nearness, *bounds, cmap=cmap)
-    side = lambda: with_legend(np.concatenate([image, color], axis=1), *range_labels(*bounds, space), cmap)  # noqa: E731
+    labels = range_labels(*bounds, space)
+    side = lambda: with_legend(np.concatenate([image, color], axis=1), *labels, cmap)  # noqa: E731
     files = {
         "color": (stem.with_name(stem.name + "_depth.png"), lambda: _png_bytes(color)),
         "side": (stem.with_name(stem.name + "_side.png"), lambda: _png_bytes(side())),

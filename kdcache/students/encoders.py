@@ -5,7 +5,7 @@ HF_HOME / HF_HUB_CACHE, then the torch hub cache under TORCH_HOME, where timm ke
 hub when `kdcache.hub` finds it reachable within seconds. Weights that cannot be had are a one-line refusal naming
 `--no-pretrained`, never a silent start from scratch: a student trained from random weights is another experiment
 (its peers, Hu et al.'s MobileNetV2, FastDepth and MobileViT, all start from ImageNet), so the user decides.
-What was loaded is recorded (`TimmEncoder.weights`) for the run's config.json, student.json and `kdcache eval`.
+What was loaded is recorded (`TimmEncoder.initial_weights`) for the run's config.json, student.json and `kdcache eval`.
 """
 
 from __future__ import annotations
