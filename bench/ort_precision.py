@@ -127,3 +127,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    from kdcache.timing import print_load
+
+    print_load()  # the machine load the figures above were timed at (kdcache.timing)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from kdcache.console import log, stdout_console
+from kdcache.depth_colors import DEPTH_CMAP
 
 
 ROOT_HELP = "Data root (default: $KDCACHE_DATA, else ./data)."
@@ -39,7 +40,7 @@ def show_command(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG to write (default: ./<split>-<index>.png)."),
     index: int = typer.Option(0, "--index", help="Which sample to show."),
     root: Optional[Path] = typer.Option(None, "--data-root", "--root", help=ROOT_HELP),
-    cmap: str = typer.Option("turbo", "--cmap", help="Matplotlib colormap for depth."),
+    cmap: str = typer.Option(DEPTH_CMAP, "--cmap", help="Matplotlib colormap for depth (last colour = near)."),
     split_options: List[str] = typer.Option([], "--split-option", help="Reader option KEY=VALUE (repeatable), as "
                                             "precompute takes it, e.g. fps=5 (video:) or depth=COLUMN (dataset:)."),
 ) -> None:

@@ -27,12 +27,14 @@ def export_command(
     from kdcache.errors import check_writable
     from kdcache.export import export_onnx
     from kdcache.sizes import parse_hw
+    from kdcache.timing import MachineLoad, warn_if_busy
 
     if json_out:
         check_writable(json_out, "--json", folder=False)
     report = export_onnx(model, onnx, int8=int8, exporter=exporter, input_size=parse_hw(input_size, "--input-size"),
                          split=split, root=data_root, **({"threads": threads} if threads else {}))
     stdout_console().print(export_table(report))
+    warn_if_busy(MachineLoad.from_dict(report["machine"]))
     if json_out:
         import json
 
@@ -44,6 +46,7 @@ def export_command(
 def export_table(report: dict) -> Table:
     """The export report as a two-column table."""
     from kdcache.export import PARITY_TOLERANCE
+    from kdcache.timing import MachineLoad
 
     table = Table(title="kdcache export", show_header=False)
     table.add_column("", style="bold")
@@ -59,6 +62,7 @@ def export_table(report: dict) -> Table:
          f"onnxruntime ({report['onnx_threads']} threads) {report['onnx_latency_ms']:.1f} ms = "
          f"{report['onnx_fps']:.1f} FPS (median of {report['onnx_repeats']}); PyTorch ({report['torch_threads']} "
          f"threads) {report['torch_latency_ms']:.1f} ms"),
+        ("timed at", MachineLoad.from_dict(report["machine"]).describe()),
     ]
     int8 = report.get("int8")
     if int8:

@@ -7,6 +7,9 @@ from typing import List, Optional
 
 import typer
 
+from kdcache.depth_colors import DEPTH_CMAP
+from kdcache.timing import MachineLoad, warn_if_busy
+
 
 def infer_command(
     inputs: List[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or videos (.mp4, .gif)."),
@@ -17,7 +20,7 @@ def infer_command(
     precision: str = typer.Option("fp32", help="Teacher precision: fp32, fp16, bf16."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW the model is fed (students default to their training size)."),
     flip_tta: bool = typer.Option(False, "--flip-tta", help="Average with the horizontally flipped prediction."),
-    cmap: str = typer.Option("inferno", help="Matplotlib colormap for the coloured maps."),
+    cmap: str = typer.Option(DEPTH_CMAP, help="Matplotlib colormap for the coloured maps (last colour = near)."),
 ) -> None:
     """Predict depth for images, folders and videos."""
     from rich.table import Table
@@ -28,7 +31,9 @@ def infer_command(
 
     summary = infer(model, inputs, out, formats=tuple(fmt) if fmt else ("color", "side"), device=device,
                     precision=precision, input_size=parse_hw(input_size, "--input-size"), flip_tta=flip_tta, cmap=cmap)
-    table = Table(title=f"kdcache infer — {summary['model']} ({summary['output_space']})")
+    load = MachineLoad.from_dict(summary["machine"])
+    table = Table(title=f"kdcache infer — {summary['model']} ({summary['output_space']})",
+                  caption=f"speeds timed at {load.describe()}", caption_justify="left")
     for column in ("Input", "Items", "Output", "Speed"):
         table.add_column(column, justify="right" if column in ("Items", "Speed") else "left")
     if summary["images"] or summary["skipped"]:
@@ -40,6 +45,7 @@ def infer_command(
                       f"{video['model_fps']:.1f} fps model, {video['pipeline_fps']:.1f} fps end-to-end "
                       f"(source {video['source_fps']:.0f} fps)")
     stdout_console().print(table)
+    warn_if_busy(load)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.live import DEFAULT_PORT
 
 
@@ -20,8 +21,7 @@ def live_command(
     size: Optional[str] = typer.Option(None, "--size", help="Model input HxW (default: the model's own, else the "
                                                             "frame's)."),
     device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda, cuda:N (PyTorch models)."),
-    cmap: Optional[str] = typer.Option(None, "--cmap", help="Matplotlib colormap for depth (default: kdcache's "
-                                                              "depth colours, as kdcache infer draws them)."),
+    cmap: str = typer.Option(DEPTH_CMAP, "--cmap", help="Matplotlib colormap for depth (last colour = near)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: every core "
                                                                          "but one, which the browser needs)."),
     runtime: str = typer.Option("auto", "--runtime", help="auto (a run dir is exported to ONNX, cached, and runs on "

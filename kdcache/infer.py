@@ -1,10 +1,11 @@
 """`infer`: depth for images, folders and videos with any student, teacher or exported ONNX model.
 
 Outputs per image (`formats`): `color` -> `<stem>_depth.png` (colormapped, near = bright), `side` ->
-`<stem>_side.png` (RGB | depth), `png16` -> `<stem>_depth16.png` (uint16 millimetres, 0..65.535 m, the NYU /
-KITTI-style format; metric models only), `npy` -> `<stem>_depth.npy` (float32 metres) or `<stem>_disparity.npy`
-for relative models. A video gives `<stem>_depth.<ext>` with RGB | depth frames at the source frame rate, and
-its processing speed in frames per second. Folders keep their sub-folder layout under `out`.
+`<stem>_side.png` (RGB | depth | colour bar), `png16` -> `<stem>_depth16.png` (uint16 millimetres, 0..65.535 m,
+the NYU / KITTI-style format; metric models only), `npy` -> `<stem>_depth.npy` (float32 metres) or
+`<stem>_disparity.npy` for relative models. A video gives `<stem>_depth.<ext>` with RGB | depth | colour bar frames
+at the source frame rate, and its processing speed in frames per second. Folders keep their sub-folder layout under
+`out`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from PIL import Image
 
 from kdcache.atomic import write_bytes
 from kdcache.console import log, progress
-from kdcache.depth_colors import colorize, display_range, to_nearness
+from kdcache.depth_colors import DEPTH_CMAP, colorize, display_range, range_labels, to_nearness, with_legend
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
+from kdcache.timing import machine_load
 from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, is_video, probe_video, read_frames
 
 FORMATS = ("color", "side", "png16", "npy")
@@ -75,10 +77,13 @@ def write_outputs(image: np.ndarray, pred: np.ndarray, space: str, stem: Path, f
     """Write the requested files for one image; returns their paths."""
     written = []
     nearness = to_nearness(pred, space)
-    color = colorize(nearness, *display_range(nearness), cmap=cmap)
+    bounds = display_range(nearness)
+    color = colorize(nearness, *bounds, cmap=cmap)
+    labels = range_labels(*bounds, space)
+    side = lambda: with_legend(np.concatenate([image, color], axis=1), *labels, cmap)  # noqa: E731
     files = {
         "color": (stem.with_name(stem.name + "_depth.png"), lambda: _png_bytes(color)),
-        "side": (stem.with_name(stem.name + "_side.png"), lambda: _png_bytes(np.concatenate([image, color], axis=1))),
+        "side": (stem.with_name(stem.name + "_side.png"), lambda: _png_bytes(side())),
         "png16": (stem.with_name(stem.name + "_depth16.png"),
                   lambda: _png_bytes(np.clip(np.round(pred * 1000.0), 0, 65535).astype(np.uint16))),
         "npy": (stem.with_name(stem.name + ("_depth.npy" if space == "depth" else "_disparity.npy")),
@@ -122,7 +127,8 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
             # Smoothed colour range: per-frame ranges would make the video flicker.
             current = np.array(display_range(nearness))
             window = current if window is None else 0.9 * window + 0.1 * current
-            writer.append(np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1))
+            side = np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1)
+            writer.append(with_legend(side, *range_labels(*window, predictor.output_space), cmap))
             frames += 1
             bar.advance(task)
         if not frames:
@@ -152,7 +158,7 @@ def _note_output(summary: dict) -> None:
 
 def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
           formats: Sequence[str] = ("color", "side"), *, device: str = "auto", precision: str = "fp32",
-          input_size: tuple[int, int] | None = None, flip_tta: bool = False, cmap: str = "inferno") -> dict:
+          input_size: tuple[int, int] | None = None, flip_tta: bool = False, cmap: str = DEPTH_CMAP) -> dict:
     """Run `model` on images / folders / videos and write depth outputs under `out`; returns a summary dict."""
     out = Path(out).expanduser()
     check_writable(out)
@@ -197,4 +203,5 @@ def infer(model: str | Predictor, inputs: Sequence[str | os.PathLike], out: str 
                            f"{summary['skipped'][0]}): pass readable .jpg/.png images or videos")
     if summary["images"]:
         summary["images_per_s"] = summary["images"] / model_seconds
+    summary["machine"] = machine_load().as_dict()  # the speeds above were timed at this load
     return summary

@@ -7,6 +7,8 @@ from PIL import Image
 
 from helpers.data_fixtures import write_hrwsi, write_nyu
 
+from kdcache.depth_colors import LEGEND_WIDTH
+
 
 def test_data_list_counts_present_and_marks_missing(data_root, run_cli):
     write_nyu(data_root)
@@ -24,9 +26,9 @@ def test_data_show_writes_rgb_and_depth_panels(data_root, run_cli, tmp_path):
     code, text, _ = run_cli("data", "show", "nyu-test", "--out", out, "--index", "1")
     assert code == 0 and "12x16" in text and "GT range" in text
     picture = np.asarray(Image.open(out))
-    assert picture.shape == (12, 32, 3)
+    assert picture.shape == (12, 32 + LEGEND_WIDTH, 3)  # RGB | depth | colour bar
     holes = (np.add.outer(np.arange(12), np.arange(16)) % 5) == 0  # raw depth holes are drawn black
-    assert (picture[:, 16:][holes] == 0).all() and picture[:, 16:][~holes].any(axis=-1).all()
+    assert (picture[:, 16:32][holes] == 0).all() and picture[:, 16:32][~holes].any(axis=-1).all()
 
 
 def test_data_show_unlabeled_folder_and_default_name(tmp_path, run_cli, monkeypatch):

@@ -11,7 +11,7 @@ from kdcache.demo.plan import HU_ROWS, SCALES, configs_dir, load_plan
 from kdcache.train.modes import MODES
 from kdcache.demo.report import ROW_ORDER, combine_seeds, results_table, seeds_table
 from kdcache.demo import _evaluate_step
-from kdcache.demo.steps import DemoSteps, Step, _fingerprint
+from kdcache.demo.steps import DemoSteps, Pace, Step, _fingerprint
 from kdcache.errors import KdcacheError
 
 
@@ -21,6 +21,8 @@ def test_every_scale_has_a_valid_plan(scale):
     assert plan.scale == scale
     assert plan.teacher.preset and plan.student.preset
     assert len(plan.cached_splits) == 4
+    # The synthetic demo trains from scratch, and says so in its config (kdcache train's default is ImageNet).
+    assert plan.teacher.options["pretrained"] is False and plan.student.options["pretrained"] is False
 
 
 @pytest.mark.parametrize("path", sorted(configs_dir().glob("demo-*.toml")), ids=lambda p: p.name)
@@ -209,3 +211,23 @@ def test_targets_are_met_or_missed_by_their_limits():
     assert checks[1].claim == "KD + aux AbsRel within 10% of the teacher's" and "= 1.050" in checks[1].evidence
     rows[3]["abs_rel"], rows[5]["abs_rel"] = 0.18, 0.17  # kd-labeled-aux worse: 0.9 x GT-only, 1.8 x teacher
     assert [c.holds for c in check_targets(rows, limits)] == [False, False, True, False]
+
+
+def test_demo_eta_is_the_measured_pace_not_a_constant():
+    pace = Pace()
+    assert pace.eta(1.0) == ""  # nothing measured yet: no guess
+    pace.record(0.05, 30.0)  # the first step: 30 s for 5 % of the work
+    pace.record(0.0, 0.0)
+    assert "about 5.0 min left" in pace.eta(0.5)  # 600 s per unit of share, half of it left
+    pace.record(0.25, 570.0)  # a busy machine: slower than planned, and the ETA says so
+    assert "about 16.7 min left" in pace.eta(0.5)  # 600 s for 30 %
+
+
+def test_the_report_says_what_load_its_latencies_were_timed_at():
+    from kdcache.demo.report import timed_at
+    from kdcache.timing import MachineLoad
+
+    rows = [{"machine": MachineLoad(0.5, 2).as_dict()}, {"machine": MachineLoad(7.25, 2).as_dict()}, {}]
+    assert timed_at(rows) == ("Latency and FPS timed at load average 7.25 on 2 cores (busier than its cores): "
+                              "not comparable with an idle machine's.")
+    assert timed_at([{}]) == ""

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from helpers.eval_fixtures import save_tiny_student
-from kdcache.depth_colors import colorize, to_nearness
+from kdcache.depth_colors import LEGEND_WIDTH, colorize, to_nearness
 from kdcache.infer import infer
 from kdcache.students import load_student
 
@@ -42,10 +42,10 @@ def test_kdcache_infer_folder_and_gif_video(run, run_cli, tmp_path):
     assert depth.min() > 0
     mm = np.asarray(Image.open(out / "sub" / "b_depth16.png"))
     assert mm.dtype == np.uint16 and np.array_equal(mm, np.round(depth * 1000).astype(np.uint16))
-    assert np.asarray(Image.open(out / "a_side.png")).shape == (40, 112, 3)
+    assert np.asarray(Image.open(out / "a_side.png")).shape == (40, 112 + LEGEND_WIDTH, 3)  # RGB | depth | bar
     assert np.asarray(Image.open(out / "a_depth.png")).shape == (40, 56, 3)
     with Image.open(out / "clip_depth.gif") as video:
-        assert video.n_frames == 4 and video.size == (84, 30)
+        assert video.n_frames == 4 and video.size == (84 + LEGEND_WIDTH, 30)
 
 
 def test_npy_holds_the_students_own_output_in_metres(run, tmp_path):

@@ -49,7 +49,7 @@ def stream(student):
 
 
 def test_depth_levels_come_back_per_frame_coloured_by_the_shared_table(stream):
-    from kdcache.depth_colors import color_table
+    from kdcache.depth_colors import lookup_table
 
     client, engine = stream()
     frames = two_scene_frames(60, 80, period=1, count=2)
@@ -63,7 +63,7 @@ def test_depth_levels_come_back_per_frame_coloured_by_the_shared_table(stream):
     assert np.abs(levels[0] - levels[1]).mean() > 5  # depth followed the input
     assert levels[0].max() - levels[0].min() > 200  # the 2nd..98th percentiles span the levels
     lut = np.frombuffer(base64.b64decode(engine.info()["lut"]), np.uint8).reshape(256, 3)
-    assert np.array_equal(lut, color_table())
+    assert np.array_equal(lut, lookup_table())
 
 
 def test_a_slow_model_drops_waiting_frames_and_keeps_their_order(stream):
@@ -114,12 +114,12 @@ def test_a_slow_model_is_not_mistaken_for_an_idle_stream(stream):
 
 
 def test_levels_coloured_by_the_table_are_the_colours_of_kdcache_infer():
-    from kdcache.depth_colors import color_table, colorize, to_levels
+    from kdcache.depth_colors import lookup_table, colorize, to_levels
 
     values = np.random.default_rng(0).normal(2.0, 1.0, (40, 50))
     values[0, 0] = np.nan
     for cmap in (None, "viridis"):
         reference = colorize(values, 1.0, 3.0) if cmap is None else colorize(values, 1.0, 3.0, cmap=cmap)
-        shown = color_table(cmap)[to_levels(values, 1.0, 3.0)]
-        step = np.abs(np.diff(color_table(cmap).astype(int), axis=0)).max()  # one level's colour change
+        shown = lookup_table(cmap)[to_levels(values, 1.0, 3.0)]
+        step = np.abs(np.diff(lookup_table(cmap).astype(int), axis=0)).max()  # one level's colour change
         assert np.abs(shown.astype(int) - reference).max() <= step

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+
+from helpers.offline_hub import save_timm_weights, unreachable_hub  # noqa: F401  (a fixture)
+from safetensors.torch import load_file
 
 from kdcache.errors import KdcacheError
 from kdcache.students import (DECODERS, complexity, create_student, list_decoders, list_students, load_student,
@@ -113,40 +120,57 @@ def test_student_errors(kwargs, message):
         create_student(**kwargs)
 
 
-# --- pretrained weights: local first, never hang ------------------------------------------------------------------
+# --- pretrained weights: local first, refused in one line when they cannot be had, never hang -------------------
 
-def _fake_hub_cache(root, repo_id: str, state: dict) -> None:
-    from safetensors.torch import save_file
-
-    folder = root / f"models--{repo_id.replace('/', '--')}"
-    snapshot = folder / "snapshots" / ("0" * 40)
-    snapshot.mkdir(parents=True)
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text("0" * 40)
-    save_file(state, str(snapshot / "model.safetensors"))
-
-
-def test_pretrained_uses_weights_in_the_local_hub_cache(tmp_path, monkeypatch):
-    import huggingface_hub
-    import timm
-
-    torch.manual_seed(1)
-    reference = timm.create_model("test_efficientnet", pretrained=False)
-    _fake_hub_cache(tmp_path, "timm/test_efficientnet.r160_in1k", reference.state_dict())
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    model = create_student(TINY, pretrained=True)
-    torch.testing.assert_close(model.encoder.body.conv_stem.weight, reference.conv_stem.weight)
-
-
-def test_pretrained_offline_without_weights_logs_and_trains_from_scratch(tmp_path, monkeypatch, capsys):
+def test_pretrained_loads_and_records_the_weights_in_the_local_hub_cache(tmp_path, monkeypatch):
     import huggingface_hub
 
+    state, weights_file = save_timm_weights(tmp_path, "test_efficientnet")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model = create_student(TINY, pretrained=True)
-    assert isinstance(model, torch.nn.Module)
-    err = capsys.readouterr().err
-    assert "test_efficientnet" in err and "from scratch" in err
+    model = create_student(TINY, pretrained=True)  # offline (conftest): the cache alone must do
+    loaded = model.encoder.body.state_dict()
+    shared = [key for key in loaded if key in state]
+    assert len(shared) > 10
+    for key in shared:
+        torch.testing.assert_close(loaded[key], state[key], rtol=0, atol=0)
+    assert model.encoder.initial_weights == {"init": "imagenet", "source": "timm/test_efficientnet.r160_in1k",
+                                             "file": str(weights_file)}
+    assert create_student(TINY).encoder.initial_weights == {"init": "scratch"}
+
+
+def test_pretrained_is_found_under_hf_home_in_a_fresh_process(tmp_path):
+    """HF_HOME as a user sets it (read when huggingface_hub is imported), not a patched constant."""
+    state, _ = save_timm_weights(tmp_path / "hub", "test_efficientnet")
+    script = ("import json, sys; from safetensors.torch import save_file; from kdcache.students import create_student;"
+              f"m = create_student({TINY!r}, pretrained=True);"
+              "save_file(m.encoder.body.state_dict(), sys.argv[1]); print(json.dumps(m.encoder.initial_weights))")
+    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "loaded.safetensors")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["init"] == "imagenet"
+    loaded = load_file(str(tmp_path / "loaded.safetensors"))
+    assert all(torch.equal(loaded[key], state[key]) for key in loaded if key in state)
+
+
+def test_pretrained_offline_without_weights_is_refused_naming_the_opt_out(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(KdcacheError) as err:
+        create_student(TINY, pretrained=True)
+    message = str(err.value)
+    assert "\n" not in message and "--no-pretrained" in message and "HF_HUB_OFFLINE" in message
+    assert "hf download timm/test_efficientnet.r160_in1k" in message
+
+
+def test_pretrained_with_an_unreachable_hub_is_refused_within_seconds(unreachable_hub):
+    """The hub client alone would retry the silent endpoint for most of a minute."""
+    started = time.monotonic()
+    with pytest.raises(KdcacheError, match="did not answer.*--no-pretrained"):
+        create_student(TINY, pretrained=True)
+    assert time.monotonic() - started < 20  # the probe waits 3 s; generous for a loaded CI machine
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from helpers.offline_hub import save_timm_weights
 from helpers.train_support import TINY_STUDENT, build_cache
 
 from kdcache.errors import KdcacheError
@@ -165,7 +166,8 @@ def test_a_cache_made_for_something_else_is_refused(cache, tmp_path, change, mes
 def test_cli_trains_several_students(cache, tmp_path, run_cli):
     args = ("train", "--student", TINY_STUDENT["student"], "--student", TINY_STUDENT["student"], "--cache", cache,
             "--labeled", "synth-train", "--aux", "synth-aux", "--aux-ratio", "0.5", "--mode", "kd-labeled-aux",
-            "--val", "synth-test", "--out", tmp_path / "cli", "--steps", "2", "--batch-size", "4", "--workers", "0")
+            "--val", "synth-test", "--out", tmp_path / "cli", "--steps", "2", "--batch-size", "4", "--workers", "0",
+            "--no-pretrained")
     code, out, err = run_cli(*args)
     assert code == 0, err
     assert "best val AbsRel" in out and out.count("test_efficientnet+nnconv5") >= 2
@@ -192,13 +194,48 @@ def test_bf16_autocast_and_ema_on_cpu(cache, tmp_path):
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if saved[k].is_floating_point())
 
 
-def test_cli_pretrained_offline_says_so_and_trains_from_scratch(cache, tmp_path, run_cli):
-    code, out, err = run_cli("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", "synth-train",
-                             "--mode", "gt-only", "--out", tmp_path / "pre", "--steps", "1", "--batch-size", "2",
-                             "--workers", "0", "--pretrained")
+def pretrained_args(cache, out):
+    """A `kdcache train` that leaves the pretrained default alone."""
+    return ("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", "synth-train", "--mode",
+            "gt-only", "--val", "synth-test", "--out", out, "--steps", "1", "--batch-size", "2", "--workers", "0")
+
+
+def test_cli_starts_from_the_cached_imagenet_weights_by_default_and_records_it(cache, tmp_path, run_cli, monkeypatch):
+    import huggingface_hub
+
+    _, weights_file = save_timm_weights(tmp_path / "hf", "test_efficientnet")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    code, _, err = run_cli(*pretrained_args(cache, tmp_path / "pre"))
     assert code == 0, err
-    assert "from scratch" in err
-    assert json.loads((tmp_path / "pre" / "config.json").read_text())["variants"][0]["pretrained"] is True
+    record = {"init": "imagenet", "source": "timm/test_efficientnet.r160_in1k", "file": str(weights_file)}
+    config = json.loads((tmp_path / "pre" / "config.json").read_text())
+    assert config["variants"][0]["pretrained"] is True and config["encoder_weights"] == record
+    _, meta = load_student(tmp_path / "pre")
+    assert meta["encoder_weights"] == record
+    code, out, err = run_cli("eval", "--model", tmp_path / "pre", "--split", "synth-test[:2]", "--no-efficiency",
+                             "--split-option", "size=32x48")
+    assert code == 0, err
+    assert "Init" in out and "imagenet" in out
+
+
+def test_cli_no_pretrained_records_a_start_from_scratch(cache, tmp_path, run_cli):
+    code, _, err = run_cli(*pretrained_args(cache, tmp_path / "scratch"), "--no-pretrained")
+    assert code == 0, err
+    assert json.loads((tmp_path / "scratch" / "config.json").read_text())["encoder_weights"] == {"init": "scratch"}
+    assert load_student(tmp_path / "scratch")[1]["encoder_weights"] == {"init": "scratch"}
+
+
+def test_cli_without_the_imagenet_weights_refuses_before_touching_the_run(cache, tmp_path, run_cli):
+    """Offline (conftest) with nothing cached: one line naming the opt-out, and an --overwrite keeps the old run."""
+    code, _, err = run_cli(*pretrained_args(cache, tmp_path / "old"), "--no-pretrained")
+    assert code == 0, err
+    before = weights(tmp_path / "old")
+    code, _, err = run_cli(*pretrained_args(cache, tmp_path / "old"), "--overwrite")
+    assert code == 2 and err.startswith("error:") and err.count("\n") == 1
+    assert "--no-pretrained" in err and "HF_HUB_OFFLINE" in err
+    assert_same_weights(weights(tmp_path / "old"), before)
+    code, _, err = run_cli(*pretrained_args(cache, tmp_path / "new"))
+    assert code == 2 and not (tmp_path / "new").exists()
 
 
 def test_cli_print_config_opens_nothing_and_reads_back_equal(tmp_path, run_cli):

@@ -18,7 +18,7 @@ def test_torchrun_two_processes_share_the_cache(tmp_path):
     config = tmp_path / "ddp.toml"
     config.write_text(
         f'cache = "{cache}"\nout = "{tmp_path / "run"}"\nval = "synth-test"\nbatch_size = 4\nepochs = 1\n'
-        'workers = 0\nlog_every = 1\n'
+        'workers = 0\nlog_every = 1\npretrained = false\n'
         '[sources]\nlabeled = "synth-train"\naux = "synth-aux"\n'
         f'[[variant]]\nmode = "kd-labeled-aux"\nstudent = "{TINY_STUDENT["student"]}"\n'
         f'student_overrides = {{ width = {TINY_STUDENT["student_overrides"]["width"]} }}\n'

@@ -53,7 +53,7 @@ def cache(tmp_path_factory):
 
 def train_args(cache, out):
     return ("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", "synth-train",
-            "--mode", "gt-only", "--out", out, "--steps", "2", "--batch-size", "2", "--workers", "0")
+            "--mode", "gt-only", "--out", out, "--steps", "2", "--batch-size", "2", "--workers", "0", "--no-pretrained")
 
 
 # --- resume state -------------------------------------------------------------------------------------------

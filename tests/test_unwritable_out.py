@@ -47,7 +47,7 @@ def command(name: str, inputs) -> list[str]:
                        "--resolution", "32x48", "--shard-size", "8", "--workers", "0"],
         "train": ["train", "--student", TINY_STUDENT["student"], "--cache", inputs["cache"], "--labeled",
                   "synth-train", "--mode", "gt-only", "--out", "{out}/run", "--steps", "4", "--checkpoint-every", "2",
-                  "--batch-size", "2", "--workers", "0", "--log-every", "1"],
+                  "--batch-size", "2", "--workers", "0", "--log-every", "1", "--no-pretrained"],
         "infer": ["infer", str(inputs["images"]), "--model", str(inputs["student"]), "--out", "{out}/depth"],
         "export": ["export", "--model", str(inputs["student"]), "--onnx", "{out}/onnx/student.onnx",
                    "--exporter", "torchscript"],

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from kdcache import __version__
-from kdcache.console import console, log
+from kdcache.console import ProgressLines, console, log
 from kdcache.data.nyu import MAT_NAME, SPLITS_NAME, check_labeled_mat, read_splits_mat
 from kdcache.data.splits import data_root
 from kdcache.errors import KdcacheError
@@ -60,10 +60,12 @@ MANUAL = {
 }
 
 
-def _progress() -> Progress:
-    # Bytes want their own columns (MB, MB/s), otherwise the same look as kdcache.console.progress.
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+def _progress() -> ProgressLines:
+    # Bytes want their own columns (MB, MB/s), otherwise the same look (and plain lines off a terminal) as
+    # kdcache.console.progress.
+    return ProgressLines(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         TimeRemainingColumn(), unit="B", lines=not console.is_terminal, console=console,
+                         disable=not console.is_terminal)
 
 
 def _total_from_content_range(header: str | None) -> tuple[int | None, int | None]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from kdcache.atomic import replacing
 from kdcache.data.splits import SPLITS, list_splits, open_split
-from kdcache.depth_colors import colorize, display_range
+from kdcache.depth_colors import DEPTH_CMAP, colorize, display_range, with_legend
 from kdcache.errors import KdcacheError
 
 PERCENTILES = (2, 50, 98)
@@ -75,7 +75,7 @@ def default_out(split: str, index: int) -> Path:
 
 
 def show_split(split: str, root: str | os.PathLike | None = None, index: int = 0, out: str | os.PathLike | None = None,
-               cmap: str = "turbo", **options: Any) -> SplitView:
+               cmap: str = DEPTH_CMAP, **options: Any) -> SplitView:
     """Open `split`, read sample `index`, summarise it and write `RGB | colormapped depth` to `out` (PNG)."""
     dataset = open_split(split, root, **options)
     if not len(dataset):
@@ -96,9 +96,11 @@ def show_split(split: str, root: str | os.PathLike | None = None, index: int = 0
             view.depth_range = {"min": float(values.min()), **{f"p{p}": float(v) for p, v in zip(PERCENTILES, stats)},
                                 "max": float(values.max())}
         low, high = display_range(sample.depth, valid)
-        # Near is warm in both spaces: a depth map's colours are reversed (high disparity = near = warm already).
+        # Near is bright in both spaces: a depth map's range is reversed (high disparity = near = bright already).
         bounds = (high, low) if sample.space == "depth" else (low, high)
         panels.append(colorize(sample.depth, *bounds, cmap=cmap, valid=valid))
+        labels = (f"{low:.2g} m", f"{high:.2g} m") if sample.space == "depth" else ("near", "far")
+    picture = np.concatenate(panels, axis=1)
     view.out = Path(out) if out is not None else default_out(split, index)
-    _write_png(np.concatenate(panels, axis=1), view.out)
+    _write_png(with_legend(picture, *labels, cmap) if sample.labeled else picture, view.out)
     return view

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kdcache.atomic import replacing
+from kdcache.depth_colors import matplotlib_depth
 from kdcache.data.sample import Sample
 from kdcache.data.splits import register_split
 from kdcache.errors import KdcacheError
@@ -185,13 +186,13 @@ def save_grid(path: str | os.PathLike = "docs/images/synth_grid.png", rows: int 
             top, bottom = axes[2 * row, col], axes[2 * row + 1, col]
             top.imshow(sample.image)
             vmax = 10.0 if split is indoor else 40.0
-            bottom.imshow(sample.depth, cmap="turbo", vmin=0.0, vmax=vmax)
+            bottom.imshow(sample.depth, **matplotlib_depth(0.0, vmax))
             top.set_title(f"{split.name}[{index}]", fontsize=7)
             bottom.set_title(f"depth {sample.depth.min():.1f}-{sample.depth.max():.1f} m", fontsize=7)
             for ax in (top, bottom):
                 ax.set_xticks([])
                 ax.set_yticks([])
-    fig.suptitle("kdcache synthetic world: RGB above z-depth (turbo colour map, blue = near; 0-10 m for "
+    fig.suptitle("kdcache synthetic world: RGB above z-depth (inferno, bright = near; 0-10 m for "
                  "synth-train, 0-40 m for synth-aux-far)", fontsize=9, y=1 - 0.15 / fig.get_figheight())
     try:
         with replacing(path) as tmp:

@@ -137,11 +137,12 @@ def run_demo(scale: str = "tiny", out: str | Path = "kdcache-demo", config: str 
     out = Path(out)
     check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
-    log(f"[bold]kdcache demo[/], scale [cyan]{plan.scale}[/]: {plan.summary} -> {out}")
+    log(f"[bold]kdcache demo[/], scale [cyan]{plan.scale}[/]: {plan.summary} -> {out} (its config expects about "
+        f"{plan.expected_minutes:g} min; the ETAs below are measured on this machine)")
     steps = DemoSteps(plan, out, workers=workers)
     results: dict[str, dict] = {}
     all_steps = steps.steps(_evaluate_step(plan, steps, out), _report_step(plan, steps, out, results))
-    run_steps(all_steps, out, plan.expected_minutes, results)
+    run_steps(all_steps, out, results)
     payload = _read_results(out)
     log(f"[green]done:[/] {out / 'report.md'}")
     return DemoResult(out, out / "report.md", out / "results.json", payload["rows"], payload["findings"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcache.atomic import replacing
+from kdcache.depth_colors import add_colorbar, matplotlib_depth
 
 
 def _pyplot():
@@ -34,14 +35,15 @@ def _to_depth(prediction: np.ndarray, space: str) -> np.ndarray:
 def save_gallery(samples, predictors: dict[str, object], path: Path) -> None:
     """Rows of RGB | GT | one column per predictor (name -> `kdcache.evaluate.predictors.Predictor`).
 
-    All depth panels of a row share the GT's colour range, so a better model looks more like the GT.
+    All depth panels of a row share the GT's colour range (its colour bar, in metres, at the row's end), so a better
+    model looks more like the GT; colours follow `kdcache.depth_colors` (near = bright).
     """
     from kdcache.evaluate.protocols import upsample  # the metric protocol's own upsampling
 
     plt = _pyplot()
     columns = ["RGB", "GT", *predictors]
-    fig, axes = plt.subplots(len(samples), len(columns), figsize=(2.4 * len(columns), 1.9 * len(samples)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(samples), len(columns), figsize=(2.4 * len(columns) + 0.6, 1.9 * len(samples)),
+                             squeeze=False, layout="constrained")
     for row, sample in enumerate(samples):
         shape = sample.depth.shape
         lo, hi = np.percentile(sample.depth[sample.valid], [1, 99])
@@ -51,14 +53,11 @@ def save_gallery(samples, predictors: dict[str, object], path: Path) -> None:
             panels.append(upsample(_to_depth(prediction, predictor.output_space), shape, align_corners=True))
         for col, panel in enumerate(panels):
             ax = axes[row][col]
-            if panel.ndim == 3:
-                ax.imshow(panel)
-            else:
-                ax.imshow(panel, cmap="turbo_r", vmin=lo, vmax=hi)
+            shown = ax.imshow(panel) if panel.ndim == 3 else ax.imshow(panel, **matplotlib_depth(lo, hi))
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title(columns[col], fontsize=9)
-    fig.tight_layout()
+        add_colorbar(fig, axes[row].tolist(), shown)
     _save(fig, path)
 
 

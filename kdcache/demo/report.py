@@ -10,6 +10,7 @@ import torch
 
 from kdcache import __version__
 from kdcache.demo.findings import MARGIN, Finding, unchecked_findings
+from kdcache.timing import busiest
 from kdcache.train.modes import MODES
 
 ROW_ORDER = ["teacher", *MODES]
@@ -34,6 +35,7 @@ def result_row(name: str, eval_row: dict) -> dict:
         "gflops": efficiency.get("gflops"),
         "latency_ms": latency,
         "fps": 1000.0 / latency if latency else None,
+        "machine": efficiency.get("machine"),  # the load the latency was timed at
         "protocol": eval_row["protocol"],
         "output_space": eval_row["output_space"],
         "images": eval_row["images"],
@@ -56,6 +58,13 @@ def combine_seeds(runs: list[dict]) -> dict:
 def machine_description() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     return f"{platform.machine()} {platform.system()}, {device}, torch {torch.__version__}"
+
+
+def timed_at(rows: list[dict]) -> str:
+    """The context of the table's latency and FPS: the busiest load they were timed at."""
+    load = busiest(row.get("machine") for row in rows)
+    return "" if load is None else (f"Latency and FPS timed at {load.describe()}"
+                                    + (": not comparable with an idle machine's." if load.busy else "."))
 
 
 def _fmt(value, spec: str) -> str:
@@ -155,6 +164,7 @@ def render_report(plan, rows: list[dict], findings: list[Finding], targets: list
 {plan.description.strip()}
 
 Machine: {machine_description()}. Wall time: {wall_seconds / 60:.1f} min. kdcache {__version__}.
+{timed_at(rows)}
 Test split: `{plan.splits['test']}`, protocol `{rows[0]['protocol']}` ({protocol_description}).
 Resolution: {plan.resolution[0]}x{plan.resolution[1]} everywhere (the synthetic world is rendered at this size for
 training, auxiliary and test images, so the cache stores exact ground truth and nothing is resized).
@@ -175,7 +185,9 @@ training, auxiliary and test images, so the cache stores exact ground truth and 
 
 ![gallery](gallery.png)
 
-*Columns: RGB, ground truth, teacher, the GT-only baseline, the best KD student; one colour range per row.*
+*Columns: RGB, ground truth, teacher, the GT-only baseline, the best KD student; one colour range per row (its
+bar, in metres, on the right). Colour map inferno: bright = near, dark = far; black in the ground truth = no
+measurement.*
 
 ![validation curves](curves.png)
 

@@ -201,50 +201,58 @@ class DemoSteps:
         return {name: self.students_run_dir(seed) / name for name in self.plan.rows}
 
 
-def run_steps(steps: list[Step], out: Path, expected_minutes: float, results: dict[str, dict]) -> None:
-    """Run each step unless its marker says it is complete; log progress with an ETA.
+def run_steps(steps: list[Step], out: Path, results: dict[str, dict]) -> None:
+    """Run each step unless its marker says it is complete; log progress with an ETA measured on this machine.
 
     `results[key]` gets each step's summary, wall time, command and title as soon as it is known, so a
     later step (the report) can read what the earlier ones did, whether reused or fresh.
     """
-    started = time.perf_counter()
-    done_share = 0.0
+    pace = Pace()
     fingerprint = ""
     for index, step in enumerate(steps, 1):
         marker = out / "steps" / f"{step.key}.json"
         header = f"[bold cyan][{index}/{len(steps)}][/] {step.title}"
         fingerprint = _fingerprint(step, fingerprint)
         previous = json.loads(marker.read_text()) if marker.exists() else None
+        remaining = sum(s.share for s in steps[index - 1:])
         if previous is not None and previous.get("fingerprint") == fingerprint:
             results[step.key] = previous | {"title": step.title}
             log(f"{header} [green]complete, reused[/]")
-            done_share += step.share
             continue
         outdated = previous is not None
         note = " [yellow](the experiment changed since it ran: redone)[/]" if outdated else ""
-        log(f"{header}{note}{_eta(started, done_share, expected_minutes)}\n    [dim]$ {step.command}[/]")
+        log(f"{header}{note}{pace.eta(remaining)}\n    [dim]$ {step.command}[/]")
         step_start = time.perf_counter()
         with writing_to(out):  # a full disk: rerunning the demo reuses the finished steps and resumes the others
             summary = step.run(outdated) or {}
-        result = {"summary": summary, "seconds": round(time.perf_counter() - step_start, 1), "command": step.command,
+        seconds = time.perf_counter() - step_start
+        pace.record(step.share, seconds)
+        result = {"summary": summary, "seconds": round(seconds, 1), "command": step.command,
                   "fingerprint": fingerprint}
         write_json(marker, result)
         results[step.key] = result | {"title": step.title}
-        done_share += step.share
+
+
+class Pace:
+    """The demo's ETA from this machine's measured pace: the seconds the steps run in this invocation took per unit
+    of their (rough, relative) `share`, times the share still to do. Reused steps took no time and tell nothing;
+    before a step has run there is no measurement and no ETA, rather than a constant that a busy machine
+    makes wrong (the steps' own progress lines give their rate and ETA meanwhile)."""
+
+    def __init__(self):
+        self.share = self.seconds = 0.0
+
+    def record(self, share: float, seconds: float) -> None:
+        self.share, self.seconds = self.share + share, self.seconds + seconds
+
+    def eta(self, remaining_share: float) -> str:
+        if self.share <= 0 or self.seconds <= 0:
+            return ""
+        left = self.seconds / self.share * remaining_share
+        return f" [dim](this run so far {self.seconds:.0f} s; at its pace about {left / 60:.1f} min left)[/]"
 
 
 def _fingerprint(step: Step, previous: str) -> str:
     """sha256 of what the step computes, chained to the previous step's fingerprint."""
     what = json.dumps(step.command if step.what is None else step.what, sort_keys=True, default=str)
     return hashlib.sha256(f"{previous}\n{step.key}\n{what}".encode()).hexdigest()[:16]
-
-
-def _eta(started: float, done_share: float, expected_minutes: float) -> str:
-    elapsed = time.perf_counter() - started
-    if done_share > 0.05 and elapsed > 1:
-        remaining = elapsed * (1 - done_share) / done_share
-    elif expected_minutes:
-        remaining = expected_minutes * 60 * (1 - done_share)
-    else:
-        return ""
-    return f" [dim](elapsed {elapsed:.0f} s, about {remaining / 60:.1f} min left)[/]"

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdcache.evaluate.predictors import Predictor
 from kdcache.process_memory import proc_field, proc_status, reset_peak_rss
-from kdcache.timing import median_seconds
+from kdcache.timing import machine_load, median_seconds
 
 MIB = 2**20
 
@@ -170,6 +170,7 @@ def measure_efficiency(predictor: Predictor, size: tuple[int, int], throughput_b
     if throughput_batch > 0:
         images_per_s, batch = throughput(predictor, size, throughput_batch, peak_mib, max(3, repeats // 3), latency)
         result.update(throughput_ips=images_per_s, throughput_batch=batch)
+    result["machine"] = machine_load().as_dict()  # how busy the machine was while these figures were timed
     return result
 
 

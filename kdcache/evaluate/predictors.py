@@ -66,10 +66,13 @@ class StudentPredictor(Predictor):
 
     def __init__(self, name: str, model: torch.nn.Module, meta: dict, device: torch.device,
                  input_size: tuple[int, int] | None = None):
+        from kdcache.students.checkpoint import encoder_init
+
         self.meta = meta
         space = meta.get("output_space", "depth")
         size = input_size or size_from_meta(meta)
-        identity = {"name": name, "student": meta.get("student") or meta.get("name"), "output_space": space}
+        identity = {"name": name, "student": meta.get("student") or meta.get("name"), "output_space": space,
+                    "encoder_init": encoder_init(meta)}
         super().__init__(name, space, device, model.eval().to(device), size, identity)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

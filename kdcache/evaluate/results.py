@@ -12,12 +12,16 @@ from rich.text import Text
 import kdcache
 from kdcache.console import stdout_console
 from kdcache.metrics import HIGHER_IS_BETTER, METRIC_KEYS
+from kdcache.timing import MachineLoad, busiest, warn_if_busy
 
 _LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "rmse_log": "RMSElog", "log10": "log10",
            "silog": "SILog", "d1": "δ1", "d2": "δ2", "d3": "δ3"}
 _EFFICIENCY = (("params_m", "Params (M)", "{:.2f}"), ("gflops", "GFLOPs", "{:.2f}"),
                ("latency_ms", "Latency (ms)", "{:.1f}"), ("throughput_ips", "Img/s", "{:.1f}"),
                ("peak_memory_mib", "Peak (MiB)", "{:.1f}"))
+
+
+_MODEL_HEADERS = ["Model", "Init", "Protocol", "N"]  # Init: the student encoder's start (imagenet | scratch)
 
 
 def _metric_cell(key: str, value: float) -> str:
@@ -39,7 +43,9 @@ def _efficiency_headers() -> list[str]:
 
 def _model_cells(row: dict) -> list[str]:
     protocol = row["protocol"] + (" +flip" if row.get("flip_tta") else "") + (" *" if row.get("note") else "")
-    return [row["name"], protocol, str(row["images"])]
+    # A student's encoder started from ImageNet weights or from scratch: two different experiments.
+    init = (row.get("identity") or {}).get("encoder_init", "–")
+    return [row["name"], init, protocol, str(row["images"])]
 
 
 def _metric_cells(row: dict) -> list[str]:
@@ -70,7 +76,15 @@ def _efficiency_footnote(rows: list[dict]) -> list[str]:
         lines.append(f"efficiency on {eff['device']}: latency at batch 1, throughput at batch "
                      f"{eff.get('throughput_batch', '–')}, peak memory = {eff['memory_method']}, "
                      f"GFLOPs by torch FlopCounterMode (1 MAC = 2 FLOPs)")
+        load = _timed_at(rows)
+        if load is not None:
+            lines.append(f"timed at {load.describe()}")
     return lines
+
+
+def _timed_at(rows: list[dict]) -> MachineLoad | None:
+    """The busiest machine load the models' efficiency was timed at (None if none was timed)."""
+    return busiest((r.get("efficiency") or {}).get("machine") for r in _measured_once(rows))
 
 
 def _measured_once(rows: list[dict]) -> list[dict]:
@@ -89,8 +103,8 @@ def results_tables(rows: list[dict]) -> list[Table]:
     # Text, not markup: recipes contain brackets such as "[min, max]".
     accuracy = Table(title=f"kdcache eval — {split}", caption=Text("\n".join(_footnotes(rows))),
                      caption_justify="left")
-    for header in ["Model", "Protocol", "N", *_metric_headers()]:
-        accuracy.add_column(header, justify="left" if header in ("Model", "Protocol") else "right")
+    for header in _MODEL_HEADERS + _metric_headers():
+        accuracy.add_column(header, justify="left" if header in _MODEL_HEADERS[:3] else "right")
     for row in rows:
         accuracy.add_row(*_model_cells(row), *_metric_cells(row))
     tables = [accuracy]
@@ -111,15 +125,18 @@ def print_results(rows: list[dict], console: Console | None = None) -> None:
     console = console or stdout_console()
     for table in results_tables(rows):
         console.print(table)
+    load = _timed_at(rows)
+    if load is not None:
+        warn_if_busy(load)
 
 
 def to_markdown(rows: list[dict]) -> str:
     """GitHub markdown: one table with accuracy and efficiency, protocol recipes and notes listed below it."""
     with_eff = any(r.get("efficiency") for r in rows)
-    headers = ["Model", "Protocol", "N", *_metric_headers(), *(_efficiency_headers() if with_eff else [])]
+    headers = [*_MODEL_HEADERS, *_metric_headers(), *(_efficiency_headers() if with_eff else [])]
     lines = [f"Split: `{rows[0]['split']}`" if rows else "", "",
              "| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|"]
     for row in rows:
         cells = _model_cells(row) + _metric_cells(row) + (_efficiency_row(row) if with_eff else [])
         lines.append("| " + " | ".join(cells) + " |")

@@ -24,7 +24,7 @@ from kdcache.atomic import replacing
 from kdcache.console import log
 from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
 from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed, ort_session
-from kdcache.timing import median_seconds
+from kdcache.timing import machine_load, median_seconds
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
 DYNAMO_OPSET, TORCHSCRIPT_OPSET = 18, 17
@@ -168,6 +168,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     """
     from kdcache.evaluate.predictors import size_from_meta
     from kdcache.students import load_student
+    from kdcache.students.checkpoint import encoder_init
 
     target = Path(onnx_path).expanduser()
     check_writable(target, "--onnx", folder=False)  # before any exporter runs: their failures would hide it
@@ -183,12 +184,13 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
             "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
             "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
             "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
+            "encoder_init": encoder_init(meta),
         })
     with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
                   "dynamic_axes": ["batch", "height", "width"] if dynamic else [], "parity_rel_error": error,
                   "size_mb": target.stat().st_size / 1e6, "output_space": meta.get("output_space", "depth"),
-                  **_latencies(module, target, inputs[:1], threads)}
+                  **_latencies(module, target, inputs[:1], threads), "machine": machine_load().as_dict()}
         if int8:
             from kdcache.export.onnx_int8 import quantize_int8
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.errors import KdcacheError
 from kdcache.live.engine import LiveEngine, check_model_spec
 from kdcache.live.server import ServerLimits, make_server, serve_in_thread
@@ -23,14 +24,14 @@ RUNTIMES = ("auto", "onnxruntime", "torch")
 
 
 def start_live(model: str, teacher: str | None = None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str | None = None,
+               device: str = "auto", input_size: tuple[int, int] | None = None, cmap: str = DEPTH_CMAP,
                threads: int | None = None, runtime: str = "auto", limits: ServerLimits = ServerLimits()):
     """Check the model specs, start loading them and bind the server; returns (server, engine), not yet serving.
-    `cmap` None: kdcache's depth colours (`depth_colors`); `threads` None: every core but one (the browser's)."""
-    from kdcache.depth_colors import color_table
+    `threads` None: every core but one (the browser's)."""
+    from kdcache.depth_colors import lookup_table
 
     check_model_spec(model, "model")
-    color_table(cmap)  # an unknown colormap fails here, not on the first frame
+    lookup_table(cmap)  # an unknown colormap fails here, not on the first frame
     if runtime not in RUNTIMES:
         raise KdcacheError(f"--runtime {runtime}: use one of {', '.join(RUNTIMES)}")
     if teacher:

@@ -4,7 +4,7 @@ Models load in a background thread so the page comes up at once and can say "loa
 `check_model_spec` does the cheap checks the CLI runs before the server starts. Frames go through the models one at
 a time under a lock (the models use every core but the browser's), each panel's colour range is smoothed over
 frames as in `kdcache infer`'s videos, and depth leaves as uint8 levels of nearness (`depth_colors.to_levels`, near
-= high) that the page colours with `depth_colors.color_table`, the colours of `kdcache infer`. `process` serves the
+= high) that the page colours with `depth_colors.lookup_table`, the colours of `kdcache infer`. `process` serves the
 one-frame HTTP endpoint: an encoded image in, colour JPEGs as data URLs out.
 """
 
@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kdcache.depth_colors import DEPTH_CMAP
 from kdcache.errors import KdcacheError
+from kdcache.timing import machine_load
 
 MAX_FRAME_BYTES = 16 * 2**20
 MAX_FRAME_PIXELS = 4096 * 4096
@@ -90,7 +92,7 @@ class FrameError(KdcacheError):
 
 class LiveEngine:
     def __init__(self, model: str, teacher: str | None = None, device: str = "auto",
-                 input_size: tuple[int, int] | None = None, cmap: str | None = None, quality: int = 85,
+                 input_size: tuple[int, int] | None = None, cmap: str = DEPTH_CMAP, quality: int = 85,
                  threads: int | None = None, runtime: str = "auto"):
         from kdcache.live.runtime import inference_threads
 
@@ -123,12 +125,13 @@ class LiveEngine:
         return not self.loader.is_alive()
 
     def info(self) -> dict:
-        from kdcache.depth_colors import color_table
+        from kdcache.depth_colors import lookup_table
 
         states = [p.state for p in self.panels]
         state = "error" if "error" in states else "loading" if "loading" in states else "ready"
-        lut = base64.b64encode(color_table(self.cmap).tobytes()).decode("ascii")
-        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames, "lut": lut}
+        lut = base64.b64encode(lookup_table(self.cmap).tobytes()).decode("ascii")
+        return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames, "lut": lut,
+                "machine": machine_load().as_dict()}
 
     def depth(self, image: np.ndarray) -> list[PanelDepth]:
         """Each panel's depth levels for one (H, W, 3) uint8 RGB frame. `LookupError` while the models load,
@@ -159,11 +162,11 @@ class LiveEngine:
     def process(self, data: bytes) -> dict:
         """Depth panels for one encoded frame (POST /api/depth): {"panels": [{role, model, image (data URL of a
         colour JPEG at the frame's size), model_ms}], ...}."""
-        from kdcache.depth_colors import color_table
+        from kdcache.depth_colors import lookup_table
 
         started = time.perf_counter()
         image = decode_frame(data)
-        lut = color_table(self.cmap)
+        lut = lookup_table(self.cmap)
         size = (image.shape[1], image.shape[0])
         panels = [{"role": d.role, "model": d.model, "model_ms": d.model_ms, "output_space": d.output_space,
                    "image": jpeg_data_url(np.asarray(Image.fromarray(lut[d.levels]).resize(size, Image.BILINEAR)),

@@ -9,7 +9,7 @@ Messages (all integers little-endian):
   canvas's own pixels, captured at the model's input size: no encoding on the page, no decoding here).
 - server -> page, binary: uint32 n, n bytes of JSON {"id", "server_ms", "wait_ms", "frame", "panels": [{role, model,
   model_ms, height, width, output_space}]}, then each panel's height x width uint8 nearness levels, which the page
-  colours with the table of `/api/info` (`depth_colors.color_table`).
+  colours with the table of `/api/info` (`depth_colors.lookup_table`).
 - server -> page, text: JSON {"id", "error"} for a frame that failed (the stream goes on), {"id", "retry": true}
   while the models load, {"id", "dropped": true} for a frame replaced by a newer one before the model got to it.
 

@@ -13,7 +13,7 @@ from typing import Any
 from kdcache.errors import KdcacheError
 from kdcache.students import hu, minidpt, nnconv5  # noqa: F401  (register the decoders)
 from kdcache.students.decoders import DECODERS, list_decoders, register_decoder
-from kdcache.students.encoders import TimmEncoder
+from kdcache.students.encoders import TimmEncoder, locate_weights
 from kdcache.students.model import DepthStudent
 from kdcache.students.presets import STUDENTS, StudentSpec, register_student
 
@@ -83,13 +83,19 @@ def _check_spec(spec: StudentSpec) -> None:
 
 
 def create_student(name: str = "mobilevit", pretrained: bool = False, **overrides: Any) -> DepthStudent:
-    """Build student `name`; `pretrained` loads ImageNet encoder weights if available (never fails offline)."""
+    """Build student `name`; `pretrained` starts its encoder from ImageNet weights (local caches, else the hub when
+    reachable; a one-line `KdcacheError` when neither has them). `model.encoder.initial_weights` says which."""
     spec = resolve_spec(name, **overrides)
     encoder = TimmEncoder(spec.encoder, pretrained=pretrained, drop_last_block=spec.drop_last_block,
                           out_indices=spec.out_indices, fold_norm=spec.fold_norm)
     decoder = DECODERS.create(spec.decoder, encoder.channels, encoder.reductions, width=spec.width)
     config = {"student": name, "overrides": _jsonable(overrides), "spec": _jsonable(asdict(spec))}
     return DepthStudent(encoder, decoder, config, init_depth=spec.init_depth, min_depth=spec.min_depth)
+
+
+def check_pretrained(name: str, **overrides: Any) -> None:
+    """Refuse, before any work, a student whose encoder's ImageNet weights cannot be had (`locate_weights`)."""
+    locate_weights(resolve_spec(name, **overrides).encoder)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

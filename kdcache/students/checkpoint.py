@@ -29,6 +29,12 @@ OUTPUT_SPACES = ("depth", "disparity")
 _HEADER_KEY = "kdcache_student"
 
 
+def encoder_init(meta: dict[str, Any]) -> str:
+    """What a checkpoint's encoder started from, as `kdcache eval` and the ONNX metadata show it: `imagenet`,
+    `scratch`, or `unknown` for checkpoints of kdcache versions that did not record it."""
+    return str((meta.get("encoder_weights") or {}).get("init", "unknown"))
+
+
 def _description(model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     from kdcache import __version__
 

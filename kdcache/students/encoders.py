@@ -1,8 +1,11 @@
 """Student encoders: any timm backbone with `features_only=True`, with its ImageNet normalisation inside.
 
-`pretrained=True` only ever uses weights found on this machine (HF hub cache or torch hub cache) unless the
-hub is reachable; offline, or when the download fails, the encoder logs one line and starts from scratch so a
-training run on an air-gapped node never hangs or dies on a missing backbone checkpoint.
+`pretrained=True` loads the backbone's ImageNet weights: from this machine's caches first (the HF hub cache under
+HF_HOME / HF_HUB_CACHE, then the torch hub cache under TORCH_HOME, where timm keeps what it downloads), else from the
+hub when `kdcache.hub` finds it reachable within seconds. Weights that cannot be had are a one-line refusal naming
+`--no-pretrained`, never a silent start from scratch: a student trained from random weights is another experiment
+(its peers, Hu et al.'s MobileNetV2, FastDepth and MobileViT, all start from ImageNet), so the user decides.
+What was loaded is recorded (`TimmEncoder.initial_weights`) for the run's config.json, student.json and `kdcache eval`.
 """
 
 from __future__ import annotations
@@ -15,26 +18,19 @@ import timm
 import torch
 from torch import nn
 
-from kdcache.console import log
 from kdcache.errors import KdcacheError
+from kdcache.hub import hub_available, why_unavailable
 
 # Weight file names timm publishes on the HF hub, safest first (safetensors never runs pickle).
 _HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def _hub_offline() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "KDCACHE_OFFLINE"))
+SCRATCH = {"init": "scratch"}
 
 
 def find_local_weights(model_name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
     """The ImageNet weights of timm model `model_name` already on disk (HF hub cache, then torch hub), or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = timm.models.get_pretrained_cfg(model_name)
-    if cfg is None:
-        return None
-    cfg = cfg.to_dict()
+    cfg = _pretrained_cfg(model_name)
     if cfg.get("hf_hub_id"):
         repo_id, _, revision = cfg["hf_hub_id"].partition("@")
         for filename in _HUB_WEIGHT_FILES:
@@ -48,6 +44,17 @@ def find_local_weights(model_name: str, cache_dir: str | os.PathLike | None = No
     return None
 
 
+def _pretrained_cfg(model_name: str) -> dict:
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    return {} if cfg is None else cfg.to_dict()
+
+
+def weights_source(model_name: str) -> str | None:
+    """Where timm publishes the ImageNet weights of `model_name` (a hub id or a URL), None if it has none."""
+    cfg = _pretrained_cfg(model_name)
+    return cfg.get("hf_hub_id") or cfg.get("url") or None
+
+
 def _check_name(model_name: str) -> None:
     if timm.is_model(model_name):  # also accepts pretrained tags, e.g. resnet50.a1_in1k
         return
@@ -56,25 +63,47 @@ def _check_name(model_name: str) -> None:
     raise KdcacheError(f"unknown timm encoder '{model_name}'.{hint} Use any name from timm.list_models().")
 
 
-def create_timm_features(model_name: str, pretrained: bool, **timm_kwargs) -> nn.Module:
-    """`timm.create_model(model_name, features_only=True)`, with local-first pretrained weights."""
+def _missing_weights(model_name: str, source: str | None, reason: str) -> KdcacheError:
+    from huggingface_hub import constants
+
+    if source is None:
+        return KdcacheError(f"timm encoder '{model_name}' has no published ImageNet weights: "
+                            "train it from scratch with --no-pretrained (pretrained = false)")
+    fetch = f"`hf download {source}`" if "://" not in source else source
+    return KdcacheError(
+        f"ImageNet weights for encoder '{model_name}' ({source}) are not on this machine (HF cache "
+        f"{constants.HF_HUB_CACHE}, torch hub {torch.hub.get_dir()}) and {reason}: fetch them once on a connected "
+        f"machine ({fetch}), or train from scratch with --no-pretrained (pretrained = false)")
+
+
+def locate_weights(model_name: str) -> Path | None:
+    """The ImageNet weights file of `model_name` on this machine, or None when the hub is reachable to download
+    them; a one-line `KdcacheError` naming `--no-pretrained` when neither (asked before any work is done)."""
+    _check_name(model_name)
+    local = find_local_weights(model_name)
+    source = weights_source(model_name)
+    if local is None and (source is None or not hub_available()):
+        raise _missing_weights(model_name, source, why_unavailable())
+    return local
+
+
+def create_timm_features(model_name: str, pretrained: bool, **timm_kwargs) -> tuple[nn.Module, dict]:
+    """`timm.create_model(model_name, features_only=True)` and the record of its initial weights: `SCRATCH`, or
+    `{"init": "imagenet", "source": hub id or URL, "file": the weights file}` (local first, see the module)."""
     _check_name(model_name)
     kwargs = dict(features_only=True, **timm_kwargs)
     if not pretrained:
-        return timm.create_model(model_name, pretrained=False, **kwargs)
-    local = find_local_weights(model_name)
+        return timm.create_model(model_name, pretrained=False, **kwargs), dict(SCRATCH)
+    source, local = weights_source(model_name), locate_weights(model_name)
     if local is not None:
-        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(local)}, **kwargs)
-    if _hub_offline():
-        log(f"[yellow]no local ImageNet weights for encoder '{model_name}' and the hub is offline "
-            "(HF_HUB_OFFLINE): training it from scratch.[/]")
-        return timm.create_model(model_name, pretrained=False, **kwargs)
-    try:
-        return timm.create_model(model_name, pretrained=True, **kwargs)
-    except Exception as err:  # any network / hub failure: the model is still usable from scratch
-        log(f"[yellow]could not fetch ImageNet weights for encoder '{model_name}' ({type(err).__name__}): "
-            "training it from scratch.[/]")
-        return timm.create_model(model_name, pretrained=False, **kwargs)
+        model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(local)}, **kwargs)
+    else:
+        try:  # downloads into the caches above, where the next run finds them
+            model = timm.create_model(model_name, pretrained=True, **kwargs)
+        except Exception as err:  # any hub failure (a missing file, a full disk): one line, never a traceback
+            raise _missing_weights(model_name, source, f"the download failed ({type(err).__name__})") from None
+        local = find_local_weights(model_name)
+    return model, {"init": "imagenet", "source": source, "file": None if local is None else str(local)}
 
 
 def _drop_last_block(body: nn.Module, model_name: str) -> None:
@@ -141,14 +170,15 @@ class TimmEncoder(nn.Module):
     """Normalise [0, 1] RGB with the backbone's own mean/std and return its feature maps, fine to coarse.
 
     `fold_norm=True` folds that normalisation into the first convolution instead (one elementwise pass over the
-    input less at inference; ImageNet weights are folded once when they are loaded)."""
+    input less at inference; ImageNet weights are folded once when they are loaded). `initial_weights` records
+    what the weights started from (`create_timm_features`)."""
 
     def __init__(self, model_name: str, pretrained: bool = False, drop_last_block: bool = False,
                  out_indices: tuple[int, ...] | None = None, fold_norm: bool = False):
         super().__init__()
         timm_kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
         try:
-            self.body = create_timm_features(model_name, pretrained, **timm_kwargs)
+            self.body, self.initial_weights = create_timm_features(model_name, pretrained, **timm_kwargs)
         except (IndexError, AssertionError):
             if out_indices is None:
                 raise

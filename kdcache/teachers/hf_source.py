@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdcache.errors import KdcacheError
+from kdcache.hub import hub_available, why_unavailable
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SAFETENSORS_ONLY = ("only safetensors weights are loaded (a pickled .bin can run code when loaded): convert it once, "
@@ -59,34 +60,35 @@ def resolve_source(ref: str, revision: str | None = None) -> HFSource:
 def offline_message(hub_id: str) -> str:
     from huggingface_hub import constants
 
-    mode = "HF_HUB_OFFLINE=1 is set" if constants.HF_HUB_OFFLINE else "the hub is unreachable"
     return (
-        f"teacher weights for '{hub_id}' are not in the HF cache ({constants.HF_HUB_CACHE}) and {mode}: "
+        f"teacher weights for '{hub_id}' are not in the HF cache ({constants.HF_HUB_CACHE}) and {why_unavailable()}: "
         f"download once on a connected machine (`hf download {hub_id}`) with HF_HUB_OFFLINE unset, "
         f"or pass a local folder with --teacher hf:/path/to/folder"
     )
 
 
-def check_available(source: HFSource) -> None:
-    """Fail fast, before any work, when a hub id cannot possibly be loaded (offline and not cached)."""
-    if source.is_local:
-        return
-    from huggingface_hub import constants, try_to_load_from_cache
+def use_cache_only(source: HFSource) -> bool:
+    """True when a hub id must be loaded from the HF cache alone (the hub is offline or unreachable); fails fast,
+    before any work and without the hub client's retries, when it is not cached either."""
+    if source.is_local or hub_available():
+        return False
+    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(source.ref, "config.json", revision=source.revision)
-    if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+    if not isinstance(cached, str):
         raise KdcacheError(offline_message(source.ref))
+    return True
 
 
 def load_pretrained(source: HFSource, model_class):
     """`model_class.from_pretrained` with every loading failure turned into one clear line."""
-    check_available(source)
+    cache_only = use_cache_only(source)
     target = str(source.local) if source.is_local else source.ref
     if source.is_local:
         _check_safetensors(source.local)
     try:
         model = model_class.from_pretrained(target, revision=source.revision, trust_remote_code=False,
-                                            use_safetensors=True)
+                                            use_safetensors=True, local_files_only=cache_only)
     except (OSError, EnvironmentError) as err:
         if "safetensors" in str(err):
             raise KdcacheError(f"teacher '{source.ref}' has no safetensors weights: {SAFETENSORS_ONLY}") from None

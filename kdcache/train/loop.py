@@ -26,6 +26,7 @@ from kdcache.devices import default_workers
 from kdcache.errors import KdcacheError, check_writable
 from kdcache.memory_budget import check_fits
 from kdcache.store import lock
+from kdcache.students import check_pretrained
 from kdcache.train import checkpointing as ckpt
 from kdcache.train.cache_plan import CacheInfo, inspect_cache, loader_plan, memory_needs, steps_per_epoch, total_steps
 from kdcache.train.curves import MetricsLog, write_curves
@@ -58,6 +59,9 @@ class VariantResult:
 
 def train_config(config: TrainConfig) -> list[VariantResult]:
     check_writable(config.out)  # before the cache is read or a model built
+    for variant in config.variants:  # and before an --overwrite clears anything
+        if variant.pretrained:
+            check_pretrained(variant.student, **variant.student_overrides)
     ctx = init_distributed(config.device)
     try:
         # Rank 0 owns the run folder: a second run on the same --out is refused before it reads or writes anything.
@@ -188,8 +192,9 @@ class Run:
         return MetricsLog(directory / "metrics.jsonl", self.start_step if self.states else None)
 
     def _write_configs(self) -> None:
-        for variant, directory in zip(self.config.variants, self.dirs):
+        for variant, directory, trainer in zip(self.config.variants, self.dirs, self.trainers):
             extra = run_extra(self.config, self.info, variant, self.ctx.world_size)
+            extra["encoder_weights"] = trainer.student.encoder.initial_weights
             write_text(directory / "config.json", config_json(self.config, variant, extra))
 
     # --- the loop -----------------------------------------------------------------------------------------
@@ -332,7 +337,7 @@ class Run:
             "val_split": self.config.val, "val_abs_rel": score, "cache": self.config.cache,
             "teacher": (self.info.teacher or {}).get("name", "none"), "resolution": list(self.info.resolution),
             "loss": trainer.variant.loss, "sources": trainer.variant.sources, "ema": trainer.variant.ema,
-            "kdcache_version": __version__,
+            "encoder_weights": trainer.student.encoder.initial_weights, "kdcache_version": __version__,
         }
 
     def _results(self, wall: float) -> list[VariantResult]:

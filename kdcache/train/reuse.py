@@ -29,9 +29,11 @@ from kdcache.train.cache_plan import CacheInfo, inspect_cache, read_splits, step
 from kdcache.train.train_config import TrainConfig, VariantConfig, config_json, variant_fingerprint
 from kdcache.train.variant import output_space
 
-# config.json keys that change where, how fast or how verbosely a run goes, not what it learns.
+# config.json keys that change where, how fast or how verbosely a run goes, not what it learns. `encoder_weights`
+# (the weights file a run started from) follows from the variant's `pretrained`, which is compared: a run that asks
+# for ImageNet weights either loads them or is refused.
 NOT_LEARNED = frozenset({"out", "variants", "device", "workers", "log_every", "checkpoint_every", "resume",
-                         "overwrite", "progress", "epochs", "steps", "kdcache_version"})
+                         "overwrite", "progress", "epochs", "steps", "kdcache_version", "encoder_weights"})
 FINISHED, PARTIAL, UNTRAINED = "finished", "partial", "untrained"
 
 

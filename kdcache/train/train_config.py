@@ -73,9 +73,11 @@ class VariantConfig(Config):
     seed: int = setting(0)  # the flag is TrainConfig.seed's: at the top level it seeds the run and every variant
     ema: float | None = setting(None, flag="--ema", bounds=Bounds(0, 1, open_high=True), help="EMA decay of the weights, e.g. 0.999 (off by default).")
     student_overrides: dict[str, Any] = setting(factory=dict)
-    pretrained: bool = setting(False, flag="--pretrained", style="flag",
-                               help="ImageNet encoder weights if available locally (offline: logged, trains from "
-                                    "scratch).")
+    # On by default, like every peer's student (Hu et al., FastDepth, MobileViT); weights that cannot be had refuse
+    # the run instead of silently training another experiment from scratch (kdcache.students.encoders).
+    pretrained: bool = setting(True, flag="--pretrained", style="switch",
+                               help="Start the encoder from ImageNet weights (local HF / torch cache, else the hub); "
+                                    "--no-pretrained trains it from scratch.")
     loss_options: dict[str, dict[str, Any]] = setting(factory=dict)  # e.g. {kd = {align = "lstsq"}}
     mode: str | None = setting(None, flag="--mode", help=f"Training mode: {' | '.join(MODES)}.")
     default_loss: bool = setting(False)  # derived: no mode/loss given -> GT + KD, minus KD without a teacher

@@ -9,5 +9,6 @@ subprocesses tests start add `tests/` to their path the same way.
 - `precompute_fakes`: a fake teacher and small registered splits; `python -m helpers.precompute_fakes` runs a
   precompute with them (kill -9 and concurrent-shard tests).
 - `train_support`: a tiny store written with the real store writer, and the tiny student trained on it.
+- `offline_hub`: an unreachable hub (a blackhole HF_ENDPOINT) and timm weights laid out in a local HF cache.
 - `small_disks`: runs one command against a read-only and a full tmpfs (inside `unshare -rm`).
 """

@@ -14,7 +14,8 @@ from kdcache.store.layout import create_split_arrays, split_fields
 from kdcache.store.writer import ShardWriter, create_store
 
 RESOLUTION = (32, 48)
-TINY_STUDENT = {"student": "test_efficientnet+nnconv5", "student_overrides": {"width": 8}}
+# From scratch: the suite runs offline, and no test weights sit in its HF cache (`--no-pretrained` on the CLI).
+TINY_STUDENT = {"student": "test_efficientnet+nnconv5", "student_overrides": {"width": 8}, "pretrained": False}
 FEATURE_LAYER = "neck.0"
 FEATURE_SHAPE = (6, 4, 6)
 
