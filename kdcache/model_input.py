@@ -80,28 +80,29 @@ class ResizeRule:
         height, width = images.shape[-2:]
         target = self.input_size(height, width)
         x = images.float()
-        if target != (height, width):
+        if target != (height, width) and self.uint8:
+            x = _resize_uint8(x, target, self.filter)
+        elif target != (height, width):
             # antialias only matters when shrinking; it is PIL's (and HF processors') area-aware downscaling, and
             # with bicubic it selects PIL's kernel (a = -0.5).
             x = F.interpolate(x, size=target, mode=self.filter, align_corners=False, antialias=True)
-            if self.filter == "bicubic" or self.uint8:
+            if self.filter == "bicubic":
                 x = x.clamp(0.0, 1.0)  # bicubic overshoots; a uint8 image saturates the same way
-            if self.uint8:
-                x = torch.round(x * 255.0) / 255.0
         if self.mean is not None:
             mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
             std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
             x = (x - mean) / std
         return x
 
-    def resize_back(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def resize_back(self, maps: torch.Tensor, size: tuple[int, int], keep_range: bool = False) -> torch.Tensor:
         """(B,h,w) model output -> (B,H,W) float32 at the image size (align_corners=False, no antialias: HF's
-        `post_process_depth_estimation`); bicubic is clamped to each map's range, so depth stays positive."""
+        `post_process_depth_estimation`). `keep_range` clamps bicubic's overshoot to each map's range, so that
+        metric depth stays positive (a relative map is left exactly as HF's pipeline gives it)."""
         maps = maps.float()
         if tuple(maps.shape[-2:]) == tuple(size):
             return maps
         out = F.interpolate(maps[:, None], size=tuple(size), mode=self.output_filter, align_corners=False)[:, 0]
-        if self.output_filter == "bicubic":
+        if keep_range and self.output_filter == "bicubic":
             low, high = maps.flatten(1).aminmax(dim=1)
             out = torch.maximum(torch.minimum(out, high.view(-1, 1, 1)), low.view(-1, 1, 1))
         return out
@@ -187,6 +188,23 @@ def onnx_rule(props: dict[str, str]) -> ResizeRule:
 def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+
+
+def _resize_uint8(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize as HF's (torchvision) processors resize a uint8 image: torch's native uint8 kernel on a CPU (bicubic
+    always, bilinear with AVX2/AVX512 or on ARM), else in float, clamped and rounded; back to [0, 1]."""
+    pixels = torch.round(x.clamp(0.0, 1.0) * 255.0)
+    if x.device.type == "cpu" and (mode == "bicubic" or _native_uint8_bilinear()):
+        out = F.interpolate(pixels.to(torch.uint8), size=size, mode=mode, align_corners=False, antialias=True)
+    else:
+        out = F.interpolate(pixels, size=size, mode=mode, align_corners=False, antialias=True).clamp(0, 255).round()
+    return out.float() / 255.0
+
+
+def _native_uint8_bilinear() -> bool:
+    import platform
+
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
 
 
 def _triple(values) -> tuple[float, float, float] | None:
