@@ -28,12 +28,12 @@ class Predictor:
     kind: str = "model"
 
     def __init__(self, name: str, output_space: str, device: torch.device, module: torch.nn.Module | None,
-                 rule: ResizeRule, identity: dict | None = None):
+                 rule: ResizeRule | None = None, identity: dict | None = None):
         if output_space not in ("depth", "disparity"):
             raise KdcacheError(f"model '{name}' has output space {output_space!r}: expected depth or disparity")
         self.name, self.output_space, self.device = name, output_space, device
-        self.module, self.rule = module, rule
-        self.identity = {**(identity or {"name": name}), "input_rule": rule.describe()}
+        self.module, self.rule = module, rule or student_rule(None)
+        self.identity = {**(identity or {"name": name}), "input_rule": self.rule.describe()}
 
     @property
     def input_size(self) -> tuple[int, int] | None:
