@@ -52,8 +52,9 @@ class DepthStudent(nn.Module):
         """The head in float32 even under autocast: its output is near-constant at init (softplus^-1(init) plus
         ~1e-3 variations), which bf16's 8-bit mantissa rounds to one value, so a scale-invariant loss would see a
         flat prediction. One output channel: the cost is nil. (Export traces without autocast: plain path.)"""
-        if torch.is_autocast_enabled(decoded.device.type):
-            with torch.autocast(decoded.device.type, enabled=False):
+        device = decoded.device.type  # "meta" (complexity tables) has no autocast
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
                 return self.head(decoded.float())
         return self.head(decoded)
 
