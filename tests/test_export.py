@@ -85,6 +85,7 @@ def test_speed_is_measured_in_a_fresh_process_with_the_settings_given(run, tmp_p
 
     path = tmp_path / "student.onnx"
     export_onnx(run, path, input_size=(32, 48))
+    assert OnnxPredictor(path).input_size == (48, 64)  # a dynamic graph is fed the run's training size
     speed = measure_isolated(path, SpeedSettings(size=(40, 56), threads=1, warmup=1, repeats=5))
     assert speed["input_size"] == [40, 56] and speed["threads"] == 1 and speed["repeats"] == 5
     assert speed["fps"] == pytest.approx(1e3 / speed["latency_ms"]) and speed["peak_memory_mib"] >= 0

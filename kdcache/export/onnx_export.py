@@ -184,8 +184,9 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
             "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
             "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
             "fixed_size": "0" if dynamic else "1",
-            # What every reader feeds it (kdcache.model_input.onnx_rule): the run's own preprocessing.
-            **onnx_metadata(student_rule(size)),
+            # What every reader feeds it (kdcache.model_input.onnx_rule): the run's own input, i.e. its training
+            # size, unless the graph only takes the export size.
+            **onnx_metadata(student_rule((size_from_meta(meta) or size) if dynamic else size)),
         })
     with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),
