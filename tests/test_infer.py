@@ -82,7 +82,6 @@ def test_colour_maps_show_near_as_bright():
 
 
 def test_mp4_video_round_trip(run, tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
     from pathlib import Path
 
     from kdcache.video import VideoWriter, read_frames

@@ -1,8 +1,10 @@
-"""One interface over everything `kdcache eval` / `infer` / `export` can run: students and teachers.
+"""One interface over everything `kdcache eval` / `infer` / `live` can run: students, their `.onnx`, teachers.
 
-`load_predictor("runs/x")` loads a student run dir / checkpoint (also `ckpt:PATH`); any other name goes
-to the teacher registry (`dpt-large`, `hf:PATH`, ...). A `Predictor` maps RGB images to its output
-space ("depth" metres, or "disparity" up to scale and shift) so protocols never need to know which it was.
+`load_predictor("runs/x")` loads a student run dir / checkpoint (also `ckpt:PATH`) or an exported `.onnx`; any
+other name goes to the teacher registry (`dpt-large`, `hf:PATH`, ...). A `Predictor` maps RGB images to its
+output space ("depth" metres, or "disparity" up to scale and shift) so protocols never need to know which it was.
+Every predictor feeds its model through one `kdcache.model_input.ResizeRule` (`predictor.rule`): a student and
+its `.onnx` the same `fixed` rule at the training size, so both see the same pixels on any frame.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kdcache.errors import KdcacheError
 from kdcache.devices import resolve_device
+from kdcache.model_input import ResizeRule, size_from_meta, student_rule, to_tensor
 
-_META_SIZE_KEYS = ("input_size", "resolution", "eval_size")
+__all__ = ["Predictor", "load_predictor", "size_from_meta", "to_tensor"]
 
 
 class Predictor:
@@ -26,12 +28,17 @@ class Predictor:
     kind: str = "model"
 
     def __init__(self, name: str, output_space: str, device: torch.device, module: torch.nn.Module | None,
-                 input_size: tuple[int, int] | None = None, identity: dict | None = None):
+                 rule: ResizeRule | None = None, identity: dict | None = None):
         if output_space not in ("depth", "disparity"):
             raise KdcacheError(f"model '{name}' has output space {output_space!r}: expected depth or disparity")
         self.name, self.output_space, self.device = name, output_space, device
-        self.module, self.input_size = module, input_size
-        self.identity = identity or {"name": name}
+        self.module, self.rule = module, rule or student_rule(None)
+        self.identity = {**(identity or {"name": name}), "input_rule": self.rule.describe()}
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The fixed (H, W) the model is fed, if its rule has one."""
+        return tuple(self.rule.size) if self.rule.rule == "fixed" else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -54,13 +61,13 @@ class Predictor:
         return out[0].cpu().numpy()
 
 
-def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+def _as_output_space(depth: torch.Tensor, space: str) -> torch.Tensor:
+    """A "disparity" student's output is only meaningful through its inverse (architecture.md §5)."""
+    return 1.0 / depth.clamp_min(1e-6) if space == "disparity" else depth
 
 
 class StudentPredictor(Predictor):
-    """A kdcache student: resizes to its input size (if any), outputs depth or 1/output as disparity."""
+    """A kdcache student fed at its training size (`student_rule`); outputs depth or 1/output as disparity."""
 
     kind = "student"
 
@@ -70,18 +77,13 @@ class StudentPredictor(Predictor):
 
         self.meta = meta
         space = meta.get("output_space", "depth")
-        size = input_size or size_from_meta(meta)
         identity = {"name": name, "student": meta.get("student") or meta.get("name"), "output_space": space,
                     "encoder_init": encoder_init(meta)}
-        super().__init__(name, space, device, model.eval().to(device), size, identity)
+        rule = student_rule(input_size or size_from_meta(meta))
+        super().__init__(name, space, device, model.eval().to(device), rule, identity)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self.device)
-        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
-        depth = self.module(x)[:, 0]
-        # A "disparity" student's output is only meaningful through its inverse (architecture.md §5).
-        return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
+        return _as_output_space(self.module(self.rule(images.to(self.device)))[:, 0], self.output_space)
 
 
 class TeacherPredictor(Predictor):
@@ -93,14 +95,12 @@ class TeacherPredictor(Predictor):
         self.teacher = teacher
         module = next((m for m in (getattr(teacher, a, None) for a in ("model", "module", "net"))
                        if isinstance(m, torch.nn.Module)), None)
-        super().__init__(teacher.name, teacher.output_space, teacher.device, module, input_size,
+        # `input_size` (eval's --input-size) is the size the teacher is handed, as precompute hands it the cache's.
+        super().__init__(teacher.name, teacher.output_space, teacher.device, module, student_rule(input_size),
                          getattr(teacher, "identity", None))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images
-        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
-        return self.teacher.predict(x).depth
+        return self.teacher.predict(self.rule(images)).depth
 
     @property
     def params(self) -> int | None:
@@ -112,27 +112,31 @@ class OnnxPredictor(Predictor):
 
     kind = "onnx"
 
-    def __init__(self, path: str | Path, name: str | None = None, threads: int | None = None):
-        from kdcache.export import ort_session
+    def __init__(self, path: str | Path, name: str | None = None, threads: int | None = None,
+                 input_size: tuple[int, int] | None = None):
+        from kdcache.model_input import onnx_rule
+        from kdcache.onnx_session import ort_session, session_metadata
 
         self.session = ort_session(path, threads)
         check_onnx_signature(self.session, path)
-        props = self.session.get_modelmeta().custom_metadata_map
+        props = session_metadata(self.session)
         self.input_name = self.session.get_inputs()[0].name
-        size = props.get("input_size")
-        input_size = tuple(int(v) for v in size.split("x")) if props.get("fixed_size") == "1" and size else None
+        self.fixed_graph = props.get("fixed_size") == "1"
+        rule = onnx_rule(props)
+        if input_size and tuple(input_size) != tuple(rule.size or ()):
+            if self.fixed_graph:
+                raise KdcacheError(f"{path} was exported for {rule.size[0]}x{rule.size[1]} input only: drop "
+                                   f"--input-size or re-export with --input-size {input_size[0]}x{input_size[1]}")
+            rule = student_rule(input_size)
         super().__init__(name or str(path), props.get("output_space", "depth"), torch.device("cpu"), None,
-                         input_size, {"name": name or str(path), "onnx": str(path), **props})
+                         rule, {"name": name or str(path), "onnx": str(path), **props})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().cpu()
-        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        x = self.rule(images.float().cpu())
         # A fixed-size export also has a fixed batch of 1: feed it image by image.
-        batches = [x[i:i + 1] for i in range(len(x))] if self.input_size is not None else [x]
+        batches = [x[i:i + 1] for i in range(len(x))] if self.fixed_graph else [x]
         outputs = [self.session.run(None, {self.input_name: b.numpy()})[0] for b in batches]
-        depth = torch.from_numpy(np.concatenate(outputs))[:, 0]
-        return 1.0 / depth.clamp_min(1e-6) if self.output_space == "disparity" else depth
+        return _as_output_space(torch.from_numpy(np.concatenate(outputs))[:, 0], self.output_space)
 
 
 def check_onnx_signature(session, path) -> None:
@@ -160,15 +164,6 @@ def _onnx_shape(shape) -> str:
     return "(" + ", ".join(str(side) for side in shape) + ")"
 
 
-def size_from_meta(meta: dict) -> tuple[int, int] | None:
-    """The (H, W) a student was trained at, from its checkpoint meta (None if it does not say)."""
-    for source in (meta, meta.get("config") or {}):
-        for key in _META_SIZE_KEYS:
-            value = source.get(key) if isinstance(source, dict) else None
-            if isinstance(value, (list, tuple)) and len(value) == 2:
-                return int(value[0]), int(value[1])
-    return None
-
 
 def is_student_spec(spec: str) -> bool:
     return spec.startswith("ckpt:") or Path(spec).expanduser().exists()
@@ -187,7 +182,7 @@ def load_predictor(spec: str | Predictor, device: str = "auto", precision: str =
         return spec
     torch_device = resolve_device(device)
     if spec.endswith(".onnx") and Path(spec).expanduser().is_file():
-        return OnnxPredictor(Path(spec).expanduser(), name=spec)
+        return OnnxPredictor(Path(spec).expanduser(), name=spec, input_size=input_size)
     if is_student_spec(spec):
         from kdcache.students import load_student
 

@@ -23,7 +23,8 @@ import torch
 from kdcache.atomic import replacing
 from kdcache.console import log
 from kdcache.errors import KdcacheError, check_writable, disk_error, writing_to
-from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed, ort_session
+from kdcache.export.ort_speed import SpeedSettings, measure_onnx_speed
+from kdcache.onnx_session import ort_session
 from kdcache.timing import machine_load, median_seconds
 
 PARITY_TOLERANCE = 1e-3  # relative: max |onnx - torch| / max |torch|
@@ -143,7 +144,7 @@ def sample_images(size: tuple[int, int], count: int = 2, split: str | None = Non
     if split:
         from kdcache.data import open_split
 
-        from kdcache.evaluate.predictors import to_tensor
+        from kdcache.model_input import to_tensor
 
         dataset = open_split(split, root=root)
         if len(dataset) == 0:
@@ -166,7 +167,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     `threads` threads, and its FPS at the export size), and for
     `int8` the quantized file with its size and accuracy change (`onnx_int8.py`).
     """
-    from kdcache.evaluate.predictors import size_from_meta
+    from kdcache.model_input import onnx_metadata, size_from_meta, student_rule
     from kdcache.students import load_student
     from kdcache.students.checkpoint import encoder_init
 
@@ -183,8 +184,11 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
             "producer": "kdcache", "student": (student.config or {}).get("student", ""),
             "output_space": meta.get("output_space", "depth"), "input": "image float32 (B,3,H,W) RGB in [0,1]",
             "output": "depth (B,1,H,W); metres for output_space=depth, 1/output is relative disparity otherwise",
-            "input_size": f"{size[0]}x{size[1]}", "fixed_size": "0" if dynamic else "1",
+            "fixed_size": "0" if dynamic else "1",
             "encoder_init": encoder_init(meta),
+            # What every reader feeds it (kdcache.model_input.onnx_rule): the run's own input, i.e. its training
+            # size, unless the graph only takes the export size.
+            **onnx_metadata(student_rule((size_from_meta(meta) or size) if dynamic else size)),
         })
     with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),

@@ -40,7 +40,7 @@ def quantize_file(source: Path, target: Path) -> None:
 
 
 def _output_difference(fp32: Path, int8: Path, inputs: torch.Tensor) -> dict:
-    from kdcache.export.ort_speed import ort_session
+    from kdcache.onnx_session import ort_session
 
     feed = {"image": inputs.numpy()}
     reference = ort_session(fp32).run(None, feed)[0]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcache.errors import KdcacheError
+from kdcache.onnx_session import ort_session
 from kdcache.process_memory import proc_status, reset_peak_rss
 from kdcache.timing import timed_seconds
 
@@ -34,21 +35,6 @@ class SpeedSettings:
     threads: int = 2
     warmup: int = 10
     repeats: int = 50
-
-
-def ort_session(path: str | os.PathLike, threads: int | None = None):
-    """A CPU onnxruntime session with `threads` intra-op threads (None: onnxruntime's default, all cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own types for unreadable / invalid models
-        raise KdcacheError(f"cannot load ONNX model {path}: {str(err).splitlines()[0][:300]}; "
-                           f"re-export it with kdcache export") from err
 
 
 def _input_array(session, size: tuple[int, int]) -> np.ndarray:

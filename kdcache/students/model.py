@@ -48,6 +48,16 @@ class DepthStudent(nn.Module):
     def feature_reductions(self) -> list[int]:
         return list(self.encoder.reductions)
 
+    def _head(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The head in float32 even under autocast: its output is near-constant at init (softplus^-1(init) plus
+        ~1e-3 variations), which bf16's 8-bit mantissa rounds to one value, so a scale-invariant loss would see a
+        flat prediction. One output channel: the cost is nil. (Export traces without autocast: plain path.)"""
+        device = decoded.device.type  # "meta" (complexity tables) has no autocast
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.head(decoded.float())
+        return self.head(decoded)
+
     def forward(self, x: torch.Tensor, return_features: bool = False):
         height, width = x.shape[-2], x.shape[-1]
         multiple = self.encoder.input_multiple
@@ -55,7 +65,7 @@ class DepthStudent(nn.Module):
         pad_w = (multiple - width % multiple) % multiple
         padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         features = self.encoder(padded)
-        logits = self.head(self.decoder(features))
+        logits = self._head(self.decoder(features))
         if self.decoder.out_stride > 1:
             logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
         depth = F.softplus(logits[..., :height, :width]) + self.min_depth

@@ -14,7 +14,7 @@ import torch
 
 from kdcache.devices import resolve_device
 from kdcache.errors import KdcacheError
-from kdcache.teachers.preprocess import ResizeRule, resize_back
+from kdcache.model_input import ResizeRule
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 OUTPUT_SPACES = ("disparity", "depth")
@@ -72,7 +72,8 @@ class Teacher:
         with torch.no_grad(), self._autocast():  # no_grad, not inference_mode: callers may edit outputs in place
             depth, features = self._run(self.rule(images), layers)
         features = {name: features[name] for name in layers}
-        return TeacherOutput(resize_back(depth, (height, width)), features)
+        depth = self.rule.resize_back(depth, (height, width), keep_range=self.output_space == "depth")
+        return TeacherOutput(depth, features)
 
     def _run(self, x: torch.Tensor, layers: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError

@@ -302,7 +302,7 @@ class EmulatedTeacher:
         # for that here, as a GPU teacher pays for its CUDA context when it loads
         grid = torch.nn.functional.interpolate(torch.empty(1, 1, 2, 2, device="meta"), size=(3, 3), mode="bilinear")
         torch.nn.functional.adaptive_avg_pool2d(grid, (2, 2))
-        self.preprocess = {"size_rule": "square", "size": 384, "note": "emulated: no preprocessing runs"}
+        self.preprocess = {"size_rule": "fixed", "size": [384, 384], "note": "emulated: no preprocessing runs"}
 
     def predict(self, images: torch.Tensor, layers: Iterable[str] = ()) -> TeacherOutput:
         layers = list(layers)

@@ -17,6 +17,7 @@ from kdcache.errors import KdcacheError
 from kdcache.devices import resolve_device
 from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_precision
 from kdcache.teachers.hf_arch import Architecture, read_architecture
+from kdcache.teachers.hf_processor import processor_config
 from kdcache.teachers.hf_source import HFSource, card_licence, load_pretrained, resolve_source, source_identity
 
 
@@ -116,7 +117,7 @@ def create_hf_teacher(
 
         model_class = AutoModelForDepthEstimation
     model = load_pretrained(source, model_class)
-    arch = read_architecture(model.config, input_size, output_space)
+    arch = read_architecture(model.config, input_size, output_space, processor_config(source))
     if not hasattr(model, "neck"):
         raise KdcacheError(f"'{ref}' has no DPT-style neck: use a DPT or Depth Anything checkpoint")
     teacher = HFTeacher(name or f"hf:{ref}", model.to(device), source, arch, device, precision,

@@ -1,7 +1,9 @@
 """What kdcache needs to know about a transformers depth architecture, read from its config.
 
-Per family: the input rule (DPT: square, bilinear, mean=std=0.5; Depth Anything: short side 518 rounded to
-a multiple of 14, bicubic, ImageNet mean/std), the patch size, the output space, and the names of the
+Per family: the default input rule (`hf_processor` reads the model's own processor config when it is on disk;
+these are what the published configs say: DPT 384x384, bilinear, mean=std=0.5; Depth Anything V2 518x518 keeping
+the aspect on the /14 grid, bicubic, ImageNet mean/std; both resize the uint8 image and resize the depth back
+bicubic), the patch size, the output space, and the names of the
 tensors the neck consumes (`hidden_K` = output of transformer layer K, i.e. `hidden_states[K]`, so
 DPT-Large's `backbone_out_indices [5, 11, 17, 23]` give hidden_6 ... hidden_24) and produces (`neck_i`).
 Reading these from the config means tiny test configs get their own, correct names.
@@ -12,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdcache.errors import KdcacheError
-from kdcache.teachers.preprocess import HALF_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, ResizeRule
+from kdcache.model_input import HALF_MEAN_STD, IMAGENET_MEAN, IMAGENET_STD, ResizeRule
+from kdcache.teachers.hf_processor import processor_rule
 
 SUPPORTED_MODEL_TYPES = ("dpt", "depth_anything")
 # Backbones whose stages are plain transformer layers (stage K == hidden_states[K]); others are hierarchical.
@@ -33,12 +36,14 @@ class Architecture:
         return self.neck_inputs + self.neck_outputs
 
 
-def read_architecture(config, input_size: int | None = None, output_space: str | None = None) -> Architecture:
+def read_architecture(config, input_size: int | None = None, output_space: str | None = None,
+                      processor: dict | None = None) -> Architecture:
+    """`processor`: the model's `preprocessor_config.json` (`hf_processor.processor_config`), if any."""
     model_type = getattr(config, "model_type", None)
     if model_type == "dpt":
-        arch = _dpt(config, input_size)
+        arch = _dpt(config, input_size, processor)
     elif model_type == "depth_anything":
-        arch = _depth_anything(config, input_size)
+        arch = _depth_anything(config, input_size, processor)
     else:
         raise KdcacheError(
             f"teacher architecture '{model_type}' is not supported yet: kdcache knows the exact preprocessing of "
@@ -49,7 +54,7 @@ def read_architecture(config, input_size: int | None = None, output_space: str |
     return arch
 
 
-def _dpt(config, input_size: int | None) -> Architecture:
+def _dpt(config, input_size: int | None, processor: dict | None) -> Architecture:
     backbone = config.backbone_config
     if config.is_hybrid:
         patch, native = _int(config.patch_size), _int(config.image_size)
@@ -68,14 +73,21 @@ def _dpt(config, input_size: int | None) -> Architecture:
         patch, native = _int(config.patch_size), _int(config.image_size)
         # hidden_states[0] is the embedding output, so index i in backbone_out_indices is layer i + 1.
         inputs = [f"hidden_{i + 1}" for i in config.backbone_out_indices]
-    rule = ResizeRule("square", input_size or native, patch, "bilinear", HALF_MEAN_STD, HALF_MEAN_STD)
+    default = ResizeRule("fixed", (native, native), patch, "bilinear", HALF_MEAN_STD, HALF_MEAN_STD, uint8=True,
+                         output_filter="bicubic")
+    rule = processor_rule(processor, default, input_size)
+    if config.is_hybrid and rule.size != (native, native):
+        raise KdcacheError(f"DPT-Hybrid only runs at {native}x{native}: its image processor asks for "
+                           f"{rule.size[0]}x{rule.size[1]}")
     return Architecture("dpt", rule, patch, "disparity", inputs, _neck_outputs(config))
 
 
-def _depth_anything(config, input_size: int | None) -> Architecture:
+def _depth_anything(config, input_size: int | None, processor: dict | None) -> Architecture:
     patch = _int(config.patch_size)
     native = _int(getattr(config.backbone_config, "image_size", 518))
-    rule = ResizeRule("short-side", input_size or native, patch, "bicubic", IMAGENET_MEAN, IMAGENET_STD)
+    default = ResizeRule("keep-aspect", (native, native), patch, "bicubic", IMAGENET_MEAN, IMAGENET_STD, uint8=True,
+                         output_filter="bicubic")
+    rule = processor_rule(processor, default, input_size)
     space = "depth" if config.depth_estimation_type == "metric" else "disparity"
     inputs = _backbone_stage_names(config.backbone_config)
     return Architecture("depth_anything", rule, patch, space, inputs, _neck_outputs(config))

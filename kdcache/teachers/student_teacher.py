@@ -18,7 +18,7 @@ from kdcache.errors import KdcacheError
 from kdcache.devices import resolve_device
 from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_precision
 from kdcache.teachers.hf_source import files_sha256
-from kdcache.teachers.preprocess import ResizeRule
+from kdcache.model_input import ResizeRule
 
 # A student's positive depth is clamped away from 0 before inversion so disparity never becomes inf.
 _MIN_DEPTH = 1e-6
@@ -27,7 +27,8 @@ _MIN_DEPTH = 1e-6
 class CheckpointTeacher(Teacher):
     def __init__(self, name: str, model: torch.nn.Module, meta: dict, path: Path, device, precision: str,
                  input_size: int | None):
-        rule = ResizeRule("short-side", input_size, 1, "bilinear") if input_size else ResizeRule("native", None)
+        size = (input_size, input_size) if input_size else None
+        rule = ResizeRule("short-side", size, 1, "bilinear") if size else ResizeRule("native", None)
         super().__init__(name, device, precision, rule)
         space = meta.get("output_space")
         if space not in OUTPUT_SPACES:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from kdcache.teachers import register_teacher
 from kdcache.teachers.base import NoTeacher
 
-_DPT_INPUT = "384x384 square, bilinear, mean=std=0.5"
-_DA_INPUT = "short side 518, x14, keep aspect, bicubic, ImageNet"
+_DPT_INPUT = "384x384, bilinear, mean=std=0.5 (its preprocessor_config.json when on disk)"
+_DA_INPUT = "518x518 keeping the aspect, x14, bicubic, ImageNet (its preprocessor_config.json when on disk)"
 _NECK = ["neck_0", "neck_1", "neck_2", "neck_3"]
 
 # Licences of known hub ids, so `hf:<id>` states them even when the model card is not cached.

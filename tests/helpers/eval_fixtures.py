@@ -15,10 +15,13 @@ class ArraySplit:
 
     labeled = True
 
-    def __init__(self, name: str = "array-split", count: int = 3, size=(48, 64), space: str = "depth"):
+    def __init__(self, name: str = "array-split", count: int = 3, size=(48, 64), space: str = "depth",
+                 smooth: bool = False):
         self.name, self.space = name, space
         rng = np.random.default_rng(0)
         self.images = rng.integers(0, 256, (count, *size, 3), dtype=np.uint8)
+        if smooth:  # camera-like: structure at every scale survives a resize, where pixel noise averages out
+            self.images = np.stack([_smooth_scene(image, size) for image in self.images])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -28,6 +31,15 @@ class ArraySplit:
         depth = (1.0 + 5.0 * image[..., 0] / 255.0).astype(np.float32)
         return Sample(f"{index:03d}", image, depth, np.ones(depth.shape, bool), self.space, {"dataset": "synth"})
 
+
+def _smooth_scene(noise: np.ndarray, size) -> np.ndarray:
+    """A smooth image with edges: a coarse grid of the noise's colours, bicubic-enlarged, plus a dark bar."""
+    from PIL import Image
+
+    coarse = Image.fromarray(noise[:6, :8]).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    image = np.array(coarse)
+    image[size[0] // 3: size[0] // 2, size[1] // 5: size[1] // 2] //= 4
+    return image
 
 
 def save_tiny_student(directory, output_space: str = "depth", resolution=(48, 64)):
