@@ -41,7 +41,8 @@ def load_live_predictor(spec: str, device: str, input_size: tuple[int, int] | No
     # idle threads spin; with more threads than `threads` they took cores from onnxruntime (2.7x slower predict).
     torch.set_num_threads(threads)
     if spec.endswith(".onnx") and Path(spec).expanduser().is_file():
-        return OnnxPredictor(Path(spec).expanduser(), name=spec, threads=threads), _described("onnxruntime", threads)
+        onnx = OnnxPredictor(Path(spec).expanduser(), name=spec, threads=threads, input_size=input_size)
+        return onnx, _described("onnxruntime", threads)
     predictor = load_predictor(spec, device=device, input_size=input_size)
     if runtime == "torch" or predictor.kind != "student" or predictor.device.type != "cpu":
         return predictor, _described("PyTorch", threads, predictor.device)
@@ -55,8 +56,8 @@ def load_live_predictor(spec: str, device: str, input_size: tuple[int, int] | No
     if runtime == "auto" and report["torch_latency_ms"] < report["onnx_latency_ms"]:
         return predictor, _described("PyTorch", threads) + (
             f", faster than onnxruntime ({report['torch_latency_ms']:.0f} vs {report['onnx_latency_ms']:.0f} ms)")
-    ort = OnnxPredictor(onnx, name=spec, threads=threads)
-    ort.input_size = ort.input_size or predictor.input_size  # resize frames as the PyTorch student would
+    # fed exactly as the PyTorch student would be (kdcache.model_input): its input size, through the same rule
+    ort = OnnxPredictor(onnx, name=spec, threads=threads, input_size=predictor.input_size)
     return ort, _described("onnxruntime", threads) + (
         f", exported on the fly: {report['onnx_latency_ms']:.0f} ms vs PyTorch {report['torch_latency_ms']:.0f} ms")
 
