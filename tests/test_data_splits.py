@@ -9,6 +9,7 @@ from PIL import Image
 from helpers.data_fixtures import write_all, write_video
 from kdcache.data import list_splits, open_split
 from kdcache.data.overview import show_split
+from kdcache.depth_colors import LEGEND_WIDTH
 from kdcache.errors import KdcacheError
 
 # Small synthetic samples keep the synth-* entries cheap; other readers ignore the option.
@@ -57,7 +58,8 @@ def test_every_split_shows(full_root, tmp_path, name):
     view = show_split(_spec(name, full_root), root=full_root, out=out, **OPTIONS)
     picture = np.asarray(Image.open(out))
     height, width = view.image_size
-    assert picture.shape == (height, width * (2 if view.labeled else 1), 3)
+    legend = LEGEND_WIDTH if view.labeled else 0  # the colour bar beside a depth map
+    assert picture.shape == (height, width * (2 if view.labeled else 1) + legend, 3)
     if view.labeled:
         assert view.depth_range["p2"] <= view.depth_range["p50"] <= view.depth_range["p98"]
 

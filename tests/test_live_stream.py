@@ -114,12 +114,12 @@ def test_a_slow_model_is_not_mistaken_for_an_idle_stream(stream):
 
 
 def test_levels_coloured_by_the_table_are_the_colours_of_kdcache_infer():
-    from kdcache.depth_colors import lookup_table, colorize, to_levels
+    from kdcache.depth_colors import DEPTH_CMAP, colorize, lookup_table, to_levels
 
     values = np.random.default_rng(0).normal(2.0, 1.0, (40, 50))
     values[0, 0] = np.nan
-    for cmap in (None, "viridis"):
-        reference = colorize(values, 1.0, 3.0) if cmap is None else colorize(values, 1.0, 3.0, cmap=cmap)
+    for cmap in (DEPTH_CMAP, "viridis"):
+        reference = colorize(values, 1.0, 3.0, cmap=cmap)
         shown = lookup_table(cmap)[to_levels(values, 1.0, 3.0)]
         step = np.abs(np.diff(lookup_table(cmap).astype(int), axis=0)).max()  # one level's colour change
         assert np.abs(shown.astype(int) - reference).max() <= step

@@ -65,7 +65,7 @@ def test_a_batch_too_big_for_the_machine_is_refused_before_training(tmp_path, mo
     out = tmp_path / "run"
     line = refusal(*run_cli("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled",
                             "synth-train", "--mode", "gt-only", "--out", out, "--steps", "1", "--batch-size", "2048",
-                            "--workers", "0")[::2])
+                            "--workers", "0", "--no-pretrained")[::2])
     assert line.startswith("error: kdcache train needs at least ") and line.endswith("lower --batch-size"), line
     assert "a batch of 2048 at 32x48" in line
     assert not (out / "checkpoints").exists() and not (out / "config.json").exists()

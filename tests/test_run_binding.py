@@ -37,7 +37,7 @@ def run_config(cache, out, **extra) -> TrainConfig:
 def cli_args(cache, out, *extra) -> list:
     return ["train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", "synth-train",
             "--mode", "kd-labeled", "--out", out, "--batch-size", "2", "--workers", "0", "--log-every", "1",
-            "--checkpoint-every", "2", *extra]
+            "--checkpoint-every", "2", "--no-pretrained", *extra]
 
 
 def killed_after(monkeypatch, steps: int) -> None:

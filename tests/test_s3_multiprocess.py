@@ -83,6 +83,6 @@ def test_two_nodes_fill_one_bucket_then_one_run_trains_from_it(tmp_path, s3_buck
     assert_same_store(url, reference)
     code, out, err = run_cli("train", "--student", "test_efficientnet+nnconv5", "--cache", url, "--aux", SPLIT,
                              "--mode", "kd-aux-only", "--steps", "2", "--batch-size", "4", "--workers", "0",
-                             "--out", tmp_path / "run", "--read-cache", tmp_path / "reads")
+                             "--out", tmp_path / "run", "--read-cache", tmp_path / "reads", "--no-pretrained")
     assert code == 0, err
     assert (tmp_path / "run" / "checkpoints" / "last").is_dir()

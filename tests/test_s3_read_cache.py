@@ -95,7 +95,7 @@ def test_the_read_cache_stays_within_its_bound(s3_cache, tmp_path):
 def test_train_from_s3_equals_train_from_the_local_copy(s3_cache, local_cache, tmp_path, run_cli):
     args = ["train", "--student", TINY_STUDENT["student"], "--labeled", "synth-train", "--aux", "synth-aux",
             "--mode", "kd-labeled-aux", "--val", "synth-test", "--epochs", "2", "--batch-size", "4",
-            "--workers", "0", "--no-augment"]
+            "--workers", "0", "--no-augment", "--no-pretrained"]
     results = {}
     for name, cache in (("local", local_cache), ("s3", s3_cache)):
         extra = ["--read-cache", tmp_path / "reads"] if name == "s3" else []
@@ -120,7 +120,8 @@ def test_torchrun_ddp_from_s3_equals_ddp_from_the_local_copy(s3_cache, local_cac
             f'cache = "{cache}"\nout = "{tmp_path / name}"\nbatch_size = 4\nepochs = 1\nworkers = 0\nlog_every = 1\n'
             f'read_cache = "{tmp_path / "reads"}"\n[sources]\nlabeled = "synth-train"\naux = "synth-aux"\n'
             f'[[variant]]\nmode = "kd-labeled-aux"\nstudent = "{TINY_STUDENT["student"]}"\n'
-            f'student_overrides = {{ width = {TINY_STUDENT["student_overrides"]["width"]} }}\n')
+            f'student_overrides = {{ width = {TINY_STUDENT["student_overrides"]["width"]} }}\n'
+            'pretrained = false\n')
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                    "-m", "kdcache.cli.main", "train", "--config", str(config)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}

@@ -180,7 +180,7 @@ def test_cache_info_on_a_sound_store_says_complete_and_points_to_verify(clean, r
 def train_args(cache, out, workers: str = "0"):
     return ("train", "--student", TINY_STUDENT["student"], "--cache", cache, "--labeled", SPLIT, "--val",
             "synth-test", "--mode", "kd-labeled", "--out", out, "--steps", "4", "--batch-size", "4", "--workers",
-            workers)
+            workers, "--no-pretrained")
 
 
 @pytest.mark.parametrize("array, damage, workers", [

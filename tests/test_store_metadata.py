@@ -70,7 +70,8 @@ TAMPERED = {
 def command(name: str, store: Path, out: Path) -> list:
     if name == "train":
         return ["train", "--student", TINY_STUDENT["student"], "--cache", store, "--labeled", "synth-train",
-                "--mode", "gt-only", "--out", out, "--steps", "1", "--batch-size", "2", "--workers", "0"]
+                "--mode", "gt-only", "--out", out, "--steps", "1", "--batch-size", "2", "--workers", "0",
+                "--no-pretrained"]
     return ["cache", name, store, *(["--sample", "0"] if name == "verify" else [])]
 
 
