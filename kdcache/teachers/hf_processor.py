@@ -23,19 +23,34 @@ _RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes: BILINEAR, BICUBIC
 
 def processor_config(source) -> dict | None:
     """The teacher's `preprocessor_config.json` as a dict, from its folder or the HF cache (None if absent)."""
-    if source.is_local:
-        path = source.local / PROCESSOR_FILE
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(source.ref, PROCESSOR_FILE, revision=source.revision)
-        path = Path(cached) if isinstance(cached, str) else None
+    path = source.local / PROCESSOR_FILE if source.is_local else _hub_file(source)
     if path is None or not path.is_file():
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise KdcacheError(f"{path}: unreadable image processor config ({err}): delete it or fix it") from None
+
+
+def _hub_file(source) -> Path | None:
+    """A hub teacher's processor config: from the HF cache, else fetched beside the weights when the hub answers
+    (`from_pretrained` of the model alone never fetches it, so without this a hub user would always get the
+    family's fallback), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source.ref, PROCESSOR_FILE, revision=source.revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    from kdcache.hub import hub_available
+
+    if cached is not None or not hub_available():  # known to be absent (the cache says so), or offline
+        return None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(source.ref, PROCESSOR_FILE, revision=source.revision))
+    except Exception:  # absent from the repo (EntryNotFoundError) or a failed fetch: the fallback stands in
+        return None
 
 
 def processor_rule(processor: dict | None, default: ResizeRule, input_size: int | None) -> ResizeRule:
