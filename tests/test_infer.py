@@ -97,7 +97,6 @@ def test_mp4_video_round_trip(run, tmp_path):
 
 
 def test_truncated_video_gives_its_readable_frames_and_an_undecodable_one_is_skipped(run, run_cli, tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
     from helpers.data_fixtures import write_video
     from kdcache.video import probe_video, read_frames
 

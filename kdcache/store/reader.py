@@ -25,6 +25,14 @@ from kdcache.store.schema import check_array, check_manifest, damaged, expected_
 from kdcache.store.shardread import DamagedFile, MissingFile, done_flags, read_shard, read_with_zarr
 
 
+class DamagedShardError(KdcacheError):
+    """A shard marked done whose files are missing or fail their checksums; `where` names it, `split` is its
+    `StoredSplit` (set where it is raised: a DataLoader worker re-raises only the message)."""
+
+    where: str = ""
+    split: "StoredSplit | None" = None
+
+
 def open_root(url: str, read_only: bool = True) -> zarr.Group:
     store = open_backend(str(url), read_only=read_only)
     try:
@@ -264,15 +272,14 @@ class StoredSplit:
                 raise self.damage_error(shard, field, str(err)) from None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def damage_error(self, shard: int, field: str, reason: str) -> KdcacheError:
-        """The one-line error for a damaged shard: which, how, and the command that repairs it."""
-        from kdcache.precompute.precompute_config import repair_command
-
-        return KdcacheError(
-            f"cache {self.url}: shard {shard} of split '{self.spec}' is damaged ({field}: {reason}): repair it with "
-            f"`{repair_command(self.url, self.manifest, [self.spec])}` (`kdcache cache verify {self.url}` lists "
-            "every damaged shard)"
-        )
+    def damage_error(self, shard: int, field: str, reason: str) -> "DamagedShardError":
+        """The one-line error for a damaged shard: which, how, and how to repair it (the store knows nothing of
+        precompute's command line: training, which does, names the exact command, `train.loader.read_checked`)."""
+        where = f"cache {self.url}: shard {shard} of split '{self.spec}' is damaged ({field}: {reason})"
+        err = DamagedShardError(f"{where}: rerun the `kdcache precompute` command that made it, which redoes the "
+                                f"damaged shards (`kdcache cache verify {self.url}` lists them and prints that command)")
+        err.where, err.split = where, self
+        return err
 
     def _expand(self, fields: Iterable[str] | None) -> list[str]:
         if fields is None:

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from kdcache.errors import KdcacheError
+from kdcache.store.reader import DamagedShardError, StoredSplit
 from kdcache.train.augment import augment_batch, sample_params
 from kdcache.train.train_config import AugmentConfig
 
@@ -99,7 +100,7 @@ class SourceStream:
             skip = 0
 
     def _read(self, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-        parts = [self.split.read(start, stop, self.fields) for start, stop in blocks]
+        parts = [read_checked(self.split, start, stop, self.fields) for start, stop in blocks]
         return {key: np.concatenate([p[key] for p in parts]) for key in self.fields}
 
 
@@ -221,12 +222,24 @@ def make_loader(plan: LoaderPlan, start_step: int, stop_step: int, workers: int,
     )
 
 
+def read_checked(split: StoredSplit, start: int, stop: int, fields: list[str]) -> dict[str, np.ndarray]:
+    """`split.read`, where a damaged shard is one line naming it and the exact command that repairs it."""
+    from kdcache.precompute.precompute_config import repair_command
+
+    try:
+        return split.read(start, stop, fields)
+    except DamagedShardError as err:
+        command = repair_command(split.url, split.manifest, [split.spec])
+        raise KdcacheError(f"{err.where}: repair it with `{command}` (`kdcache cache verify {split.url}` lists "
+                           "every damaged shard)") from None
+
+
 def iter_validation(url: str, split_name: str, max_samples: int, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
     """Contiguous, unaugmented batches of (image, gt, valid) from the first `max_samples` of a split."""
     split = _open_split(url, split_name)
     total = min(len(split), max_samples) if max_samples else len(split)
     for start in range(0, total, batch_size):
-        data = split.read(start, min(total, start + batch_size), ["image", "gt", "valid"])
+        data = read_checked(split, start, min(total, start + batch_size), ["image", "gt", "valid"])
         yield {
             "image": torch.from_numpy(data["image"]).permute(0, 3, 1, 2).float().div_(255.0),
             "gt": torch.from_numpy(data["gt"].astype(np.float32)).unsqueeze(1),
