@@ -37,7 +37,7 @@ def doc_table(text: str, scale: str) -> dict[str, dict[str, str]]:
     section = re.search(rf"^## Scale `{re.escape(scale)}`\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     if section is None:
         raise SystemExit(f"error: {DOC.name} has no '## Scale `{scale}`' section: check --scale")
-    lines = [line for line in section.group(1).splitlines() if line.startswith("|")]
+    lines = _first_table(section.group(1).splitlines())
     if len(lines) < 3:
         raise SystemExit(f"error: the `{scale}` section of {DOC.name} has no table")
     header = _cells(lines[0])
@@ -45,6 +45,12 @@ def doc_table(text: str, scale: str) -> dict[str, dict[str, str]]:
     # "kd-labeled-aux-far (3-4x)": the row's name is the results.json name before any note in brackets
     return {_cells(line)[0].split(" (")[0]: {fields[i]: cell for i, cell in enumerate(_cells(line)) if i in fields}
             for line in lines[2:]}
+
+
+def _first_table(lines: list[str]) -> list[str]:
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
 
 
 def _cells(line: str) -> list[str]:

@@ -95,3 +95,9 @@ def test_the_command_exits_0_on_a_match_and_1_with_a_diff_on_drift(tmp_path, cap
 def test_a_run_made_with_another_thread_count_is_refused_not_compared(tmp_path, capsys):
     assert check.main(_finished_demo(tmp_path, _tiny_results(), threads=1)) == 2
     assert "made with 1 threads, not 2: pass --threads 1" in capsys.readouterr().err
+
+
+def test_only_the_first_table_of_a_section_is_its_table():
+    text = DOC.replace("## Scale `small`", "Below, a lever table.\n\n| lever | AbsRel |\n| --- | ---: |\n"
+                                            "| ema | 0.1811 |\n\n## Scale `small`")
+    assert set(check.doc_table(text, "tiny")) == {"teacher", "gt-only"}
