@@ -139,15 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} was made with {threads} threads, not {args.threads}: pass --threads {threads} "
               "or another --out", file=sys.stderr)
         return 2
+    results = json.loads((out / "results.json").read_text())
+    if results.get("scale") != args.scale:
+        print(f"error: {out} holds a `{results.get('scale')}` demo, not `{args.scale}`: pass its --scale or another "
+              "--out", file=sys.stderr)
+        return 2
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    lines = drift(documented, run_figures(json.loads((out / "results.json").read_text())))
+    lines = drift(documented, run_figures(results))
     checked = sum(len(cells) for cells in documented.values())
     for line in lines:
         print(f"drift: {line}")
     verdict = f"{len(lines)} drifted" if lines else "all match"
     print(f"{args.doc.name} `{args.scale}`: {checked} figures of {len(documented)} rows checked against {out} "
-          f"(commit {commit}, {threads or args.threads} threads): {verdict}")
+          f"({threads or args.threads} threads; this checkout: {commit}): {verdict}")
     return 1 if lines else 0
 
 

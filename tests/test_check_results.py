@@ -32,7 +32,7 @@ def _row(name, abs_rel, rmse, d1, params, **extra):
 
 
 def _tiny_results():
-    return {"rows": [_row("teacher", 0.20641, 0.9104, 0.5671, 11_450_000),
+    return {"scale": "tiny", "rows": [_row("teacher", 0.20641, 0.9104, 0.5671, 11_450_000),
                      _row("gt-only", 0.24834, 1.0361, 0.5209, 1_030_000)]}
 
 
@@ -101,3 +101,9 @@ def test_only_the_first_table_of_a_section_is_its_table():
     text = DOC.replace("## Scale `small`", "Below, a lever table.\n\n| lever | AbsRel |\n| --- | ---: |\n"
                                             "| ema | 0.1811 |\n\n## Scale `small`")
     assert set(check.doc_table(text, "tiny")) == {"teacher", "gt-only"}
+
+
+def test_a_demo_of_another_scale_is_refused_not_compared(tmp_path, capsys):
+    results = _tiny_results() | {"scale": "small"}
+    assert check.main(_finished_demo(tmp_path, results)) == 2
+    assert "holds a `small` demo, not `tiny`" in capsys.readouterr().err
