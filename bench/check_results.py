@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -131,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "runs" / f"check-{args.scale}"
     documented = doc_table(args.doc.read_text(), args.scale)
     if not (out / "results.json").exists():
+        from kdcache.timing import machine_load
+
         seconds = run_demo(args.scale, out, args.threads)
-        print(f"demo --scale {args.scale}: {seconds / 60:.1f} min, {args.threads} threads, "
-              f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(f"demo --scale {args.scale}: {seconds / 60:.1f} min, {args.threads} threads, {machine_load().describe()}")
     threads = report_threads(out)
     if threads is not None and threads != args.threads:
         print(f"error: {out} was made with {threads} threads, not {args.threads}: pass --threads {threads} "

@@ -145,7 +145,7 @@ def main() -> None:
         _, infos = store_info(str(work / "cache.zarr"))
         print(f"teacher {name}, images: {args.images} of {args.input_size} cached at {args.resolution}, "
               f"batch {args.batch_size}, workers {args.workers}, device {args.device}, torch threads "
-              f"{torch.get_num_threads()}, cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
+              f"{torch.get_num_threads()} (the load: last line)")
         print(f"bare teacher: {args.images / bare:.1f} img/s ({bare:.2f} s); spread over repeats "
               f"{min(bares):.2f}-{max(bares):.2f} s")
         print(f"full precompute: {args.images / full:.1f} img/s ({full:.2f} s); spread {min(fulls):.2f}-"

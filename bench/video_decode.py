@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from kdcache.sizes import parse_hw  # noqa: E402
+from kdcache.timing import print_load  # noqa: E402
 from kdcache.video import decode_frames, probe_video  # noqa: E402
 
 
@@ -91,6 +92,7 @@ def main() -> None:
           f"(min-max)")
     for name, values in rates.items():
         print(f"  {name:40s} {statistics.median(values):8.0f}  ({min(values):.0f}-{max(values):.0f})")
+    print_load()  # the machine load the figures above were timed at (kdcache.timing)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kdcache.config import STORAGE_OPTION_HELP, parse_storage_options
+from kdcache.cli.config_options import option
+from kdcache.config import parse_storage_options
 from kdcache.console import log, stdout_console
+from kdcache.precompute.precompute_config import PrecomputeConfig
 
 MAX_LISTED = 20  # problems `cache verify` lists one by one
-
-def storage_option():
-    """`--storage-option KEY=VALUE` as the stage configs take it (`kdcache.config.storage_options_setting`)."""
-    return typer.Option([], "--storage-option", help=STORAGE_OPTION_HELP)
-
 
 def _mb(n: float) -> str:
     return f"{n / 2**20:,.2f} MiB"
@@ -114,7 +111,7 @@ def verify_table(report) -> Table:
 def info_command(
     store: str = typer.Argument(..., help="Cache path or fsspec URL (the --out of `kdcache precompute`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON instead of tables."),
-    storage_options: List[str] = storage_option(),
+    storage_options: List[str] = option(PrecomputeConfig, "storage_options"),
 ) -> None:
     """Manifest, counts, bytes per sample, compression ratio and completeness of a cache."""
     options = parse_storage_options(storage_options, "--storage-option")
@@ -134,7 +131,7 @@ def verify_command(
     precision: str = typer.Option(None, "--precision", help="fp32|fp16|bf16 (default: the cache's)."),
     tolerance: float = typer.Option(2e-2, "--tolerance", help="Largest accepted relative difference."),
     seed: int = typer.Option(0, "--seed", help="Seed choosing the recomputed samples."),
-    storage_options: List[str] = storage_option(),
+    storage_options: List[str] = option(PrecomputeConfig, "storage_options"),
 ) -> None:
     """Every file and checksum of every done shard (read whole), completeness, NaN/inf scan, and a recomputation of
     K samples with the teacher (non-zero exit on failure, naming each damaged shard and the repair command)."""

@@ -148,6 +148,12 @@ class ResizeRule:
         return "native size" + (f", x{self.multiple}" if self.multiple > 1 else "")
 
 
+def as_output_space(depth: torch.Tensor, space: str) -> torch.Tensor:
+    """A student's (B, h, w) output in its `space`: a "disparity" student's output is only meaningful through its
+    inverse (architecture.md §5), clamped away from 0 first so that disparity never becomes inf."""
+    return 1.0 / depth.clamp_min(1e-6) if space == "disparity" else depth
+
+
 def student_rule(size: tuple[int, int] | None) -> ResizeRule:
     """A student's input: its training size (bilinear, antialiased: the cache's PIL resize), or the image as it
     comes when the size is unknown; normalisation and padding happen inside the model (and its `.onnx`)."""

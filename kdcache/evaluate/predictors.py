@@ -17,7 +17,7 @@ import torch
 
 from kdcache.errors import KdcacheError
 from kdcache.devices import resolve_device
-from kdcache.model_input import ResizeRule, size_from_meta, student_rule, to_tensor
+from kdcache.model_input import ResizeRule, as_output_space, size_from_meta, student_rule, to_tensor
 
 __all__ = ["Predictor", "load_predictor", "size_from_meta", "to_tensor"]
 
@@ -61,11 +61,6 @@ class Predictor:
         return out[0].cpu().numpy()
 
 
-def _as_output_space(depth: torch.Tensor, space: str) -> torch.Tensor:
-    """A "disparity" student's output is only meaningful through its inverse (architecture.md §5)."""
-    return 1.0 / depth.clamp_min(1e-6) if space == "disparity" else depth
-
-
 class StudentPredictor(Predictor):
     """A kdcache student fed at its training size (`student_rule`); outputs depth or 1/output as disparity."""
 
@@ -83,7 +78,7 @@ class StudentPredictor(Predictor):
         super().__init__(name, space, device, model.eval().to(device), rule, identity)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return _as_output_space(self.module(self.rule(images.to(self.device)))[:, 0], self.output_space)
+        return as_output_space(self.module(self.rule(images.to(self.device)))[:, 0], self.output_space)
 
 
 class TeacherPredictor(Predictor):
@@ -136,7 +131,7 @@ class OnnxPredictor(Predictor):
         # A fixed-size export also has a fixed batch of 1: feed it image by image.
         batches = [x[i:i + 1] for i in range(len(x))] if self.fixed_graph else [x]
         outputs = [self.session.run(None, {self.input_name: b.numpy()})[0] for b in batches]
-        return _as_output_space(torch.from_numpy(np.concatenate(outputs))[:, 0], self.output_space)
+        return as_output_space(torch.from_numpy(np.concatenate(outputs))[:, 0], self.output_space)
 
 
 def check_onnx_signature(session, path) -> None:

@@ -143,16 +143,14 @@ def sample_images(size: tuple[int, int], count: int = 2, split: str | None = Non
     """(count, 3, H, W) inputs in [0,1]: the first images of `split`, else smooth seeded random scenes."""
     if split:
         from kdcache.data import open_split
-
-        from kdcache.model_input import to_tensor
+        from kdcache.model_input import student_rule, to_tensor
 
         dataset = open_split(split, root=root)
         if len(dataset) == 0:
             raise KdcacheError(f"split '{split}' is empty: pass a split with images")
         images = [to_tensor(dataset[i].image) for i in range(min(count, len(dataset)))]
-        batch = torch.cat([torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False,
-                                                           antialias=True) for x in images])
-        return batch.clamp(0, 1)
+        resize = student_rule(size)  # what the student is fed at this size
+        return torch.cat([resize(x) for x in images]).clamp(0, 1)
     generator = torch.Generator().manual_seed(0)
     coarse = torch.rand(count, 3, max(2, size[0] // 16), max(2, size[1] // 16), generator=generator)
     return torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -174,7 +172,8 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
     target = Path(onnx_path).expanduser()
     check_writable(target, "--onnx", folder=False)  # before any exporter runs: their failures would hide it
     student, meta = load_student(model)
-    size = tuple(input_size or size_from_meta(meta) or (240, 320))
+    trained = size_from_meta(meta)
+    size = tuple(input_size or trained or (240, 320))
     module = _ImageToDepth(student.eval().float()).eval()
     inputs = sample_images(size, max(2, samples), split, root)
     with writing_to(target), replacing(target) as tmp:  # a full disk or a failed check leaves no file behind
@@ -188,7 +187,7 @@ def export_onnx(model: str | os.PathLike, onnx_path: str | os.PathLike, *, int8:
             "encoder_init": encoder_init(meta),
             # What every reader feeds it (kdcache.model_input.onnx_rule): the run's own input, i.e. its training
             # size, unless the graph only takes the export size.
-            **onnx_metadata(student_rule((size_from_meta(meta) or size) if dynamic else size)),
+            **onnx_metadata(student_rule((trained or size) if dynamic else size)),
         })
     with writing_to(target):
         report = {"onnx": str(target), "exporter": name, "opset": opset, "input_size": list(size),

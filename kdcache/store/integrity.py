@@ -38,7 +38,9 @@ from kdcache.store.shardread import (
     index_bytes,
     parse_index,
     read_with_zarr,
+    shard_length,
 )
+from kdcache.store.layout import shard_range
 
 LEVELS = ("index", "data")
 THREADS = 8  # files read at once: overlaps GET latency on object stores; local reads are disk-bound anyway
@@ -85,7 +87,8 @@ def check_split(split: StoredSplit, level: str = "data", shards: list[int] | Non
     def check_shard(shard: int) -> list[tuple[str, str | None, int]]:
         found = [(name, *_check_file(array, shard, level)) for name, array in arrays.items()]
         if advance is not None:
-            advance(min(len(split), (shard + 1) * split.shard_size) - shard * split.shard_size)
+            start, stop = shard_range(shard, len(split), split.shard_size)
+            advance(stop - start)
         return found
 
     with ThreadPoolExecutor(THREADS, thread_name_prefix="kdcache-check") as pool:
@@ -101,7 +104,7 @@ def check_split(split: StoredSplit, level: str = "data", shards: list[int] | Non
 def _check_file(array: zarr.Array, shard: int, level: str) -> tuple[str | None, int]:
     """(what is wrong with the file of `shard` of `array`, or None; bytes read)."""
     store = array.store_path.store
-    first = shard * (array.shards[0] if array.shards else array.chunks[0])
+    first = shard * shard_length(array)
     key = chunk_path(array, first)
     try:
         if fast_path(array):
@@ -120,7 +123,7 @@ def _check_file(array: zarr.Array, shard: int, level: str) -> tuple[str | None, 
                 raise DamagedFile("bad chunk checksum")
             return None, raw.size
         if level == "data":  # a layout without checksums (older stores): it must at least decode
-            read_with_zarr(array, first, min(array.shape[0], first + (array.shards or array.chunks)[0]))
+            read_with_zarr(array, first, min(array.shape[0], first + shard_length(array)))
         return None, 0
     except DamagedFile as err:
         return str(err), 0

@@ -66,6 +66,9 @@ class CacheStore:
     def __init__(self, url: str, manifest: dict):
         self.url = url
         self.manifest = manifest
+        # one StoredSplit per split: the arrays `check_arrays` opened (a GET each on an object store) are the ones
+        # later reads use, not opened again
+        self._splits: dict[str, StoredSplit] = {}
 
     @property
     def splits(self) -> list[str]:
@@ -109,7 +112,9 @@ class CacheStore:
                 f"{self._add_split_hint(name)}"
             )
         spec, entry = found
-        return StoredSplit(self.url, spec, entry, self.manifest)
+        if spec not in self._splits:
+            self._splits[spec] = StoredSplit(self.url, spec, entry, self.manifest)
+        return self._splits[spec]
 
     def completeness(self) -> dict[str, tuple[int, int]]:
         """{spec: (shards done, shards total)}."""

@@ -59,8 +59,7 @@ def chunk_checksums(array: zarr.Array) -> bool:
 
 def chunk_path(array: zarr.Array, first_sample: int) -> str:
     """Store key of the file (shard, or the chunk of an unsharded array) holding sample `first_sample`."""
-    outer = array.shards[0] if array.shards else array.chunks[0]
-    key = array.metadata.encode_chunk_key((first_sample // outer,) + (0,) * (array.ndim - 1))
+    key = array.metadata.encode_chunk_key((first_sample // shard_length(array),) + (0,) * (array.ndim - 1))
     return f"{array.store_path.path}/{key}" if array.store_path.path else key
 
 
@@ -223,10 +222,14 @@ def file_bytes(store, path: str) -> np.ndarray | None:
 
 
 def file_exists(store, path: str) -> bool:
-    """Whether a stored file exists: a stat on local disks (zarr's async `exists` costs ~0.2 ms a call), one
-    HEAD elsewhere."""
+    """Whether a stored file exists: a stat on local disks (zarr's async `exists` costs ~0.2 ms a call), the
+    read cache's copy of a remote store (the copy zarr's next read is served from, so no HEAD every epoch), else
+    one HEAD."""
     if isinstance(store, LocalStore):
         return (store.root / path).is_file()
+    local_copy = getattr(store, "local_copy_sync", None)
+    if local_copy is not None and local_copy(path) is not None:
+        return True
     return zarr.core.sync.sync(store.exists(path))
 
 

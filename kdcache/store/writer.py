@@ -29,7 +29,7 @@ from kdcache.errors import KdcacheError
 from kdcache.store import manifest as mf
 from kdcache.store.schema import check_manifest
 from kdcache.store.backend import local_path, open_backend
-from kdcache.store.shardread import chunk_path
+from kdcache.store.shardread import chunk_path, shard_length
 from kdcache.store.shardwrite import ShardEncoder
 
 CREATE_TIMEOUT_S = 3600.0
@@ -118,12 +118,13 @@ def undo_shards(url: str, group: str, shards: list[int]) -> None:
     """Make `shards` of `group` as if never written: clear their done flags (durably), then delete their files, so
     the next write starts from nothing (a damaged file is never read back to be merged)."""
     root = zarr.open_group(store=open_backend(url, read_only=False), mode="r+")
+    done = root[f"{group}/shard_done"]
     for shard in shards:
-        root[f"{group}/shard_done"][shard] = False
+        done[shard] = False
     arrays = [array for _, array in root[group].members(max_depth=None)
               if isinstance(array, zarr.Array) and array.basename != "shard_done"]
     for array in arrays:
-        per_file = array.shards[0] if array.shards else array.chunks[0]
+        per_file = shard_length(array)
         for shard in shards:
             zarr.core.sync.sync(array.store_path.store.delete(chunk_path(array, shard * per_file)))
 

@@ -7,7 +7,7 @@ See docs/architecture.md section 5 for the contract.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from kdcache.errors import KdcacheError
@@ -15,7 +15,7 @@ from kdcache.students import hu, minidpt, nnconv5  # noqa: F401  (register the d
 from kdcache.students.decoders import DECODERS, list_decoders, register_decoder
 from kdcache.students.encoders import TimmEncoder, locate_weights
 from kdcache.students.model import DepthStudent
-from kdcache.students.presets import STUDENTS, StudentSpec, register_student
+from kdcache.students.presets import SPEC_FIELDS, STUDENTS, StudentSpec, register_student
 
 __all__ = [
     "STUDENTS", "DECODERS", "StudentSpec", "DepthStudent", "create_student", "list_students", "list_decoders",
@@ -23,7 +23,6 @@ __all__ = [
     "student_complexity", "describe_students",
 ]
 
-_OVERRIDES = tuple(f.name for f in fields(StudentSpec))
 MAX_WIDTH = 4096  # decoder widths are 16-128 in every preset; beyond this a spec is a typo or a crafted file
 
 
@@ -34,9 +33,9 @@ def list_students() -> list[str]:
 
 def resolve_spec(name: str, **overrides: Any) -> StudentSpec:
     """The spec of preset `name` (or of an `encoder+decoder` combo) with `overrides` applied."""
-    unknown = sorted(set(overrides) - set(_OVERRIDES))
+    unknown = sorted(set(overrides) - set(SPEC_FIELDS))
     if unknown:
-        raise KdcacheError(f"unknown student option(s) {', '.join(unknown)}: allowed are {', '.join(_OVERRIDES)}.")
+        raise KdcacheError(f"unknown student option(s) {', '.join(unknown)}: allowed are {', '.join(SPEC_FIELDS)}.")
     if name in STUDENTS:
         spec = STUDENTS.create(name)
     elif "+" in name:

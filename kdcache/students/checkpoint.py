@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch import nn
 
 from kdcache.atomic import make_durable, replacing_dir
 from kdcache.errors import KdcacheError
-from kdcache.students.presets import StudentSpec
+from kdcache.students.presets import SPEC_FIELDS
 
 WEIGHTS = "model.safetensors"
 DESCRIPTION = "student.json"
@@ -144,7 +143,7 @@ def _check_description(description: dict[str, Any], source: Path) -> None:
     elif any(config.get(key) is not None and not isinstance(config[key], dict) for key in ("spec", "overrides")):
         problem = "config.spec / config.overrides is not a table"
     elif unknown := sorted({key for table in ("spec", "overrides") for key in config.get(table) or {}}
-                           - {field.name for field in fields(StudentSpec)}):
+                           - set(SPEC_FIELDS)):
         problem = f"config.spec / config.overrides has unknown key(s) {', '.join(unknown)}"
     elif not isinstance(meta, dict) or meta.get("output_space", "depth") not in OUTPUT_SPACES:
         problem = f"meta output_space must be one of {', '.join(OUTPUT_SPACES)}"

@@ -8,7 +8,7 @@ MAC-heavy small preset (4.7 GMACs at 240x320), as in the original.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from kdcache.registry import Registry
@@ -34,6 +34,9 @@ class StudentSpec:
         fields = asdict(self)
         fields.update(overrides)
         return StudentSpec(**fields)
+
+
+SPEC_FIELDS = tuple(f.name for f in fields(StudentSpec))  # what a spec or an override may name
 
 
 @register_student("mobilevit", description="MobileViT-XS + mini-DPT (the default)")

@@ -18,10 +18,7 @@ from kdcache.errors import KdcacheError
 from kdcache.devices import resolve_device
 from kdcache.teachers.base import OUTPUT_SPACES, Teacher, resolve_precision
 from kdcache.teachers.hf_source import files_sha256
-from kdcache.model_input import ResizeRule
-
-# A student's positive depth is clamped away from 0 before inversion so disparity never becomes inf.
-_MIN_DEPTH = 1e-6
+from kdcache.model_input import ResizeRule, as_output_space
 
 
 class CheckpointTeacher(Teacher):
@@ -60,10 +57,7 @@ class CheckpointTeacher(Teacher):
             features = {layer: maps[int(layer.split("_")[1])] for layer in layers}
         else:
             depth, features = self.model(x), {}
-        depth = depth[:, 0].float()
-        if self.output_space == "disparity":
-            depth = 1.0 / depth.clamp_min(_MIN_DEPTH)
-        return depth, features
+        return as_output_space(depth[:, 0].float(), self.output_space), features
 
 
 def _checkpoint_sha256(path: Path) -> str:
