@@ -14,6 +14,8 @@ Every picture with room for it carries a colour bar naming its near and far ends
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from kdcache.errors import KdcacheError
@@ -76,6 +78,7 @@ def range_labels(lo: float, hi: float, space: str) -> tuple[str, str]:
     return "near", "far"
 
 
+@lru_cache(maxsize=32)  # a video draws the same bar on every frame: its height and labels rarely change
 def legend_strip(height: int, near: str = "near", far: str = "far", cmap: str = DEPTH_CMAP) -> np.ndarray:
     """A (height, LEGEND_WIDTH, 3) uint8 colour bar on black: the near colour at the top, the far one at the bottom,
     each end labelled (`range_labels`), for pasting beside a coloured depth map."""
@@ -88,7 +91,9 @@ def legend_strip(height: int, near: str = "near", far: str = "far", cmap: str = 
     draw = ImageDraw.Draw(picture)
     draw.text((19, 1), near, fill=(255, 255, 255))
     draw.text((19, max(height - 12, 12)), far, fill=(255, 255, 255))
-    return np.asarray(picture)
+    strip = np.asarray(picture)
+    strip.flags.writeable = False  # shared by every caller (cached)
+    return strip
 
 
 def with_legend(picture: np.ndarray, near: str = "near", far: str = "far", cmap: str = DEPTH_CMAP) -> np.ndarray:

@@ -94,8 +94,10 @@ class LiveEngine:
     def __init__(self, model: str, teacher: str | None = None, device: str = "auto",
                  input_size: tuple[int, int] | None = None, cmap: str = DEPTH_CMAP, quality: int = 85,
                  threads: int | None = None, runtime: str = "auto"):
+        from kdcache.depth_colors import lookup_table
         from kdcache.live.runtime import inference_threads
 
+        self.lut = lookup_table(cmap)  # the page's colours (and POST /api/depth's), made once: cmap never changes
         self.panels = [Panel("student", model)] + ([Panel("teacher", teacher)] if teacher else [])
         self.device, self.input_size, self.cmap, self.quality = device, input_size, cmap, quality
         self.threads, self.runtime = inference_threads(threads), runtime
@@ -125,11 +127,9 @@ class LiveEngine:
         return not self.loader.is_alive()
 
     def info(self) -> dict:
-        from kdcache.depth_colors import lookup_table
-
         states = [p.state for p in self.panels]
         state = "error" if "error" in states else "loading" if "loading" in states else "ready"
-        lut = base64.b64encode(lookup_table(self.cmap).tobytes()).decode("ascii")
+        lut = base64.b64encode(self.lut.tobytes()).decode("ascii")
         return {"state": state, "panels": [p.info() for p in self.panels], "frames": self.frames, "lut": lut,
                 "machine": machine_load().as_dict()}
 
@@ -162,11 +162,9 @@ class LiveEngine:
     def process(self, data: bytes) -> dict:
         """Depth panels for one encoded frame (POST /api/depth): {"panels": [{role, model, image (data URL of a
         colour JPEG at the frame's size), model_ms}], ...}."""
-        from kdcache.depth_colors import lookup_table
-
         started = time.perf_counter()
         image = decode_frame(data)
-        lut = lookup_table(self.cmap)
+        lut = self.lut
         size = (image.shape[1], image.shape[0])
         panels = [{"role": d.role, "model": d.model, "model_ms": d.model_ms, "output_space": d.output_space,
                    "image": jpeg_data_url(np.asarray(Image.fromarray(lut[d.levels]).resize(size, Image.BILINEAR)),
