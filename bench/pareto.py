@@ -44,6 +44,15 @@ def save_results(out: Path, results: dict) -> None:
     write_text(out / "results.json", json.dumps(merged, indent=2, default=str))
 
 
+def scaled_config(config: dict, scale: str | None) -> dict:
+    """The config for one demo scale: `[scales.<scale>]` of the TOML holds only what differs there (issue 28's
+    `--scale full` trains the demo's own student stage, 10 epochs, from the full demo's teacher cache)."""
+    overrides = config.pop("scales", {})
+    if scale is None or scale == config["demo_scale"]:
+        return config
+    return {**config, "demo_scale": scale, **overrides.get(scale, {})}
+
+
 def demo_steps(config: dict, out: Path):
     from kdcache.demo.plan import load_plan
     from kdcache.demo.steps import DemoSteps
@@ -330,7 +339,8 @@ def _check_aliases(picks: dict[int, str | None]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pareto")
+    parser.add_argument("--out", type=Path, help="default: runs/pareto, or runs/pareto-<scale> with --scale")
+    parser.add_argument("--scale", help="the demo scale to distil from (default: the config's demo_scale)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pareto.toml")
     parser.add_argument("--student", action="append", help="only these presets (default: every registered one)")
     parser.add_argument("--phase", action="append", choices=PHASES, help="only these phases (repeatable)")
@@ -343,7 +353,8 @@ def main() -> None:
     args = parser.parse_args()
     from kdcache.students import STUDENTS, list_students
 
-    config = tomllib.loads(args.config.read_text())
+    config = scaled_config(tomllib.loads(args.config.read_text()), args.scale)
+    args.out = args.out or ROOT / "runs" / ("pareto" if args.scale is None else f"pareto-{args.scale}")
     names = args.student or [n for n in list_students() if not STUDENTS.info(n).get("alias_of")]
     if args.extra_seed is not None:
         names = [f"{n}@seed{args.extra_seed}" for n in names]
