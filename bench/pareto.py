@@ -65,7 +65,7 @@ def phase_teacher(config: dict, out: Path, names: list[str], results: dict) -> N
     from kdcache.demo.steps import run_steps
 
     plan, steps = demo_steps(config, out)
-    run_steps(steps.teacher_steps(), steps.out, plan.expected_minutes, {})
+    run_steps(steps.teacher_steps(), steps.out, {})
 
 
 def _run_dir(out: Path, name: str) -> Path:
