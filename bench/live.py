@@ -43,8 +43,61 @@ def _external_requests(driver) -> list[str]:
     return sorted(set(urls))
 
 
-def _browser(camera: Path):
-    return chromium(fake_camera=camera, logging_prefs={"performance": "ALL"})
+def _browser(camera: Path, network_log: bool = False):
+    # chromedriver's performance log turns on DevTools' Network domain, which reports every WebSocket frame with its
+    # payload: at 60 FPS that is ~18 MB/s of base64 the browser encodes and ships to chromedriver, which took a third
+    # of the page's frame rate (36-40 against 57-58 depth FPS, interleaved). So it is on only for the offline check.
+    return chromium(fake_camera=camera, logging_prefs={"performance": "ALL"} if network_log else None)
+
+
+def offline_check(url: str, camera: Path, seconds: float = 3.0) -> tuple[list[str], float | None]:
+    """Every request the page makes to a host other than this machine, from loading to a few seconds of streaming
+    (the page requests nothing after it started streaming but the frames on its one WebSocket); and how long after
+    its capture a camera frame reaches the page (`camera_arrival_lag`)."""
+    with _browser(camera, network_log=True) as driver:
+        driver.get(url.replace("?source=camera", ""))
+        wait_for(driver, "window.kdcacheLive && kdcacheLive.state === 'ready'", timeout=120)
+        lag = camera_arrival_lag(driver)  # before the page streams: its own camera reader would delay the probe's
+        driver.execute_script("document.getElementById('camera').click();")
+        wait_for(driver, "kdcacheLive.frames >= 10", timeout=120)
+        time.sleep(seconds)
+        return _external_requests(driver), lag
+
+
+# Two views of one camera for 40 frames: a <video>'s requestVideoFrameCallback gives each frame's capture time (the
+# camera's stamp, on the page's clock); MediaStreamTrackProcessor gives frames as they arrive. A frame arrives within
+# one frame interval of its capture, so the capture it belongs to is the latest one stamped before it arrived.
+_ARRIVAL_LAG_JS = """
+const done = arguments[0];
+(async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({video: {width: {ideal: 640}, height: {ideal: 480}}});
+  const [track] = stream.getVideoTracks();
+  const video = document.createElement("video");
+  video.muted = true; video.srcObject = stream; await video.play();
+  const captures = [], arrivals = [];
+  const onFrame = (now, meta) => { captures.push(meta.captureTime); if (arrivals.length < 40) video.requestVideoFrameCallback(onFrame); };
+  video.requestVideoFrameCallback(onFrame);
+  if (!window.MediaStreamTrackProcessor) { done(null); return; }
+  const reader = new MediaStreamTrackProcessor({track: track.clone()}).readable.getReader();
+  while (arrivals.length < 40) { const {value} = await reader.read(); arrivals.push(performance.now()); value.close(); }
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  stream.getTracks().forEach((t) => t.stop());
+  done({captures, arrivals});
+})().catch((err) => done(String(err)));
+"""
+
+
+def camera_arrival_lag(driver) -> float | None:
+    """Median ms from a camera frame's capture to its arrival in the page through MediaStreamTrackProcessor (the
+    page's camera path): the part of the capture-to-display latency the page's own clock cannot see."""
+    driver.set_script_timeout(30)
+    seen = driver.execute_async_script(_ARRIVAL_LAG_JS)
+    if not isinstance(seen, dict):
+        return None
+    captures = sorted(c for c in seen["captures"] if c)
+    lags = [arrival - max(c for c in captures if c <= arrival) for arrival in seen["arrivals"][5:]
+            if any(c <= arrival for c in captures)]
+    return _median(lags)
 
 
 def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float, **options) -> dict:
@@ -55,23 +108,17 @@ def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float,
     engine.wait_loaded()
     url = f"http://127.0.0.1:{server.server_address[1]}/?source=camera"
     try:
+        external, arrival_lag = offline_check(url, camera)
         with _browser(camera) as driver:
             driver.get(url)
             wait_for(driver, "window.kdcacheLive && kdcacheLive.frames >= 10", timeout=120)
-            # The performance log is read every half second: held to the end, a 60 FPS stream's WebSocket events
-            # made one read take longer than chromedriver's 120 s.
-            external = set(_external_requests(driver))
             script = "return [kdcacheLive.frames, kdcacheLive.videoFrames || 0];"
             (start_frames, start_video), started = driver.execute_script(script), time.perf_counter()
-            round_trips = []
-            while time.perf_counter() - started < seconds:
-                time.sleep(0.5)
-                external.update(_external_requests(driver))
-                round_trips.append(driver.execute_script("return kdcacheLive.roundTripMs;"))
+            time.sleep(seconds)
             frames, video = driver.execute_script(script)
             elapsed = time.perf_counter() - started
             log = driver.execute_script("return kdcacheLive.log;")
-            external = sorted(external.union(_external_requests(driver)))
+            frame_source = driver.execute_script("return kdcacheLive.frameSource;")
     finally:
         server.shutdown()
         server.server_close()
@@ -80,12 +127,20 @@ def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float,
             "video_fps": (video - start_video) / elapsed or None, "frames": frames - start_frames,
             "runtime": getattr(panel, "runtime", None), "model_ms": _median(e["modelMs"][0] for e in log),
             **{f"{key}_ms": _median(e.get(field) for e in log) for key, field in _PAGE_TIMES.items()},
-            "latency_p90_ms": _quantile((e.get("latencyMs") for e in log), 0.9),
-            "round_trip_ms": _median(round_trips), **_model_only(panel.predictor), **_http_path(engine),
-            "external_requests": external}
+            **{f"{key}_ms": _median(part(e) for e in log) for key, part in _DERIVED_TIMES.items()},
+            "latency_p90_ms": _quantile((e.get("latencyMs") for e in log), 0.9), "camera_arrival_lag_ms": arrival_lag,
+            # the track path's frames are stamped on arrival, the <video> path's with the camera's own capture time
+            "capture_to_display_ms": _median(e["latencyMs"] + (arrival_lag or 0) * (frame_source == "track")
+                                             for e in log),
+            "frame_source": frame_source, **_model_only(panel.predictor), **_http_path(engine), "external_requests": external}
 
 
-_PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "wait": "waitMs", "draw": "drawMs"}
+_PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "wait": "waitMs", "draw": "drawMs",
+               "round_trip": "roundTripMs"}
+_DERIVED_TIMES = {  # the rest of the latency, per frame
+    "camera_to_sent": lambda e: e["latencyMs"] - e["roundTripMs"],  # frame stamp to sent: waiting for it, + capture
+    "network": lambda e: e["roundTripMs"] - e["serverMs"],  # both WebSocket hops and the page's turn to receive
+}
 
 
 def _median(values) -> float | None:
@@ -162,7 +217,7 @@ def bench_gradio(model: str, camera: Path, seconds: float) -> dict:
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                             share=False)
     try:
-        with _browser(camera) as driver:
+        with _browser(camera, network_log=True) as driver:  # as in the figures recorded for it
             driver.get(url)
             _click_webcam_record(driver)
             deadline = time.perf_counter() + 120

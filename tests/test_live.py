@@ -136,10 +136,15 @@ browser = pytest.mark.skipif(browser_missing() is not None, reason=f"browser tes
 
 
 @browser
-def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, serve, tmp_path, record_property):
+@pytest.mark.parametrize("frame_source", ["track", "video"])
+def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, serve, tmp_path, record_property,
+                                                                      frame_source):
     camera = write_y4m(tmp_path / "camera.y4m", two_scene_frames(period=10, count=40), fps=30)
     url = serve(runs["student"], f"ckpt:{runs['teacher']}")
     with chromium(fake_camera=camera) as driver:
+        if frame_source == "video":  # a browser without MediaStreamTrackProcessor (Firefox, Safari): <video> frames
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                   {"source": "delete window.MediaStreamTrackProcessor;"})
         driver.get(url + "?source=camera")
         wait_for(driver, "window.kdcacheLive && kdcacheLive.frames >= 20", timeout=120)
         log = driver.execute_script("return kdcacheLive.log;")
@@ -149,6 +154,7 @@ def test_browser_camera_stream_shows_depth_that_changes_with_the_input(runs, ser
                                          "c.textContent);")
         assert panels == 2 and page_message(driver) == ""
         assert all("PyTorch, " in caption for caption in captions[1:]), captions  # which runtime runs
+        assert driver.execute_script("return kdcacheLive.frameSource;") == frame_source
     record_property("browser_fps", fps)
     print(f"live page FPS in headless Chromium (student + teacher, 60x80 models): {fps:.1f}")
     assert fps > 0

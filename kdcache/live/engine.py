@@ -153,7 +153,9 @@ class LiveEngine:
         prediction = panel.predictor.predict(image)
         model_ms = 1e3 * (time.perf_counter() - tick)
         nearness = to_nearness(prediction, panel.predictor.output_space)
-        current = np.array(display_range(nearness))
+        # every other pixel each way: 2nd/98th percentiles within 1 % of the range's width (40 synthetic rooms),
+        # a quarter of the sort (0.2 against 0.8 ms at 240x320, on every frame's path); the range is smoothed anyway
+        current = np.array(display_range(nearness[::2, ::2]))
         panel.window = current if panel.window is None else RANGE_SMOOTHING * panel.window + (1 - RANGE_SMOOTHING) * current
         lo, hi = panel.window
         return PanelDepth(panel.role, panel.spec, to_levels(nearness, float(lo), float(max(hi, lo + 1e-6))),

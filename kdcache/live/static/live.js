@@ -136,6 +136,14 @@ async function startCamera() {
     return;
   }
   if (mine !== token) { stream.getTracks().forEach((t) => t.stop()); return; }
+  const track = stream.getVideoTracks()[0];
+  const { width, height } = track.getSettings();
+  if (window.MediaStreamTrackProcessor && width && height) {
+    live.frameSource = "track";
+    pump(trackFrames(track, width, height), mine);
+    return;
+  }
+  live.frameSource = "video";
   const video = $("video");
   video.srcObject = stream;
   try {
@@ -144,7 +152,7 @@ async function startCamera() {
     showMessage(`The camera stream could not be played (${err.name}: ${err.message}).`);
     return;
   }
-  pump(video, token);
+  pump(elementFrames(video), mine);
 }
 
 function mediaErrorName(error) {
@@ -160,7 +168,7 @@ function openFile(file) {
   const isImage = file.type.startsWith("image/") || /\.(png|jpe?g|webp|bmp|gif|avif)$/i.test(file.name);
   if (isImage) {
     const image = new Image();
-    image.onload = () => pump(image, token, true);
+    image.onload = () => pump(elementFrames(image, true), token, true);
     image.onerror = () => showMessage(`Cannot decode the image ${file.name}: open a JPEG, PNG or WebP file.`);
     image.src = objectUrl;
     return;
@@ -178,7 +186,7 @@ function openFile(file) {
   video.onerror = fail;
   video.loop = true;
   video.src = objectUrl;
-  video.play().then(() => pump(video, mine)).catch(fail);
+  video.play().then(() => pump(elementFrames(video), mine)).catch(fail);
 }
 
 function nextVideoFrame(video) {
@@ -193,6 +201,39 @@ function nextVideoFrame(video) {
       resolve(stamp && stamp <= now && now - stamp < 1000 ? stamp : now);
     });
   });
+}
+
+function elementFrames(source, once = false) {
+  // The frames of a <video> (each one once) or of an image (once), with the time each was captured.
+  return {
+    width: source.videoWidth || source.naturalWidth,
+    height: source.videoHeight || source.naturalHeight,
+    async next() {
+      return { image: source, captured: once ? performance.now() : await nextVideoFrame(source), release() {} };
+    },
+    cancel() {},
+  };
+}
+
+function trackFrames(track, width, height) {
+  // A camera's frames as they reach the page (MediaStreamTrackProcessor): ~1 ms after capture, where a <video>'s
+  // requestVideoFrameCallback comes ~10 ms after, at the page's next render step (bench/live.py measures both).
+  // Every frame is closed at once, drawn or not, so the camera never waits for the page.
+  const reader = new MediaStreamTrackProcessor({ track, maxBufferSize: 1 }).readable.getReader();
+  return {
+    width, height,
+    async next() {
+      let result;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        return null;  // the track was stopped
+      }
+      const frame = result.value;
+      return result.done ? null : { image: frame, captured: performance.now(), release: () => frame.close() };
+    },
+    cancel() { reader.cancel().catch(() => {}); },
+  };
 }
 
 function thumbnail(rgba, width, height) {
@@ -235,18 +276,18 @@ function connect() {
   });
 }
 
-async function pump(source, mine, once = false) {
-  const width = source.videoWidth || source.naturalWidth;
-  const height = source.videoHeight || source.naturalHeight;
+async function pump(frames, mine, once = false) {
+  const { width, height } = frames;
   let ws;
   try {
     ws = await connect();
   } catch (err) {
     showMessage(`Cannot reach the kdcache live server (${err.message}): is it still running?`);
     stop();
+    frames.cancel();
     return;
   }
-  if (mine !== token) return;
+  if (mine !== token) { frames.cancel(); return; }
   // Frames are captured off screen and drawn with their depth, so RGB and depth on the page are the same frame.
   const canvas = document.createElement("canvas");
   [canvas.width, canvas.height] = captureSize(width, height);
@@ -260,15 +301,18 @@ async function pump(source, mine, once = false) {
   live.once = once;
   arrivals.length = 0;
   while (mine === token) {
-    const captured = once ? performance.now() : await nextVideoFrame(source);
-    if (mine !== token) break;
+    const frame = await frames.next();
+    if (!frame) break;
+    if (mine !== token) { frame.release(); break; }
     live.videoFrames += 1;
-    if (inFlight.size >= MAX_IN_FLIGHT) { live.skipped += 1; continue; }  // drop at the source, never queue
+    if (inFlight.size >= MAX_IN_FLIGHT) { live.skipped += 1; frame.release(); continue; }  // drop, never queue
     const started = performance.now();
-    ctx.drawImage(source, 0, 0, canvas.width, canvas.height);
-    send(ws, ctx.getImageData(0, 0, canvas.width, canvas.height), captured, mine, started);
+    ctx.drawImage(frame.image, 0, 0, canvas.width, canvas.height);
+    frame.release();
+    send(ws, ctx.getImageData(0, 0, canvas.width, canvas.height), frame.captured, mine, started);
     if (once) break;
   }
+  frames.cancel();
 }
 
 function send(ws, pixels, captured, mine, started) {
