@@ -11,7 +11,10 @@ page's own counter (depth frames shown per second); `video_fps` is the rate at w
 right after the page closed; `http_*` time one frame through the server's POST path (decode, model, colour,
 encode). For Gradio (needs `pip install gradio`, not a kdcache dependency) it is the number of frames its streaming
 handler processed per second, an upper bound on what its page shows. Each run also lists every request the page made
-to a host other than this machine (offline check: must be none). Last lines: `live_fps@<camera fps>=<page FPS>`.
+to a host other than this machine (offline check: must be none), from a browser session of its own with DevTools'
+network log, which would cost the timed session a third of its frames; that session also measures how long a camera
+frame takes to reach the page (`camera_arrival_lag_ms`), which `capture_to_display_ms` adds to the page's latency.
+Last lines: `live_fps@<camera fps>=<page FPS>`.
 """
 
 from __future__ import annotations
