@@ -279,11 +279,12 @@ def plot(results: dict, names: list[str], budgets: list[float], path: Path, titl
     plt.close(fig)
 
 
-def write_docs_table(table: str, docs: Path) -> bool:
+def write_docs_table(table: str, docs: Path, markers: tuple[str, str] = MARKERS) -> bool:
+    """Replace what stands between `markers` in `docs` with `table`; False if the file lacks them."""
     from kdcache.atomic import write_text
 
     text = docs.read_text()
-    start, end = MARKERS
+    start, end = markers
     if start not in text or end not in text:
         return False
     head, rest = text.split(start, 1)

@@ -35,3 +35,57 @@ def test_each_budget_gets_the_most_accurate_preset_that_meets_it(tmp_path):
     assert "old" not in text and table in text and text.startswith("before") and text.endswith("after\n")
     pareto.plot(results, names, [30, 60, 120], tmp_path / "pareto.png", "test")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_scale_takes_its_overrides_from_the_config_and_nothing_else():
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "configs" / "pareto.toml").read_text())
+    full = pareto.scaled_config(dict(config), "full")
+    assert full["demo_scale"] == "full" and full["epochs"] == config["scales"]["full"]["epochs"] != config["epochs"]
+    assert full["recipe"] == config["recipe"] and "scales" not in full
+    assert pareto.scaled_config(dict(config), None)["epochs"] == config["epochs"]
+
+
+def test_the_teacher_phase_runs_the_demo_steps_as_run_steps_takes_them(tmp_path, monkeypatch):
+    import inspect
+
+    import kdcache.demo.steps as steps
+
+    called = []
+    signature = inspect.signature(steps.run_steps)
+    monkeypatch.setattr(steps, "run_steps", lambda *a, **k: called.append(signature.bind(*a, **k)))
+    pareto.phase_teacher({"demo_scale": "tiny"}, tmp_path, [], {})
+    keys = [step.key for step in called[0].arguments["steps"]]
+    assert keys == ["gt-store", "teacher", "teacher-cache"]
+
+
+def test_the_seed_table_gives_mean_and_spread_and_judges_the_moonshot_on_the_mean(tmp_path):
+    import statistics
+
+    realtime = _bench("realtime_seeds")
+
+    def run(abs_rel, fps=None):
+        return {"eval": {"abs_rel": abs_rel, "d1": 0.8}, **({"speed": {"fps": fps}} if fps else {})}
+
+    results = {"teacher": run(0.100, 50), "mobilenetv4-nnconv5": run(0.104, 96),
+               "mobilenetv4-nnconv5@seed1": run(0.106), "mobilenetv4-nnconv5@seed2": run(0.105),
+               "mobilenetv3-small-lite": run(0.108, 151), "mobilenetv3-small-lite@seed1": run(0.116)}
+    (tmp_path / "results.json").write_text(__import__("json").dumps(results))
+    rows = {r["preset"]: r for r in realtime.rows(results, ["mobilenetv4-nnconv5", "mobilenetv3-small-lite"])}
+    mean, sd = rows["mobilenetv4-nnconv5"]["abs_rel"]
+    assert (mean, sd) == (statistics.fmean([0.104, 0.106, 0.105]), statistics.stdev([0.104, 0.106, 0.105]))
+    text = realtime.markdown(results, ["mobilenetv4-nnconv5", "mobilenetv3-small-lite"], 3, "abc1234", "2")
+    lines = text.splitlines()
+    assert lines[0].startswith("Reproduces: commit abc1234, 2 torch thread")
+    sixty, one_twenty = [line for line in lines if line.startswith("- >=")]
+    assert "**met** by mobilenetv4-nnconv5" in sixty  # 0.1050 <= 1.05 x 0.100
+    assert "**not met** by mobilenetv3-small-lite" in one_twenty  # 0.112 > 1.10 x 0.100
+    assert "only 2 of 3 seeds" in one_twenty
