@@ -36,6 +36,13 @@ def display_range(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[
     return float(lo), float(max(hi, lo + 1e-6))
 
 
+def smoothed_range(previous: np.ndarray | None, values: np.ndarray, keep: float) -> np.ndarray:
+    """A stream's colour range: this frame's `display_range` blended into the previous frame's range, which weighs
+    `keep`, so that colours do not flicker from frame to frame (infer's videos, the live page)."""
+    current = np.array(display_range(values))
+    return current if previous is None else keep * previous + (1 - keep) * current
+
+
 def _colormap(cmap: str):
     from matplotlib import colormaps
 

@@ -23,11 +23,14 @@ from PIL import Image
 
 from kdcache.atomic import write_bytes
 from kdcache.console import log, progress
-from kdcache.depth_colors import DEPTH_CMAP, colorize, display_range, range_labels, to_nearness, with_legend
+from kdcache.depth_colors import (DEPTH_CMAP, colorize, display_range, range_labels, smoothed_range, to_nearness,
+                                  with_legend)
 from kdcache.errors import BadSampleError, KdcacheError, check_writable, writing_to
 from kdcache.evaluate.predictors import Predictor, load_predictor
 from kdcache.timing import machine_load
 from kdcache.video import FFMPEG_EXTENSIONS, VideoWriter, is_video, probe_video, read_frames
+
+VIDEO_RANGE_KEEP = 0.9  # weight of the previous frames' colour range in a depth video: steadier than the live page's
 
 FORMATS = ("color", "side", "png16", "npy")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -124,9 +127,7 @@ def _infer_video(predictor: Predictor, path: Path, stem: Path, out: Path, cmap: 
             pred = full_size(predictor.predict(frame, flip_tta=flip_tta), frame.shape[:2])
             model_seconds += time.perf_counter() - tick
             nearness = to_nearness(pred, predictor.output_space)
-            # Smoothed colour range: per-frame ranges would make the video flicker.
-            current = np.array(display_range(nearness))
-            window = current if window is None else 0.9 * window + 0.1 * current
+            window = smoothed_range(window, nearness, keep=VIDEO_RANGE_KEEP)
             side = np.concatenate([frame, colorize(nearness, *window, cmap=cmap)], axis=1)
             writer.append(with_legend(side, *range_labels(*window, predictor.output_space), cmap))
             frames += 1

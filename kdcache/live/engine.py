@@ -147,7 +147,7 @@ class LiveEngine:
         return depths
 
     def _run_panel(self, panel: Panel, image: np.ndarray) -> PanelDepth:
-        from kdcache.depth_colors import display_range, to_levels, to_nearness
+        from kdcache.depth_colors import smoothed_range, to_levels, to_nearness
 
         tick = time.perf_counter()
         prediction = panel.predictor.predict(image)
@@ -155,8 +155,7 @@ class LiveEngine:
         nearness = to_nearness(prediction, panel.predictor.output_space)
         # every other pixel each way: 2nd/98th percentiles within 1 % of the range's width (40 synthetic rooms),
         # a quarter of the sort (0.2 against 0.8 ms at 240x320, on every frame's path); the range is smoothed anyway
-        current = np.array(display_range(nearness[::2, ::2]))
-        panel.window = current if panel.window is None else RANGE_SMOOTHING * panel.window + (1 - RANGE_SMOOTHING) * current
+        panel.window = smoothed_range(panel.window, nearness[::2, ::2], keep=RANGE_SMOOTHING)
         lo, hi = panel.window
         return PanelDepth(panel.role, panel.spec, to_levels(nearness, float(lo), float(max(hi, lo + 1e-6))),
                           model_ms, panel.predictor.output_space)
