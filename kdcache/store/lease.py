@@ -171,13 +171,17 @@ def live(holder: dict) -> bool:
     """Is the run that wrote `holder` still holding its lease?"""
     if time.time() > float(holder.get("expires", 0)):
         return False
-    if holder.get("boot") != boot_id():
-        return True  # another machine: only the expiry tells
+    # another machine: only the expiry tells
+    return holder.get("boot") != boot_id() or process_running(holder.get("pid"))
+
+
+def process_running(pid) -> bool:
+    """Is process `pid` on this machine running? True where that cannot be told (another user's, an odd pid)."""
     try:
-        os.kill(int(holder["pid"]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, KeyError):
+    except (PermissionError, ValueError, TypeError):
         return True
     return True
 

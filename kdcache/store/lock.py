@@ -161,15 +161,8 @@ def _take_over(handle, path: Path, exclusive: bool, role: Role) -> None:
 
 
 def _alive(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return True  # cannot tell from here
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
+    # on another host: cannot tell from here
+    return holder.get("host") != socket.gethostname() or lease.process_running(holder.get("pid"))
 
 
 def _refusal(url: str, holder: dict, role: Role) -> str:
