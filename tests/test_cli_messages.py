@@ -39,6 +39,7 @@ def test_usage_errors_are_one_error_line_with_the_usage(argv, expected, run_cli)
     (("--lr", "nan"), None, "variant setting lr = nan must be a finite number > 0: fix --lr or `lr` in the TOML"),
     (("--lr", "-1"), None, "variant setting lr = -1.0 must be > 0: fix --lr"),
     (("--ema", "1.5"), None, "variant setting ema = 1.5 must be in [0, 1)"),
+    (("--read-cache-gib", "-5"), None, "train setting read_cache_gib = -5.0 must be > 0: fix --read-cache-gib"),
     ((), 'batch_size = "eight"\n', "train setting batch_size = 'eight' must be an integer: fix --batch-size"),
     ((), "steps = 2.5\n", "train setting steps = 2.5 must be an integer"),
     ((), 'resolution = [32, "x"]\n', "train setting resolution = (32, 'x') must be a list of 2 integers"),

@@ -111,7 +111,7 @@ class TrainConfig(Config):
                                      help="Folder keeping local copies of a remote cache's shards, so epochs after "
                                           "the first read the local disk (default: $KDCACHE_READ_CACHE, else "
                                           "~/.cache/kdcache/reads; `off`: none).")
-    read_cache_gib: float = setting(50.0, flag="--read-cache-gib",
+    read_cache_gib: float = setting(50.0, flag="--read-cache-gib", bounds=Bounds(0, open_low=True),
                                     help="Bound of the read cache folder in GiB (least recently used copies go "
                                          "first).")
     sources: dict[str, str] = setting(factory=dict)  # source name -> split spec in the store
