@@ -76,6 +76,19 @@ def _run_dir(out: Path, name: str) -> Path:
     return out / "runs" / name
 
 
+def run_name(preset: str, seed: int = 0, length: float = 1) -> str:
+    """A run's key in results.json and its folder: PRESET, PRESET@x2 (twice the epochs), PRESET@seed1, PRESET@x2@seed1."""
+    return preset + (f"@x{length:g}" if length != 1 else "") + (f"@seed{seed}" if seed else "")
+
+
+def parse_run_name(name: str) -> tuple[str, int, float]:
+    """(preset, seed, length) of a `run_name`."""
+    preset, *tags = name.split("@")
+    seed = next((int(t[4:]) for t in tags if t.startswith("seed")), 0)
+    length = next((float(t[1:]) for t in tags if t.startswith("x")), 1.0)
+    return preset, seed, length
+
+
 def phase_train(config: dict, out: Path, names: list[str], results: dict) -> None:
     from kdcache.console import log
     from kdcache.train import train
@@ -86,16 +99,17 @@ def phase_train(config: dict, out: Path, names: list[str], results: dict) -> Non
         entry = results.setdefault(name, {})
         if entry.get("train"):
             continue
-        preset, _, seed = name.partition("@seed")
-        train_config = steps.distil_config(preset, config["recipe"], run, epochs=int(config["epochs"]))
-        train_config["seed"] = int(seed or 0)
+        preset, seed, length = parse_run_name(name)
+        epochs = round(config["epochs"] * length)
+        train_config = steps.distil_config(preset, config["recipe"], run, epochs=epochs)
+        train_config["seed"] = seed
         if (run / "config.json").exists():
             train_config["resume"] = True
-        log(f"[bold]pareto:[/] training {name} ({config['recipe']}, {config['epochs']} epochs) -> {run}")
+        log(f"[bold]pareto:[/] training {name} ({config['recipe']}, {epochs} epochs) -> {run}")
         result = train(train_config)[0]
         entry["train"] = {"run": str(run), "wall_time_s": result.wall_time_s, "steps": result.steps,
                           "best_val_abs_rel": result.best_val_abs_rel, "recipe": config["recipe"],
-                          "epochs": config["epochs"]}
+                          "epochs": epochs}
         save_results(out, results)
 
 
@@ -226,13 +240,17 @@ def markdown_table(results: dict, names: list[str], picks: dict[int, str | None]
     return "\n".join(lines)
 
 
+def seed_runs(results: dict, name: str) -> list[dict]:
+    """The `eval` entries of run NAME and of its other seeds (NAME@seedN, `--extra-seed`), seed 0 first."""
+    keys = [name] + sorted(k for k in results if k.startswith(f"{name}@seed"))
+    return [results[k]["eval"] for k in keys if isinstance(results.get(k), dict) and results[k].get("eval")]
+
+
 def seed_table(results: dict, names: list[str]) -> str:
     """AbsRel of every preset trained with more than one seed (`--extra-seed`): the noise the picks stand on."""
     lines = ["| student | AbsRel per seed (0, 1, ...) | spread |", "|---|---|---:|"]
     for name in names:
-        seeds = [results[name]["eval"]["abs_rel"]] if results.get(name, {}).get("eval") else []
-        seeds += [entry["eval"]["abs_rel"] for key, entry in sorted(results.items())
-                  if key.startswith(f"{name}@seed") and isinstance(entry, dict) and entry.get("eval")]
+        seeds = [run["abs_rel"] for run in seed_runs(results, name)]
         if len(seeds) > 1:
             lines.append(f"| {name} | {', '.join(f'{v:.4f}' for v in seeds)} | {max(seeds) - min(seeds):.4f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -349,6 +367,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds in the speed phase")
     parser.add_argument("--extra-seed", type=int, help="train/eval the --student presets again with this seed "
                                                        "(kept as PRESET@seedN beside seed 0, for the spread)")
+    parser.add_argument("--length", type=float, default=1, help="train the --student presets for this many times "
+                                                                "the config's epochs (kept as PRESET@xL: a lever)")
     parser.add_argument("--image", type=Path, default=ROOT / "docs" / "images" / "students_pareto.png")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -357,8 +377,7 @@ def main() -> None:
     config = scaled_config(tomllib.loads(args.config.read_text()), args.scale)
     args.out = args.out or ROOT / "runs" / ("pareto" if args.scale is None else f"pareto-{args.scale}")
     names = args.student or [n for n in list_students() if not STUDENTS.info(n).get("alias_of")]
-    if args.extra_seed is not None:
-        names = [f"{n}@seed{args.extra_seed}" for n in names]
+    names = [run_name(n, args.extra_seed or 0, args.length) for n in names]
     args.out.mkdir(parents=True, exist_ok=True)
     results = load_results(args.out)
     phases = args.phase or list(PHASES)

@@ -1,6 +1,6 @@
 """The real-time presets at one demo scale over several seeds, beside the teacher: the table and the moonshot verdict.
 
-    python bench/realtime_seeds.py --out runs/pareto-full [--docs docs/results.md] --commit C --threads N
+    python bench/realtime_seeds.py --out runs/pareto-full --commit C [--threads N] [--docs docs/results.md]
 
 Reads what `bench/pareto.py --scale S --out OUT` stored (OUT/results.json: every preset's `eval` on the demo's test
 split, its `--extra-seed` runs as PRESET@seedN, and the `speed` phase's FPS) and prints, for each preset, the mean and
@@ -20,16 +20,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pareto import TEACHER, load_results, write_docs_table  # noqa: E402
+from pareto import TEACHER, load_results, parse_run_name, seed_runs, write_docs_table  # noqa: E402
 
 MARKERS = ("<!-- realtime seeds table: written by bench/realtime_seeds.py -->", "<!-- end of realtime seeds table -->")
 BARS = {60: 1.05, 120: 1.10}  # FPS budget -> the largest AbsRel / teacher's AbsRel that meets the moonshot
 
 
-def seed_runs(results: dict, preset: str) -> list[dict]:
-    """The `eval` entries of PRESET and PRESET@seedN, seed 0 first."""
-    keys = [preset] + sorted(k for k in results if k.startswith(f"{preset}@seed"))
-    return [results[k]["eval"] for k in keys if isinstance(results.get(k), dict) and results[k].get("eval")]
+def validation(results: dict, name: str) -> list[float]:
+    """Best-checkpoint validation AbsRel of run NAME and its other seeds (what the decision rule reads)."""
+    keys = [name] + sorted(k for k in results if k.startswith(f"{name}@seed"))
+    return [results[k]["train"]["best_val_abs_rel"] for k in keys
+            if isinstance(results.get(k), dict) and (results[k].get("train") or {}).get("best_val_abs_rel")]
+
+
+def recorded_threads(results: dict, names: list[str]) -> str:
+    """The torch threads the runs' config.json files record (kdcache.train.reuse.run_extra), or why not."""
+    threads = set()
+    for key, entry in results.items():
+        if any(key == n or key.startswith(f"{n}@seed") for n in names) and (entry.get("train") or {}).get("run"):
+            config = Path(entry["train"]["run"]) / "config.json"
+            threads.add(json.loads(config.read_text()).get("torch_threads") if config.is_file() else None)
+    return ", ".join(str(t) for t in sorted(threads, key=str)) if None not in threads else "not recorded"
 
 
 def summary(values: list[float]) -> tuple[float, float]:
@@ -45,8 +56,9 @@ def rows(results: dict, presets: list[str]) -> list[dict]:
         if not runs:
             continue
         absrel, d1 = summary([r["abs_rel"] for r in runs]), summary([r["d1"] for r in runs])
-        fps = results[preset].get("speed", {}).get("fps")
+        fps = results[parse_run_name(preset)[0]].get("speed", {}).get("fps")
         table.append({"preset": preset, "seeds": len(runs), "abs_rel": absrel, "d1": d1, "fps": fps,
+                      "val": summary(validation(results, preset) or [float("nan")]),
                       "per_seed": [r["abs_rel"] for r in runs], "vs_teacher": absrel[0] / teacher - 1})
     return table
 
@@ -74,15 +86,17 @@ def markdown(results: dict, presets: list[str], seeds_wanted: int, commit: str, 
     teacher = results[TEACHER]["eval"]
     table = rows(results, presets)
     lines = [f"Reproduces: commit {commit}, {threads} torch thread(s) per training run, seeds 0-{seeds_wanted - 1}.", "",
-             "| preset | FPS (240x320, ORT, 2 threads) | AbsRel (mean ± sd) | vs teacher | δ1 (mean ± sd) | "
-             "AbsRel per seed |", "|---|---:|---:|---:|---:|---|",
-             f"| teacher (resnet18-minidpt) | {results[TEACHER].get('speed', {}).get('fps', float('nan')):.0f} | "
+             "| preset | FPS (240x320, ORT, 2 threads) | validation AbsRel | AbsRel (mean ± sd, seeds) | vs teacher | "
+             "δ1 (mean ± sd) | AbsRel per seed |", "|---|---:|---:|---:|---:|---:|---|",
+             f"| teacher (resnet18-minidpt) | {results[TEACHER].get('speed', {}).get('fps', float('nan')):.0f} | | "
              f"{teacher['abs_rel']:.4f} | | {teacher['d1']:.3f} | |"]
     for row in sorted(table, key=lambda r: -(r["fps"] or 0)):
-        aliases = [n for n in STUDENTS.names() if STUDENTS.info(n).get("alias_of") == row["preset"]]
+        base = parse_run_name(row["preset"])[0]  # PRESET@x2 (a lever) is still that preset's architecture
+        aliases = [n for n in STUDENTS.names() if STUDENTS.info(n).get("alias_of") == base]
         label = f"{row['preset']} (= {', '.join(aliases)})" if aliases else row["preset"]
         fps = f"{row['fps']:.0f}" if row["fps"] else "not timed"
-        lines.append(f"| {label} | {fps} | {row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({row['seeds']}) | "
+        lines.append(f"| {label} | {fps} | {row['val'][0]:.4f} ± {row['val'][1]:.4f} | "
+                     f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({row['seeds']}) | "
                      f"{100 * row['vs_teacher']:+.1f} % | {row['d1'][0]:.3f} ± {row['d1'][1]:.3f} | "
                      f"{', '.join(f'{v:.4f}' for v in row['per_seed'])} |")
     return "\n".join(lines + ["", "Moonshot:", *verdicts(table, teacher["abs_rel"], seeds_wanted)])
@@ -95,7 +109,7 @@ def main() -> None:
                                                           "the default student")
     parser.add_argument("--seeds", type=int, default=3, help="seeds the experiment trains per preset")
     parser.add_argument("--commit", required=True, help="the commit the runs were trained with")
-    parser.add_argument("--threads", required=True, help="torch threads each training run used")
+    parser.add_argument("--threads", help="torch threads each training run used (default: what the runs record)")
     parser.add_argument("--docs", type=Path, help="write the table between this file's markers")
     args = parser.parse_args()
     from kdcache.students import STUDENTS
@@ -105,7 +119,7 @@ def main() -> None:
     results = load_results(args.out)
     if not results.get(TEACHER, {}).get("eval"):
         raise SystemExit(f"{args.out}: no teacher evaluation yet: run bench/pareto.py --phase eval first")
-    text = markdown(results, presets, args.seeds, args.commit, args.threads)
+    text = markdown(results, presets, args.seeds, args.commit, args.threads or recorded_threads(results, presets))
     print(text)
     if args.docs and write_docs_table(text, args.docs, MARKERS):
         print(f"wrote the table into {args.docs}")

@@ -44,6 +44,12 @@ def _bench(name: str):
     return module
 
 
+def test_run_names_carry_the_seed_and_the_length_lever():
+    for preset, seed, length in [("mobilevit", 0, 1.0), ("mobilevit", 2, 1.0), ("realtime-60", 1, 2.0)]:
+        assert pareto.parse_run_name(pareto.run_name(preset, seed, length)) == (preset, seed, length)
+    assert pareto.run_name("a", 1, 2) == "a@x2@seed1" and pareto.run_name("a") == "a"
+
+
 def test_a_scale_takes_its_overrides_from_the_config_and_nothing_else():
     import tomllib
 

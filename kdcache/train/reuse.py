@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from kdcache import __version__
 from kdcache.store import manifest as mf
 from kdcache.train import checkpointing as ckpt
@@ -33,15 +35,17 @@ from kdcache.train.variant import output_space
 # (the weights file a run started from) follows from the variant's `pretrained`, which is compared: a run that asks
 # for ImageNet weights either loads them or is refused.
 NOT_LEARNED = frozenset({"out", "variants", "device", "workers", "log_every", "checkpoint_every", "resume",
-                         "overwrite", "progress", "epochs", "steps", "kdcache_version", "encoder_weights"})
+                         "overwrite", "progress", "epochs", "steps", "kdcache_version", "encoder_weights",
+                         "torch_threads"})
 FINISHED, PARTIAL, UNTRAINED = "finished", "partial", "untrained"
 
 
 def run_extra(config: TrainConfig, info: CacheInfo, variant: VariantConfig, world_size: int) -> dict[str, Any]:
     """The facts a run adds to its config.json (the cache's teacher, the step count, the output space)."""
     per_epoch = steps_per_epoch(config, info, world_size)
-    return {"kdcache_version": __version__, "teacher": info.teacher, "cache_identity": info.identity,
-            "resolution": info.resolution,
+    # torch_threads: a run with 1 and one with 2 threads round apart from the second step on (docs/results.md)
+    return {"kdcache_version": __version__, "torch_threads": torch.get_num_threads(), "teacher": info.teacher,
+            "cache_identity": info.identity, "resolution": info.resolution,
             "steps_per_epoch": per_epoch, "total_steps": total_steps(config, per_epoch),
             "world_size": world_size,
             "output_space": output_space(variant, info.source_space, info.teacher_space)}
