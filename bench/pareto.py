@@ -1,6 +1,10 @@
 """Every student preset, accuracy against speed, in one picture: docs/images/students_pareto.png.
 
     nice -n 10 python bench/pareto.py [--out runs/pareto] [--student NAME ...] [--phase PHASE ...]
+        [--scale full] [--extra-seed N] [--length L]
+
+`--scale` distils from another demo scale's teacher cache (`[scales.S]` of the config holds what differs there);
+`--extra-seed` and `--length` train the presets again as PRESET@seedN / PRESET@xL (L x the epochs: a lever).
 
 Phases (all by default, in this order; each one stores its figures in OUT/results.json and skips what is done):
   teacher  steps 1-3 of `kdcache demo --scale S` (configs/pareto.toml): GT store, teacher, teacher cache;
