@@ -78,7 +78,10 @@ const done = arguments[0];
   const video = document.createElement("video");
   video.muted = true; video.srcObject = stream; await video.play();
   const captures = [], arrivals = [];
-  const onFrame = (now, meta) => { captures.push(meta.captureTime); if (arrivals.length < 40) video.requestVideoFrameCallback(onFrame); };
+  const onFrame = (now, meta) => {
+    captures.push(meta.captureTime);
+    if (arrivals.length < 40) video.requestVideoFrameCallback(onFrame);
+  };
   video.requestVideoFrameCallback(onFrame);
   if (!window.MediaStreamTrackProcessor) { done(null); return; }
   const reader = new MediaStreamTrackProcessor({track: track.clone()}).readable.getReader();
@@ -135,7 +138,8 @@ def bench_kdcache(model: str, teacher: str | None, camera: Path, seconds: float,
             # the track path's frames are stamped on arrival, the <video> path's with the camera's own capture time
             "capture_to_display_ms": _median(e["latencyMs"] + (arrival_lag or 0) * (frame_source == "track")
                                              for e in log),
-            "frame_source": frame_source, **_model_only(panel.predictor), **_http_path(engine), "external_requests": external}
+            "frame_source": frame_source, **_model_only(panel.predictor), **_http_path(engine),
+            "external_requests": external}
 
 
 _PAGE_TIMES = {"latency": "latencyMs", "capture": "captureMs", "server": "serverMs", "wait": "waitMs", "draw": "drawMs",

@@ -244,10 +244,15 @@ def markdown_table(results: dict, names: list[str], picks: dict[int, str | None]
     return "\n".join(lines)
 
 
-def seed_runs(results: dict, name: str) -> list[dict]:
-    """The `eval` entries of run NAME and of its other seeds (NAME@seedN, `--extra-seed`), seed 0 first."""
+def seed_entries(results: dict, name: str) -> list[dict]:
+    """The results.json entries of run NAME and of its other seeds (NAME@seedN, `--extra-seed`), seed 0 first."""
     keys = [name] + sorted(k for k in results if k.startswith(f"{name}@seed"))
-    return [results[k]["eval"] for k in keys if isinstance(results.get(k), dict) and results[k].get("eval")]
+    return [results[k] for k in keys if isinstance(results.get(k), dict)]
+
+
+def seed_runs(results: dict, name: str) -> list[dict]:
+    """The `eval` entries of run NAME and of its other seeds, seed 0 first."""
+    return [entry["eval"] for entry in seed_entries(results, name) if entry.get("eval")]
 
 
 def seed_table(results: dict, names: list[str]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pareto import TEACHER, load_results, parse_run_name, seed_runs, write_docs_table  # noqa: E402
+from pareto import TEACHER, load_results, parse_run_name, seed_entries, seed_runs, write_docs_table  # noqa: E402
 
 MARKERS = ("<!-- realtime seeds table: written by bench/realtime_seeds.py -->", "<!-- end of realtime seeds table -->")
 BARS = {60: 1.05, 120: 1.10}  # FPS budget -> the largest AbsRel / teacher's AbsRel that meets the moonshot
@@ -28,18 +28,16 @@ BARS = {60: 1.05, 120: 1.10}  # FPS budget -> the largest AbsRel / teacher's Abs
 
 def validation(results: dict, name: str) -> list[float]:
     """Best-checkpoint validation AbsRel of run NAME and its other seeds (what the decision rule reads)."""
-    keys = [name] + sorted(k for k in results if k.startswith(f"{name}@seed"))
-    return [results[k]["train"]["best_val_abs_rel"] for k in keys
-            if isinstance(results.get(k), dict) and (results[k].get("train") or {}).get("best_val_abs_rel")]
+    return [entry["train"]["best_val_abs_rel"] for entry in seed_entries(results, name)
+            if (entry.get("train") or {}).get("best_val_abs_rel")]
 
 
 def recorded_threads(results: dict, names: list[str]) -> str:
     """The torch threads the runs' config.json files record (kdcache.train.reuse.run_extra), or why not."""
     threads = set()
-    for key, entry in results.items():
-        if any(key == n or key.startswith(f"{n}@seed") for n in names) and (entry.get("train") or {}).get("run"):
-            config = Path(entry["train"]["run"]) / "config.json"
-            threads.add(json.loads(config.read_text()).get("torch_threads") if config.is_file() else None)
+    for entry in (e for name in names for e in seed_entries(results, name) if (e.get("train") or {}).get("run")):
+        config = Path(entry["train"]["run"]) / "config.json"
+        threads.add(json.loads(config.read_text()).get("torch_threads") if config.is_file() else None)
     return ", ".join(str(t) for t in sorted(threads, key=str)) if None not in threads else "not recorded"
 
 
@@ -56,7 +54,7 @@ def rows(results: dict, presets: list[str]) -> list[dict]:
         if not runs:
             continue
         absrel, d1 = summary([r["abs_rel"] for r in runs]), summary([r["d1"] for r in runs])
-        fps = results[parse_run_name(preset)[0]].get("speed", {}).get("fps")
+        fps = results.get(parse_run_name(preset)[0], {}).get("speed", {}).get("fps")
         table.append({"preset": preset, "seeds": len(runs), "abs_rel": absrel, "d1": d1, "fps": fps,
                       "val": summary(validation(results, preset) or [float("nan")]),
                       "per_seed": [r["abs_rel"] for r in runs], "vs_teacher": absrel[0] / teacher - 1})
@@ -84,21 +82,21 @@ def verdicts(table: list[dict], teacher: float, seeds_wanted: int) -> list[str]:
     return lines
 
 
-def markdown(results: dict, presets: list[str], seeds_wanted: int, commit: str, threads: str) -> str:
+def markdown(results: dict, table: list[dict], seeds_wanted: int, commit: str, threads: str) -> str:
+    """The docs' text for `rows(results, ...)`: the provenance line, the table and the moonshot verdicts."""
     from kdcache.students import STUDENTS
 
     teacher = results[TEACHER]["eval"]
-    table = rows(results, presets)
-    lines = [f"Reproduces: commit {commit}, {threads} torch thread(s) per training run, seeds 0-{seeds_wanted - 1}.", "",
-             "| preset | FPS (240x320, ORT, 2 threads; rounds) | validation AbsRel | AbsRel (mean ± sd, seeds) | vs teacher | "
-             "δ1 (mean ± sd) | AbsRel per seed |", "|---|---:|---:|---:|---:|---:|---|",
+    lines = [f"Reproduces: commit {commit}, {threads} torch thread(s) per training run, seeds 0-{seeds_wanted - 1}.",
+             "", "| preset | FPS (240x320, ORT, 2 threads; rounds) | validation AbsRel | AbsRel (mean ± sd, seeds) | "
+             "vs teacher | δ1 (mean ± sd) | AbsRel per seed |", "|---|---:|---:|---:|---:|---:|---|",
              f"| teacher (resnet18-minidpt) | {results[TEACHER].get('speed', {}).get('fps', float('nan')):.0f} | | "
              f"{teacher['abs_rel']:.4f} | | {teacher['d1']:.3f} | |"]
     for row in sorted(table, key=lambda r: -(r["fps"] or 0)):
         base = parse_run_name(row["preset"])[0]  # PRESET@x2 (a lever) is still that preset's architecture
         aliases = [n for n in STUDENTS.names() if STUDENTS.info(n).get("alias_of") == base]
         label = f"{row['preset']} (= {', '.join(aliases)})" if aliases else row["preset"]
-        rounds = [1e3 / ms for ms in results[base].get("speed", {}).get("rounds", [])]
+        rounds = [1e3 / ms for ms in results.get(base, {}).get("speed", {}).get("rounds", [])]
         fps = f"{row['fps']:.0f} ({min(rounds):.0f}-{max(rounds):.0f})" if row["fps"] and rounds else (
             f"{row['fps']:.0f}" if row["fps"] else "not timed")
         lines.append(f"| {label} | {fps} | {row['val'][0]:.4f} ± {row['val'][1]:.4f} | "
@@ -125,11 +123,12 @@ def main() -> None:
     results = load_results(args.out)
     if not results.get(TEACHER, {}).get("eval"):
         raise SystemExit(f"{args.out}: no teacher evaluation yet: run bench/pareto.py --phase eval first")
-    text = markdown(results, presets, args.seeds, args.commit, args.threads or recorded_threads(results, presets))
+    table = rows(results, presets)
+    text = markdown(results, table, args.seeds, args.commit, args.threads or recorded_threads(results, presets))
     print(text)
     if args.docs and write_docs_table(text, args.docs, MARKERS):
         print(f"wrote the table into {args.docs}")
-    print(json.dumps({r["preset"]: r["abs_rel"] for r in rows(results, presets)}))
+    print(json.dumps({r["preset"]: r["abs_rel"] for r in table}))
 
 
 if __name__ == "__main__":
