@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -304,8 +306,18 @@ def test_dpt_hybrid_exposes_resnet_maps_and_vit_states(tiny):
     torch.testing.assert_close(out.depth, teacher.rule.resize_back(direct.predicted_depth, (48, 40)))
     torch.testing.assert_close(out.features["backbone_stage1"], maps[0])
     torch.testing.assert_close(out.features["hidden_4"], _grid(direct.hidden_states[4], 4, 4))
-    with pytest.raises(KdcacheError, match="only runs at 64x64"):
+    with pytest.raises(KdcacheError, match=r"only runs at 64x64 \(input_size=32\): pass input_size=64"):
         create_teacher(f"hf:{tiny['hybrid']}", input_size=32)
+
+
+def test_dpt_hybrid_refuses_a_processor_size_it_cannot_run_unless_input_size_fixes_it(tiny, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny["hybrid"], tmp_path / "hybrid")
+    (folder / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 32, "width": 32}}))
+    with pytest.raises(KdcacheError, match=r"only runs at 64x64 \(its image processor asks for 32x32\)"):
+        create_teacher(f"hf:{folder}")
+    assert create_teacher(f"hf:{folder}", input_size=64).rule(_images(48, 40)).shape[-2:] == (64, 64)
 
 
 # --- loading errors -------------------------------------------------------------------------------------------

@@ -58,11 +58,6 @@ def _dpt(config, input_size: int | None, processor: dict | None) -> Architecture
     backbone = config.backbone_config
     if config.is_hybrid:
         patch, native = _int(config.patch_size), _int(config.image_size)
-        if input_size not in (None, native):
-            # The hybrid embedding refuses any size but config.image_size (no position-embedding interpolation).
-            raise KdcacheError(
-                f"DPT-Hybrid only runs at {native}x{native}: drop input_size or pass input_size={native}"
-            )
         conv_stages = list(backbone.out_features)[:2]
         inputs = [f"backbone_{stage}" for stage in conv_stages]
         inputs += [f"hidden_{i + 1}" for i in config.backbone_out_indices[2:]]
@@ -77,8 +72,10 @@ def _dpt(config, input_size: int | None, processor: dict | None) -> Architecture
                          output_filter="bicubic")
     rule = processor_rule(processor, default, input_size)
     if config.is_hybrid and rule.size != (native, native):
-        raise KdcacheError(f"DPT-Hybrid only runs at {native}x{native}: its image processor asks for "
-                           f"{rule.size[0]}x{rule.size[1]}")
+        # The hybrid embedding refuses any size but config.image_size (no position-embedding interpolation).
+        height, width = rule.size
+        asked = f"input_size={input_size}" if input_size else f"its image processor asks for {height}x{width}"
+        raise KdcacheError(f"DPT-Hybrid only runs at {native}x{native} ({asked}): pass input_size={native}")
     return Architecture("dpt", rule, patch, "disparity", inputs, _neck_outputs(config))
 
 
