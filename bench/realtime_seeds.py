@@ -1,12 +1,15 @@
 """The real-time presets at one demo scale over several seeds, beside the teacher: the table and the moonshot verdict.
 
     python bench/realtime_seeds.py --out runs/pareto-full --commit C [--threads N] [--docs docs/results.md]
+                                   [--readme README.md]
 
 Reads what `bench/pareto.py --scale S --out OUT` stored (OUT/results.json: every preset's `eval` on the demo's test
 split, its `--extra-seed` runs as PRESET@seedN, and the `speed` phase's FPS) and prints, for each preset, the mean and
 sample standard deviation over its seeds of AbsRel and δ1, its gap to the teacher, and for each FPS budget whether the
 most accurate preset that meets it is within the budget's bar of the teacher's AbsRel (issue 28: >= 60 FPS within 5 %,
->= 120 FPS within 10 %, judged on the seed mean). With --docs the table goes between the markers of that file.
+>= 120 FPS within 10 %, judged on the seed mean). Lever runs (PRESET@xL) are judged on the validation slice by the
+decision rule; an adopted one joins the table. With --docs the text goes between the markers of that file; with
+--readme the README's speed-budget table (each realtime-N alias and the default student) is written from the same rows.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pareto import TEACHER, load_results, parse_run_name, seed_entries, seed_runs, write_docs_table  # noqa: E402
 
 MARKERS = ("<!-- realtime seeds table: written by bench/realtime_seeds.py -->", "<!-- end of realtime seeds table -->")
+README_MARKERS = ("<!-- budget table: written by bench/realtime_seeds.py -->", "<!-- end of budget table -->")
 BARS = {60: 1.05, 120: 1.10}  # FPS budget -> the largest AbsRel / teacher's AbsRel that meets the moonshot
 
 
@@ -61,6 +65,40 @@ def rows(results: dict, presets: list[str]) -> list[dict]:
     return table
 
 
+def levers(results: dict, presets: list[str], seeds_wanted: int) -> list[dict]:
+    """Every lever run of the presets (PRESET@xL, `bench/pareto.py --length L`) against its preset's baseline on the
+    validation slice. The decision rule adopts a lever only when all its seeds are in and its validation mean beats
+    the baseline's by more than the two sds added up; only then are its test rooms scored."""
+    table = []
+    for key in sorted(results):
+        preset, seed, length = parse_run_name(key)
+        baseline, lever = validation(results, preset), validation(results, key)
+        if preset not in presets or seed or length == 1 or not baseline or not lever:
+            continue
+        (base_mean, base_sd), (lever_mean, lever_sd) = summary(baseline), summary(lever)
+        complete = min(len(baseline), len(lever)) >= seeds_wanted
+        gain, bar = base_mean - lever_mean, base_sd + lever_sd
+        table.append({"lever": key, "baseline": (base_mean, base_sd), "val": (lever_mean, lever_sd),
+                      "seeds": len(lever), "gain": gain, "bar": bar, "adopted": complete and gain > bar})
+    return table
+
+
+def lever_lines(table: list[dict], seeds_wanted: int) -> list[str]:
+    if not table:
+        return []
+    lines = ["", "Levers, on the validation slice (adopted only when the gain beats the two sds added up):", "",
+             "| lever | baseline validation AbsRel | lever validation AbsRel (seeds) | gain | bar (sd + sd) "
+             "| decision |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row in table:
+        decision = ("**adopted**: its test rooms are scored" if row["adopted"] else
+                    "not adopted" if row["seeds"] >= seeds_wanted else f"{row['seeds']} of {seeds_wanted} seeds so far")
+        lines.append(f"| {row['lever']} | {row['baseline'][0]:.4f} ± {row['baseline'][1]:.4f} | "
+                     f"{row['val'][0]:.4f} ± {row['val'][1]:.4f} ({row['seeds']}) | {row['gain']:+.4f} | "
+                     f"{row['bar']:.4f} | {decision} |")
+    return lines
+
+
 def verdicts(table: list[dict], teacher: float, seeds_wanted: int) -> list[str]:
     lines = []
     for budget, bar in BARS.items():
@@ -82,8 +120,48 @@ def verdicts(table: list[dict], teacher: float, seeds_wanted: int) -> list[str]:
     return lines
 
 
-def markdown(results: dict, table: list[dict], seeds_wanted: int, commit: str, threads: str) -> str:
-    """The docs' text for `rows(results, ...)`: the provenance line, the table and the moonshot verdicts."""
+def fps_text(results: dict, preset: str) -> str:
+    """The speed phase's median FPS of a preset and the range of its rounds."""
+    speed = results.get(preset, {}).get("speed", {})
+    rounds = [1e3 / ms for ms in speed.get("rounds", [])]
+    if not speed.get("fps"):
+        return "not timed"
+    return f"{speed['fps']:.0f} ({min(rounds):.0f}-{max(rounds):.0f})" if rounds else f"{speed['fps']:.0f}"
+
+
+def default_student() -> str:
+    """The student `kdcache train` builds when none is named (create_student's default: its one home)."""
+    import inspect
+
+    from kdcache.students import create_student
+
+    return inspect.signature(create_student).parameters["name"].default
+
+
+def budget_table(results: dict, table: list[dict], scale: str, seeds_wanted: int) -> str:
+    """The README's "which student for which speed budget" table: each realtime-N alias and the default student,
+    with this experiment's accuracy (its scale and seeds) and its quiet-machine FPS."""
+    from kdcache.students import STUDENTS
+
+    by_preset = {row["preset"]: row for row in table}
+    aliases = sorted((n for n in STUDENTS.names() if n.startswith("realtime-")), key=lambda n: int(n.split("-")[1]))
+    teacher = results[TEACHER]["eval"]["abs_rel"]
+    lines = [f"| budget (240x320, 2 CPU threads) | `--student` | is | AbsRel at `{scale}`, {seeds_wanted} seeds "
+             f"(teacher {teacher:.4f}) | FPS (median; rounds) |", "| --- | --- | --- | ---: | --- |"]
+    entries = [(f"{alias.split('-')[1]} FPS", f"`{alias}`", STUDENTS.info(alias)["alias_of"]) for alias in aliases]
+    entries.append(("accuracy first", f"`{default_student()}` (the default)", None))
+    for budget, student, alias_of in entries:
+        row = by_preset.get(alias_of or default_student())
+        accuracy = (f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({100 * row['vs_teacher']:+.1f} %)"
+                    if row else "not scored")
+        lines.append(f"| {budget} | {student} | {f'`{alias_of}`' if alias_of else ''} | {accuracy} | "
+                     f"{fps_text(results, alias_of or default_student())} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict, table: list[dict], seeds_wanted: int, commit: str, threads: str,
+             lever_table: list[dict] = ()) -> str:
+    """The docs' text for `rows(results, ...)`: the provenance line, the table, the levers and the moonshot verdicts."""
     from kdcache.students import STUDENTS
 
     teacher = results[TEACHER]["eval"]
@@ -96,14 +174,12 @@ def markdown(results: dict, table: list[dict], seeds_wanted: int, commit: str, t
         base = parse_run_name(row["preset"])[0]  # PRESET@x2 (a lever) is still that preset's architecture
         aliases = [n for n in STUDENTS.names() if STUDENTS.info(n).get("alias_of") == base]
         label = f"{row['preset']} (= {', '.join(aliases)})" if aliases else row["preset"]
-        rounds = [1e3 / ms for ms in results.get(base, {}).get("speed", {}).get("rounds", [])]
-        fps = f"{row['fps']:.0f} ({min(rounds):.0f}-{max(rounds):.0f})" if row["fps"] and rounds else (
-            f"{row['fps']:.0f}" if row["fps"] else "not timed")
-        lines.append(f"| {label} | {fps} | {row['val'][0]:.4f} ± {row['val'][1]:.4f} | "
+        lines.append(f"| {label} | {fps_text(results, base)} | {row['val'][0]:.4f} ± {row['val'][1]:.4f} | "
                      f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({row['seeds']}) | "
                      f"{100 * row['vs_teacher']:+.1f} % | {row['d1'][0]:.3f} ± {row['d1'][1]:.3f} | "
                      f"{', '.join(f'{v:.4f}' for v in row['per_seed'])} |")
-    return "\n".join(lines + ["", "Moonshot:", *verdicts(table, teacher["abs_rel"], seeds_wanted)])
+    return "\n".join(lines + lever_lines(list(lever_table), seeds_wanted)
+                     + ["", "Moonshot:", *verdicts(table, teacher["abs_rel"], seeds_wanted)])
 
 
 def main() -> None:
@@ -115,19 +191,29 @@ def main() -> None:
     parser.add_argument("--commit", required=True, help="the commit the runs were trained with")
     parser.add_argument("--threads", help="torch threads each training run used (default: what the runs record)")
     parser.add_argument("--docs", type=Path, help="write the table between this file's markers")
+    parser.add_argument("--readme", type=Path, help="write the speed-budget table between this file's markers")
     args = parser.parse_args()
     from kdcache.students import STUDENTS
 
     presets = args.preset or sorted({STUDENTS.info(n)["alias_of"] for n in STUDENTS.names()
-                                     if n.startswith("realtime-")}) + ["mobilevit"]
+                                     if n.startswith("realtime-")}) + [default_student()]
     results = load_results(args.out)
     if not results.get(TEACHER, {}).get("eval"):
         raise SystemExit(f"{args.out}: no teacher evaluation yet: run bench/pareto.py --phase eval first")
-    table = rows(results, presets)
-    text = markdown(results, table, args.seeds, args.commit, args.threads or recorded_threads(results, presets))
+    lever_table = levers(results, presets, args.seeds)
+    scored = presets + [row["lever"] for row in lever_table if row["adopted"]]
+    table = rows(results, scored)
+    text = markdown(results, table, args.seeds, args.commit, args.threads or recorded_threads(results, scored),
+                    lever_table)
     print(text)
     if args.docs and write_docs_table(text, args.docs, MARKERS):
         print(f"wrote the table into {args.docs}")
+    if args.readme:
+        scale = next((p.name.removeprefix("demo-") for p in sorted(args.out.glob("demo-*"))), "?")
+        readme = budget_table(results, table, scale, args.seeds)
+        print(readme)
+        if write_docs_table(readme, args.readme, README_MARKERS):
+            print(f"wrote the budget table into {args.readme}")
     print(json.dumps({r["preset"]: r["abs_rel"] for r in table}))
 
 

@@ -96,3 +96,51 @@ def test_the_seed_table_gives_mean_and_spread_and_judges_the_moonshot_on_the_mea
     assert "**not met** by mobilenetv3-small-lite" in one_twenty  # 0.112 > 1.10 x 0.100
     assert "only 2 of 3 seeds" in one_twenty and "inside the seed sd" in one_twenty  # 0.002 < sd 0.0057
     assert "inside the seed sd" not in sixty  # 0.003 below the bar, sd 0.001
+
+
+def test_a_lever_is_adopted_only_when_its_validation_gain_beats_both_sds_with_every_seed_in():
+    realtime = _bench("realtime_seeds")
+
+    def run(val, abs_rel=None):
+        return {"train": {"best_val_abs_rel": val}, **({"eval": {"abs_rel": abs_rel, "d1": 0.8}} if abs_rel else {})}
+
+    results = {"teacher": {"eval": {"abs_rel": 0.100, "d1": 0.8}, "speed": {"fps": 20}},
+               "fast": run(0.110, 0.111), "fast@seed1": run(0.112, 0.113), "fast@seed2": run(0.114, 0.112),
+               "fast@x2": run(0.100, 0.101), "fast@x2@seed1": run(0.101, 0.102),  # 2 of 3 seeds: no decision yet
+               "slow": run(0.120, 0.12), "slow@seed1": run(0.122, 0.12), "slow@seed2": run(0.124, 0.12),
+               "slow@x2": run(0.119), "slow@x2@seed1": run(0.121), "slow@x2@seed2": run(0.123)}  # gain 0.001 < 0.004
+    rows = {row["lever"]: row for row in realtime.levers(results, ["fast", "slow"], 3)}
+    assert set(rows) == {"fast@x2", "slow@x2"} and not any(row["adopted"] for row in rows.values())
+    assert abs(rows["slow@x2"]["gain"] - 0.001) < 1e-9 and abs(rows["slow@x2"]["bar"] - 0.004) < 1e-9
+    results["fast@x2@seed2"] = run(0.102, 0.100)
+    adopted = realtime.levers(results, ["fast", "slow"], 3)
+    assert [row["lever"] for row in adopted if row["adopted"]] == ["fast@x2"]  # gain 0.011 > 0.002 + 0.001
+    text = realtime.markdown(results, realtime.rows(results, ["fast", "fast@x2"]), 3, "abc1234", "2", adopted)
+    assert "| fast@x2 | 0.1120 ± 0.0020 | 0.1010 ± 0.0010 (3) | +0.0110 | 0.0030 | **adopted**" in text
+    assert "| slow@x2 |" in text and "| not adopted |" in text
+    assert "| fast@x2 | not timed |" in text  # a lever's row: scored on the test rooms once adopted
+
+
+def test_the_readme_budget_table_gives_each_alias_and_the_default_from_the_same_rows(tmp_path):
+    from kdcache.students import STUDENTS
+
+    realtime = _bench("realtime_seeds")
+    aliases = {n: STUDENTS.info(n)["alias_of"] for n in STUDENTS.names() if n.startswith("realtime-")}
+    default = realtime.default_student()
+
+    def run(abs_rel, rounds_ms=None):
+        speed = {"speed": {"fps": 1e3 / sorted(rounds_ms)[1], "rounds": rounds_ms}} if rounds_ms else {}
+        return {"eval": {"abs_rel": abs_rel, "d1": 0.8}, **speed}
+
+    results = {"teacher": run(0.100), default: run(0.104, [30.0, 25.0, 40.0])}
+    for preset in set(aliases.values()):
+        results[preset], results[f"{preset}@seed1"] = run(0.110, [5.0, 4.0, 8.0]), run(0.112)
+    text = realtime.budget_table(results, realtime.rows(results, [*set(aliases.values()), default]), "full", 2)
+    lines = text.splitlines()
+    assert "AbsRel at `full`, 2 seeds (teacher 0.1000)" in lines[0] and len(lines) == 2 + len(aliases) + 1
+    for alias, preset in aliases.items():
+        assert f"| `{alias}` | `{preset}` | 0.1110 ± 0.0014 (+11.0 %) | 200 (125-250) |" in text
+    assert lines[-1] == f"| accuracy first | `{default}` (the default) |  | 0.1040 ± 0.0000 (+4.0 %) | 33 (25-40) |"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{realtime.README_MARKERS[0]}\nold\n{realtime.README_MARKERS[1]}\nb\n")
+    assert realtime.write_docs_table(text, readme, realtime.README_MARKERS) and "old" not in readme.read_text()
