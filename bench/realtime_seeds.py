@@ -140,10 +140,14 @@ def default_student() -> str:
 
 def budget_table(results: dict, table: list[dict], scale: str, seeds_wanted: int) -> str:
     """The README's "which student for which speed budget" table: each realtime-N alias and the default student,
-    with this experiment's accuracy (its scale and seeds) and its quiet-machine FPS."""
+    with this experiment's accuracy (its scale and seeds; an adopted lever's where it validates better, its length
+    named) and its quiet-machine FPS."""
     from kdcache.students import STUDENTS
 
-    by_preset = {row["preset"]: row for row in table}
+    def best(preset: str) -> dict | None:  # the preset's baseline, or its adopted lever where that validates better
+        mine = [r for r in table if parse_run_name(r["preset"])[0] == preset]
+        return min(mine, key=lambda r: r["val"][0] if r["val"][0] == r["val"][0] else float("inf"), default=None)
+
     aliases = sorted((n for n in STUDENTS.names() if n.startswith("realtime-")), key=lambda n: int(n.split("-")[1]))
     teacher = results[TEACHER]["eval"]["abs_rel"]
     lines = [f"| budget (240x320, 2 CPU threads) | `--student` | is | AbsRel at `{scale}`, {seeds_wanted} seeds "
@@ -151,9 +155,10 @@ def budget_table(results: dict, table: list[dict], scale: str, seeds_wanted: int
     entries = [(f"{alias.split('-')[1]} FPS", f"`{alias}`", STUDENTS.info(alias)["alias_of"]) for alias in aliases]
     entries.append(("accuracy first", f"`{default_student()}` (the default)", None))
     for budget, student, alias_of in entries:
-        row = by_preset.get(alias_of or default_student())
-        accuracy = (f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({100 * row['vs_teacher']:+.1f} %)"
-                    if row else "not scored")
+        row = best(alias_of or default_student())
+        length = parse_run_name(row["preset"])[2] if row else 1
+        accuracy = (f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({100 * row['vs_teacher']:+.1f} %"
+                    f"{'' if length == 1 else f', {length:g}x the epochs'})" if row else "not scored")
         lines.append(f"| {budget} | {student} | {f'`{alias_of}`' if alias_of else ''} | {accuracy} | "
                      f"{fps_text(results, alias_of or default_student())} |")
     return "\n".join(lines)
