@@ -132,30 +132,31 @@ def mobilenetv4_nnconv5() -> StudentSpec:
 
 
 # -- speed-budget aliases ------------------------------------------------------------------------------------------
-# `--student realtime-N`: the most accurate preset at >= N FPS (240x320, onnxruntime, 2 CPU threads, batch 1), picked
-# from `python bench/pareto.py` (docs/benchmarks.md, "Students: accuracy against speed", is the record; the script
-# prints a note when a pick changes). Measured on the shared 2-core box at load ~6 from other jobs: medians there
-# are upper bounds, so budgets no median met were picked by the best of 150 runs, as the descriptions say.
+# `--student realtime-N`: the most accurate preset at >= N FPS (240x320, onnxruntime, 2 CPU threads, batch 1).
+# Accuracy: `bench/pareto.py --scale full` and `bench/realtime_seeds.py` (docs/results.md, "Real-time presets at scale
+# `full`", 3 seeds; the README's budget table is written from it). Speed: quiet 2-core machine, median of interleaved
+# rounds. One file's quiet median moves ~1.5x between hours there (mobilenetv4-nnconv5: 144-152 FPS in three hours
+# of 2026-12-06, 96 in an earlier one), so a budget's preset must meet it in every quiet hour on record.
 def _alias(preset: str) -> StudentSpec:
     return STUDENTS.create(preset)
 
 
 @register_student("realtime-30", alias_of="mobilenetv4-nnconv5",
-                  description="= mobilenetv4-nnconv5: most accurate at >= 30 FPS (41 FPS median at load ~6, AbsRel "
-                              "0.2209; bench/pareto.py)")
+                  description="= mobilenetv4-nnconv5: most accurate at >= 30 FPS (96-152 FPS quiet; at scale full "
+                              "+10.0 % AbsRel behind the teacher, +1.4 % with 2x the epochs)")
 def realtime_30() -> StudentSpec:
     return _alias("mobilenetv4-nnconv5")
 
 
 @register_student("realtime-60", alias_of="mobilenetv4-nnconv5",
-                  description="= mobilenetv4-nnconv5: most accurate at >= 60 FPS by the best of 150 runs (76 FPS; "
-                              "median 41 FPS at load ~6), AbsRel 0.2209, 7 % above the teacher (bench/pareto.py)")
+                  description="= mobilenetv4-nnconv5: most accurate at >= 60 FPS (96-152 FPS quiet; at scale full "
+                              "+10.0 % AbsRel behind the teacher, +1.4 % with 2x the epochs)")
 def realtime_60() -> StudentSpec:
     return _alias("mobilenetv4-nnconv5")
 
 
 @register_student("realtime-120", alias_of="mobilenetv3-small-lite",
-                  description="= mobilenetv3-small-lite: most accurate at >= 120 FPS by the best of 150 runs (207 "
-                              "FPS; median 43 FPS at load ~6), AbsRel 0.2470 (bench/pareto.py)")
+                  description="= mobilenetv3-small-lite: most accurate at >= 120 FPS in every quiet hour timed "
+                              "(151-236 FPS quiet; at scale full +17.9 % AbsRel behind the teacher)")
 def realtime_120() -> StudentSpec:
     return _alias("mobilenetv3-small-lite")
