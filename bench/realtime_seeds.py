@@ -153,12 +153,14 @@ def budget_table(results: dict, table: list[dict], scale: str, seeds_wanted: int
     lines = [f"| budget (240x320, 2 CPU threads) | `--student` | is | AbsRel at `{scale}`, {seeds_wanted} seeds "
              f"(teacher {teacher:.4f}) | FPS (median; rounds) |", "| --- | --- | --- | ---: | --- |"]
     entries = [(f"{alias.split('-')[1]} FPS", f"`{alias}`", STUDENTS.info(alias)["alias_of"]) for alias in aliases]
-    entries.append(("accuracy first", f"`{default_student()}` (the default)", None))
+    entries.append(("no budget", f"`{default_student()}` (the default)", None))
     for budget, student, alias_of in entries:
-        row = best(alias_of or default_student())
-        length = parse_run_name(row["preset"])[2] if row else 1
-        accuracy = (f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({100 * row['vs_teacher']:+.1f} %"
-                    f"{'' if length == 1 else f', {length:g}x the epochs'})" if row else "not scored")
+        row, accuracy = best(alias_of or default_student()), "not scored"
+        if row:
+            length = parse_run_name(row["preset"])[2]
+            notes = [f"{100 * row['vs_teacher']:+.1f} %"] + [f"{length:g}x the epochs"] * (length != 1)
+            notes += [f"{row['seeds']} of {seeds_wanted} seeds"] * (row["seeds"] < seeds_wanted)
+            accuracy = f"{row['abs_rel'][0]:.4f} ± {row['abs_rel'][1]:.4f} ({', '.join(notes)})"
         lines.append(f"| {budget} | {student} | {f'`{alias_of}`' if alias_of else ''} | {accuracy} | "
                      f"{fps_text(results, alias_of or default_student())} |")
     return "\n".join(lines)
