@@ -33,19 +33,36 @@ TEACHER = "teacher"
 MARKERS = ("<!-- pareto table: written by bench/pareto.py -->", "<!-- end of pareto table -->")
 
 
-def load_results(out: Path) -> dict:
+class Results(dict):
+    """OUT/results.json as one process read it; `as_loaded` keeps that reading, to tell this process's changes apart."""
+
+    def __init__(self, entries: dict):
+        super().__init__(entries)
+        self.as_loaded = json.loads(json.dumps(entries))
+
+
+def load_results(out: Path) -> Results:
     path = out / "results.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return Results(json.loads(path.read_text()) if path.exists() else {})
 
 
 def save_results(out: Path, results: dict) -> None:
-    """Merge into OUT/results.json entry by entry, so two training processes (disjoint --student lists) can share it."""
+    """Write into OUT/results.json only the fields this process changed since it loaded the file: phases run in
+    other processes meanwhile (a training pass beside an eval or a speed phase) keep what they wrote."""
     from kdcache.atomic import write_text
 
-    merged = load_results(out)
+    loaded = getattr(results, "as_loaded", {})
+    merged = dict(load_results(out))
     for name, entry in results.items():
-        merged[name] = {**merged.get(name, {}), **entry} if isinstance(entry, dict) else entry
+        before = loaded.get(name)
+        if not isinstance(entry, dict):
+            merged[name] = entry if entry != before else merged.get(name, entry)
+            continue
+        changed = {field: value for field, value in entry.items() if (before or {}).get(field) != value}
+        merged[name] = {**merged.get(name, {}), **changed}
     write_text(out / "results.json", json.dumps(merged, indent=2, default=str))
+    if isinstance(results, Results):
+        results.as_loaded = json.loads(json.dumps(merged))
 
 
 def scaled_config(config: dict, scale: str | None) -> dict:

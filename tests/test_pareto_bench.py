@@ -151,3 +151,14 @@ def test_the_readme_budget_table_gives_each_alias_and_the_default_from_the_same_
     readme = tmp_path / "README.md"
     readme.write_text(f"a\n{realtime.README_MARKERS[0]}\nold\n{realtime.README_MARKERS[1]}\nb\n")
     assert realtime.write_docs_table(text, readme, realtime.README_MARKERS) and "old" not in readme.read_text()
+
+
+def test_phases_in_two_processes_keep_each_others_figures(tmp_path):
+    pareto.save_results(tmp_path, {"fast": {"train": {"val": 0.2}, "speed": {"fps": 90.0}}})
+    training, timing = pareto.load_results(tmp_path), pareto.load_results(tmp_path)  # two processes' copies
+    timing["fast"]["speed"] = {"fps": 150.0}
+    pareto.save_results(tmp_path, timing)  # the speed phase finishes first
+    training["slow"] = {"train": {"val": 0.1}}
+    pareto.save_results(tmp_path, training)  # the training pass saves later, its stale speed in memory
+    assert pareto.load_results(tmp_path) == {"fast": {"train": {"val": 0.2}, "speed": {"fps": 150.0}},
+                                             "slow": {"train": {"val": 0.1}}}
