@@ -99,6 +99,12 @@ def lever_lines(table: list[dict], seeds_wanted: int) -> list[str]:
     return lines
 
 
+def by_validation(row: dict) -> tuple[float, float]:
+    """The decision rule's order: the validation mean (a row without one last), then the test mean."""
+    val = row["val"][0]
+    return (val if val == val else float("inf")), row["abs_rel"][0]
+
+
 def verdicts(table: list[dict], teacher: float, seeds_wanted: int) -> list[str]:
     lines = []
     for budget, bar in BARS.items():
@@ -107,8 +113,7 @@ def verdicts(table: list[dict], teacher: float, seeds_wanted: int) -> list[str]:
             lines.append(f"- >= {budget} FPS: no preset timed at that speed yet.")
             continue
         # the decision rule: the pick is the best validation mean; the test rooms only report it
-        best = min(fitting, key=lambda r: (r["val"][0], r["abs_rel"][0]) if r["val"][0] == r["val"][0]
-                   else (float("inf"), r["abs_rel"][0]))
+        best = min(fitting, key=by_validation)
         mean, sd = best["abs_rel"]
         met = mean <= bar * teacher
         partial = "" if best["seeds"] >= seeds_wanted else f" (only {best['seeds']} of {seeds_wanted} seeds so far)"
@@ -146,7 +151,7 @@ def budget_table(results: dict, table: list[dict], scale: str, seeds_wanted: int
 
     def best(preset: str) -> dict | None:  # the preset's baseline, or its adopted lever where that validates better
         mine = [r for r in table if parse_run_name(r["preset"])[0] == preset]
-        return min(mine, key=lambda r: r["val"][0] if r["val"][0] == r["val"][0] else float("inf"), default=None)
+        return min(mine, key=by_validation, default=None)
 
     aliases = sorted((n for n in STUDENTS.names() if n.startswith("realtime-")), key=lambda n: int(n.split("-")[1]))
     teacher = results[TEACHER]["eval"]["abs_rel"]
