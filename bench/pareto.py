@@ -34,11 +34,17 @@ MARKERS = ("<!-- pareto table: written by bench/pareto.py -->", "<!-- end of par
 
 
 class Results(dict):
-    """OUT/results.json as one process read it; `as_loaded` keeps that reading, to tell this process's changes apart."""
+    """OUT/results.json as one process read it; `as_loaded` keeps that reading (and, after each save, what this
+    process wrote), to tell this process's changes apart from figures it merely carries."""
 
     def __init__(self, entries: dict):
         super().__init__(entries)
-        self.as_loaded = json.loads(json.dumps(entries))
+        self.as_loaded = _snapshot(entries)
+
+
+def _snapshot(entries: dict) -> dict:
+    """A deep copy in results.json's own form (tuples become lists), so comparisons see what the file would hold."""
+    return json.loads(json.dumps(entries, default=str))
 
 
 def load_results(out: Path) -> Results:
@@ -61,8 +67,8 @@ def save_results(out: Path, results: dict) -> None:
         changed = {field: value for field, value in entry.items() if (before or {}).get(field) != value}
         merged[name] = {**merged.get(name, {}), **changed}
     write_text(out / "results.json", json.dumps(merged, indent=2, default=str))
-    if isinstance(results, Results):
-        results.as_loaded = json.loads(json.dumps(merged))
+    if isinstance(results, Results):  # in step with what it wrote; the fields it only carries stay unchanged
+        results.as_loaded = _snapshot(results)
 
 
 def scaled_config(config: dict, scale: str | None) -> dict:

@@ -160,5 +160,7 @@ def test_phases_in_two_processes_keep_each_others_figures(tmp_path):
     pareto.save_results(tmp_path, timing)  # the speed phase finishes first
     training["slow"] = {"train": {"val": 0.1}}
     pareto.save_results(tmp_path, training)  # the training pass saves later, its stale speed in memory
+    training["slower"] = {"train": {"val": 0.3}}
+    pareto.save_results(tmp_path, training)  # and saves again
     assert pareto.load_results(tmp_path) == {"fast": {"train": {"val": 0.2}, "speed": {"fps": 150.0}},
-                                             "slow": {"train": {"val": 0.1}}}
+                                             "slow": {"train": {"val": 0.1}}, "slower": {"train": {"val": 0.3}}}
