@@ -135,8 +135,8 @@ def mobilenetv4_nnconv5() -> StudentSpec:
 # `--student realtime-N`: the most accurate preset at >= N FPS (240x320, onnxruntime, 2 CPU threads, batch 1).
 # Accuracy: `bench/pareto.py --scale full` and `bench/realtime_seeds.py` (docs/results.md, "Real-time presets at scale
 # `full`", 3 seeds; the README's budget table is written from it). Speed: quiet 2-core machine, median of interleaved
-# rounds. One file's quiet median moves ~1.5x between hours there (mobilenetv4-nnconv5: 144-152 FPS in three hours
-# of 2026-12-06, 96 in an earlier one), so a budget's preset must meet it in every quiet hour on record.
+# rounds. One file's quiet median moves ~1.5x between hours there (mobilenetv4-nnconv5: 144-152 FPS in four timings
+# on 2026-12-06, 96 in an earlier one), so a budget's preset must meet it in every quiet hour on record.
 def _alias(preset: str) -> StudentSpec:
     return STUDENTS.create(preset)
 
